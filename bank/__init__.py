@@ -1,0 +1,1 @@
+"""loragen's bank: the adapter core (bank.lora) and the DuckDB/FAISS store of adapters and tasks."""

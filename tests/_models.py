@@ -1,0 +1,71 @@
+"""Tiny models built from configs with random weights (no download) and random adapters for them."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bank.lora import LoraAdapter
+
+
+def tiny_llama(seed: int = 0):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=128,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+def tiny_gpt2(seed: int = 0):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=128, n_embd=32, n_layer=2, n_head=4, n_positions=64)
+    return GPT2LMHeadModel(config).eval()
+
+
+def minilm():
+    from bank.base_model import load_base_model
+
+    return load_base_model()
+
+
+def random_adapter(
+    model: nn.Module,
+    targets: tuple[str, ...],
+    r: int = 4,
+    alpha: float = 8.0,
+    seed: int = 0,
+    scale: float = 0.1,
+    base_model: str = "tiny",
+) -> LoraAdapter:
+    g = torch.Generator().manual_seed(seed)
+    lora_A, lora_B = {}, {}
+    fan_in_fan_out = False
+    for name, module in model.named_modules():
+        if name.rsplit(".", 1)[-1] not in targets:
+            continue
+        w = module.weight
+        if isinstance(module, nn.Linear):
+            out_f, in_f = w.shape
+        else:  # GPT-2 Conv1D stores (in, out)
+            in_f, out_f = w.shape
+            fan_in_fan_out = True
+        lora_A[name] = torch.randn(r, in_f, generator=g) * scale
+        lora_B[name] = torch.randn(out_f, r, generator=g) * scale
+    return LoraAdapter(
+        base_model=base_model,
+        r=r,
+        lora_alpha=alpha,
+        lora_A=lora_A,
+        lora_B=lora_B,
+        fan_in_fan_out=fan_in_fan_out,
+    )
