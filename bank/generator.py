@@ -1,0 +1,80 @@
+"""What every adapter generator (retrieval, the ICM-LoRA CVAE, ABMLL) takes and gives: one shared contract.
+
+The evaluation harness, the service and the CLI talk to generators only through `GenerationRequest` and the
+`AdapterGenerator` protocol, so a new method plugs in without touching them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from bank.base_model import DEFAULT_BASE_MODEL
+from bank.lora.adapter import LoraAdapter
+
+MAX_DESCRIPTION_CHARS = 2000
+MAX_EXAMPLES = 256
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """A request for an adapter.
+
+    Args:
+        description: the task in plain language ("label 0 if the sentence is Polish, label 1 if it is Czech").
+        labels: optional class names in label order (like a zero-shot classifier's candidate labels).
+        examples: optional labelled examples as (text, label index) pairs.
+        base_model: the base model the adapter is for.
+        n_samples: how many adapters: 1 gives the generator's point estimate (posterior / latent mean),
+            more gives that many samples.
+        seed: seed for sampling; same request and seed give the same adapters.
+        exclude_tasks: bank task names a generator must not use (leave-one-out evaluation of retrieval).
+
+    Raises:
+        ValueError: empty or oversized description, bad labels, examples or sample count.
+    """
+
+    description: str
+    labels: tuple[str, ...] | None = None
+    examples: tuple[tuple[str, int], ...] | None = None
+    base_model: str = DEFAULT_BASE_MODEL
+    n_samples: int = 1
+    seed: int | None = None
+    exclude_tasks: frozenset[str] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        problems = []
+        text = self.description.strip() if isinstance(self.description, str) else ""
+        if not text:
+            problems.append("description is empty; describe the task, e.g. 'label 0 if Polish, label 1 if Czech'")
+        elif len(self.description) > MAX_DESCRIPTION_CHARS:
+            problems.append(f"description has {len(self.description)} characters; the limit is {MAX_DESCRIPTION_CHARS}")
+        if self.labels is not None:
+            if len(self.labels) < 2 or any(not str(lab).strip() for lab in self.labels):
+                problems.append(f"labels must name at least two non-empty classes, got {list(self.labels)}")
+            object.__setattr__(self, "labels", tuple(str(lab) for lab in self.labels))
+        if self.examples is not None:
+            if len(self.examples) > MAX_EXAMPLES:
+                problems.append(f"{len(self.examples)} examples given; the limit is {MAX_EXAMPLES}")
+            bad = [e for e in self.examples if not (len(e) == 2 and isinstance(e[0], str) and isinstance(e[1], int))]
+            if bad:
+                problems.append(f"examples must be (text, label index) pairs, e.g. ('Dzień dobry', 0); got {bad[:2]}")
+            n = len(self.labels) if self.labels else None
+            if n and any(not 0 <= e[1] < n for e in self.examples if not bad):
+                problems.append(f"example labels must be in [0, {n - 1}] for {n} labels")
+            object.__setattr__(self, "examples", tuple((str(t), int(y)) for t, y in self.examples) if not bad else ())
+        if not 1 <= self.n_samples <= 256:
+            problems.append(f"n_samples must be in [1, 256], got {self.n_samples}")
+        if problems:
+            raise ValueError("invalid generation request: " + "; ".join(problems))
+
+
+@runtime_checkable
+class AdapterGenerator(Protocol):
+    """Anything that turns a `GenerationRequest` into adapters."""
+
+    name: str
+
+    def generate(self, request: GenerationRequest) -> list[LoraAdapter]:
+        """Return `request.n_samples` adapters (the point estimate first when n_samples == 1)."""
+        ...
