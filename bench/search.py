@@ -111,6 +111,9 @@ def build_corpus(cfg: BenchConfig) -> tuple[np.ndarray, np.ndarray]:
     """(max(sizes), 384) bank vectors and (n_queries, 384) query vectors, all L2-normalised."""
     from bank.embed import TextEncoder
 
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)  # encoding is batch work: every core (OMP_NUM_THREADS is for queries)
     encoder = TextEncoder(batch_size=128)
     pairs = generate_descriptions(cfg.n_descriptions + cfg.n_queries, cfg.seed)
     texts = [t for pair in pairs[: cfg.n_descriptions] for t in pair]
