@@ -19,7 +19,8 @@ Guarantees:
   existing id (`on_duplicate="error"`, the default), or returns the existing id unchanged (`on_duplicate="skip"`).
 - Threads: one `Bank` may be shared by threads of one process (the service). Writes are serialised; searches read
   immutable index snapshots and never wait for a write or a re-index. DuckDB lets only one process open the file
-  read-write: a second process gets a `BankError` saying so.
+  read-write: a second process gets a `BankError` saying so. Open one `Bank` per file per process and share it
+  (two `Bank` objects on one file would each keep their own index snapshots).
 """
 
 from __future__ import annotations

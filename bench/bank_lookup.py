@@ -42,18 +42,19 @@ def _adapter(seed: int, r: int = 16) -> LoraAdapter:
     )
 
 
-def _p50_ms(fn, ids: list[str], repeats: int = 3) -> float:
-    times = []
-    for adapter_id in ids:
-        best = min(_timed(fn, adapter_id) for _ in range(repeats))
-        times.append(best)
-    return round(float(np.median(times) * 1e3), 3)
+def _p50_ms(fn, early: list[str], late: list[str], rounds: int = 5) -> tuple[float, float]:
+    """Median over ids of the best-of-`rounds` latency (ms), early and late ids interleaved in random order.
 
-
-def _timed(fn, arg) -> float:
-    t0 = time.perf_counter()
-    fn(arg)
-    return time.perf_counter() - t0
+    Interleaving keeps load from other processes and cache warm-up from favouring one group.
+    """
+    best = {i: float("inf") for i in early + late}
+    order = np.random.default_rng(0)
+    for _ in range(rounds):
+        for adapter_id in order.permutation(early + late):
+            t0 = time.perf_counter()
+            fn(str(adapter_id))
+            best[str(adapter_id)] = min(best[str(adapter_id)], time.perf_counter() - t0)
+    return tuple(round(float(np.median([best[i] for i in group]) * 1e3), 3) for group in (early, late))
 
 
 def bench_size(n: int, workdir: Path) -> dict[str, float]:
@@ -62,11 +63,10 @@ def bench_size(n: int, workdir: Path) -> dict[str, float]:
         ids = [bank.add(_adapter(seed)) for seed in tqdm(range(n), desc=f"fill {n}", unit="adapter")]
         bank._cur().execute("CHECKPOINT")
         early, late = ids[:20], ids[-20:]
-        result = {"get_early_p50_ms": _p50_ms(bank.get, early), "get_late_p50_ms": _p50_ms(bank.get, late)}
+        result = dict(zip(("get_early_p50_ms", "get_late_p50_ms"), _p50_ms(bank.get, early, late)))
         cur = bank._cur()
         query = lambda i: cur.execute(_QUERY, [i]).fetchall()  # noqa: E731
-        result["uncompressed_early_p50_ms"] = _p50_ms(query, early)
-        result["uncompressed_late_p50_ms"] = _p50_ms(query, late)
+        result.update(zip(("uncompressed_early_p50_ms", "uncompressed_late_p50_ms"), _p50_ms(query, early, late)))
     copy = workdir / f"default-{n}.duckdb"
     con = duckdb.connect(str(copy))  # DuckDB defaults: BLOB segments compressed on checkpoint
     con.execute(f"ATTACH '{path}' AS src (READ_ONLY)")
@@ -76,8 +76,8 @@ def bench_size(n: int, workdir: Path) -> dict[str, float]:
     con.close()
     con = duckdb.connect(str(copy))
     query = lambda i: con.execute(_QUERY, [i]).fetchall()  # noqa: E731
-    result["default_compression_early_p50_ms"] = _p50_ms(query, early)
-    result["default_compression_late_p50_ms"] = _p50_ms(query, late)
+    result.update(zip(("default_compression_early_p50_ms", "default_compression_late_p50_ms"),
+                      _p50_ms(query, early, late)))
     con.close()
     result["file_mb"] = round(path.stat().st_size / 1e6, 1)
     return result
