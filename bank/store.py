@@ -58,7 +58,7 @@ from bank.lora.canonical import canonicalize
 from bank.lora.layers import target_weights
 from bank.lora.peft_format import load_peft, save_peft
 from bank.records import AdapterKind, AdapterRecord, SearchHit, TaskRecord
-from bank.schema import CONNECTION_CONFIG, migrate
+from bank.schema import BLOBS_PER_ADAPTER, CONNECTION_CONFIG, migrate
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +146,8 @@ class Bank:
         try:
             con = duckdb.connect(str(path), config=CONNECTION_CONFIG)
         except duckdb.IOException as err:
+            if "lock" not in str(err).lower():
+                raise BankError(f"cannot open the bank {path}: {err}") from None
             raise BankError(
                 f"cannot open the bank {path}: {err}. DuckDB allows one read-write process per file: stop the "
                 "other loragen process (or the service) using it, or talk to the service instead."
@@ -333,9 +335,11 @@ class Bank:
             canon.use_rslora, keep_original, len(canon.modules), task, description, kind, source, _js(metrics or {}),
             _js(metadata), sha, adapter.sha256() if keep_original else None,
         ]
-        tensors = _tensor_rows(adapter_id, canon, "canonical")
+        tensors = _tensor_rows(adapter_id, canon, "canonical")  # canonical first: get() relies on the order
         if keep_original:
             tensors += _tensor_rows(adapter_id, adapter.to("cpu"), "original")
+        if len(tensors) > BLOBS_PER_ADAPTER:
+            raise BankError(f"an adapter may hold at most {BLOBS_PER_ADAPTER} tensors, this one has {len(tensors)}")
         vectors = {"weight": weight_embedding(canon), "text": self._text_vector(description, task_record)}
         try:
             seq = self._write_adapter(row, tensors, vectors)
@@ -362,7 +366,11 @@ class Bank:
                 "INSERT INTO adapters VALUES (?, ?, ?, ?, ?, ?, ?, ?, true, ?, ?, ?, ?, ?, ?, now(), ?, ?, ?, ?)",
                 [row[0], seq, *row[1:]],
             )
-            cur.executemany("INSERT INTO tensors VALUES (?, ?, ?, ?, ?, ?, ?, ?)", tensors)
+            cur.executemany(
+                "INSERT INTO tensors (blob_id, adapter_id, variant, module, factor, dtype, shape, sha256, data) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [[seq * BLOBS_PER_ADAPTER + k, *t] for k, t in enumerate(tensors)],
+            )
             self._insert_embedding(cur, adapter_id, "weight", WEIGHT_MODEL, vectors["weight"])
             if vectors["text"] is not None:
                 self._insert_embedding(cur, adapter_id, "text", self.encoder.name, vectors["text"])
@@ -483,17 +491,18 @@ class Bank:
         """
         return self._record_layout(adapter_id)[0]
 
-    def _record_layout(self, adapter_id: str) -> tuple[AdapterRecord, int, bool]:
-        """The record plus what `get` needs to rebuild the tensors: number of modules, fan_in_fan_out."""
+    def _record_layout(self, adapter_id: str) -> tuple[AdapterRecord, dict[str, Any]]:
+        """The record plus what `get` needs to find and rebuild the tensors (seq, n_modules, ...)."""
         row = self._cur().execute(
-            f"SELECT {_RECORD_COLUMNS}, n_modules, fan_in_fan_out FROM adapters WHERE id = ?", [adapter_id]
+            f"SELECT {_RECORD_COLUMNS}, {', '.join(_LAYOUT_COLUMNS)} FROM adapters WHERE id = ?", [adapter_id]
         ).fetchone()
         if row is None:
             raise NotFoundError(
                 f"no adapter {adapter_id!r} in the bank {self.path}; list them with `loragen bank stats` or "
                 "bank.adapters()."
             )
-        return _record_from_row(row[:-2]), int(row[-2]), bool(row[-1])
+        k = len(_LAYOUT_COLUMNS)
+        return _record_from_row(row[:-k]), dict(zip(_LAYOUT_COLUMNS, row[-k:]))
 
     def adapters(self, task: str | None = None, kind: str | None = None) -> list[AdapterRecord]:
         """Metadata of all adapters (optionally of one task and/or kind), oldest first."""
@@ -516,26 +525,13 @@ class Bank:
             NotFoundError: no such adapter (or no original kept).
             ChecksumError: stored tensors do not match their checksums; the message names the adapter.
         """
-        rec, n_modules, fan_in_fan_out = self._record_layout(adapter_id)
-        variant = "original" if original else "canonical"
-        rows = self._cur().execute(
-            "SELECT module, factor, dtype, shape, sha256, data FROM tensors WHERE adapter_id = ? AND variant = ?",
-            [adapter_id, variant],
-        ).fetchall()
-        if original and not rows:
+        rec, layout = self._record_layout(adapter_id)
+        if original and not layout["has_original"]:
             raise NotFoundError(f"adapter {adapter_id!r} was stored without its original factors (keep_original)")
-        factors: dict[str, dict[str, torch.Tensor]] = {"A": {}, "B": {}}
-        for module, factor, dtype, shape, sha, data in rows:
-            if hashlib.sha256(data).hexdigest() != sha:
-                raise ChecksumError(
-                    f"adapter {adapter_id!r}: tensor {module}.lora_{factor} does not match its sha256; the bank "
-                    f"file {self.path} is damaged. Delete the adapter and import it again."
-                )
-            tensor = torch.frombuffer(bytearray(data), dtype=resolve_dtype(dtype)) if data else torch.zeros(0)
-            factors[factor][module] = tensor.reshape(json.loads(shape))
-        if len(factors["A"]) != n_modules or len(factors["B"]) != n_modules:
-            raise ChecksumError(f"adapter {adapter_id!r}: tensors are missing from the bank file {self.path}")
-        adapter = self._adapter_from(rec, factors, original, fan_in_fan_out)
+        n = 2 * layout["n_modules"]  # blobs per variant: A and B of every module
+        first = layout["seq"] * BLOBS_PER_ADAPTER + (n if original else 0)
+        factors = self._read_factors(adapter_id, range(first, first + n))
+        adapter = self._adapter_from(rec, factors, original, layout["fan_in_fan_out"])
         expected = rec.sha256 if not original else self._original_sha(adapter_id)
         if adapter.sha256() != expected:
             raise ChecksumError(
@@ -543,6 +539,27 @@ class Bank:
                 f"file {self.path} is damaged. Delete the adapter and import it again."
             )
         return adapter
+
+    def _read_factors(self, adapter_id: str, blob_ids: range) -> dict[str, dict[str, torch.Tensor]]:
+        """{"A": {module: tensor}, "B": {...}} from the given BLOBs, each checked against its sha256."""
+        factors: dict[str, dict[str, torch.Tensor]] = {"A": {}, "B": {}}
+        cur = self._cur()
+        for blob_id in blob_ids:
+            # One primary-key equality lookup per BLOB: stays flat as the bank grows (see bank/schema.py).
+            row = cur.execute(
+                "SELECT module, factor, dtype, shape, sha256, data FROM tensors WHERE blob_id = ?", [blob_id]
+            ).fetchone()
+            if row is None:
+                raise ChecksumError(f"adapter {adapter_id!r}: tensors are missing from the bank file {self.path}")
+            module, factor, dtype, shape, sha, data = row
+            if hashlib.sha256(data).hexdigest() != sha:
+                raise ChecksumError(
+                    f"adapter {adapter_id!r}: tensor {module}.lora_{factor} does not match its sha256; the bank "
+                    f"file {self.path} is damaged. Delete the adapter and import it again."
+                )
+            tensor = torch.frombuffer(bytearray(data), dtype=resolve_dtype(dtype)) if data else torch.zeros(0)
+            factors[factor][module] = tensor.reshape(json.loads(shape))
+        return factors
 
     def _adapter_from(self, rec: AdapterRecord, factors: dict, original: bool, fan_in_fan_out: bool) -> LoraAdapter:
         meta = dict(rec.metadata)
@@ -754,6 +771,7 @@ def _tensor_rows(adapter_id: str, adapter: LoraAdapter, variant: str) -> list[li
     return rows
 
 
+_LAYOUT_COLUMNS = ("seq", "n_modules", "fan_in_fan_out", "has_original")
 _TASK_COLUMNS = "name, description, labels, paraphrases, heldout_paraphrases, family, split, data_ref"
 _RECORD_COLUMNS = (
     "id, base_model, r, lora_alpha, target_modules, sha256, task, description, kind, source, canonical, "

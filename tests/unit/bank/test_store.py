@@ -25,6 +25,7 @@ from bank.errors import (
     UnknownBaseModelError,
 )
 from bank.lora import load_peft, save_peft
+from bank.schema import LATEST_VERSION
 from bank.store import Bank, default_bank_path, index_dir
 from tests.unit.bank._bank_util import minilm_adapter, topic_tasks
 
@@ -298,6 +299,13 @@ def test_second_process_gets_a_clear_error(tmp_path, encoder):
     assert proc.returncode != 0 and "one read-write process per file" in proc.stderr
 
 
+def test_a_file_that_is_not_a_bank_is_refused(tmp_path):
+    path = tmp_path / "notes.duckdb"
+    path.write_text("not a database")
+    with pytest.raises(BankError, match="not a valid DuckDB database file"):
+        Bank.open(path)
+
+
 def test_default_path_follows_loragen_home(monkeypatch, tmp_path):
     monkeypatch.setenv("LORAGEN_HOME", str(tmp_path))
     assert default_bank_path() == tmp_path / "bank.duckdb"
@@ -309,7 +317,7 @@ def test_stats_counts(bank):
     bank.add_tasks(topic_tasks(2))
     bank.add(minilm_adapter(seed=60), task="topic/00")
     stats = bank.stats()
-    assert stats["adapters"] == 1 and stats["tasks"] == 2 and stats["schema_version"] == 1
+    assert stats["adapters"] == 1 and stats["tasks"] == 2 and stats["schema_version"] == LATEST_VERSION
     assert stats["tensor_bytes"] == 4 * (4 * 384 * 2) * 4  # 4 modules, A and B of 4x384 floats
     assert stats["indexes"]["text"]["delta"] == 1 and stats["indexes"]["text"]["dim"] == 384
     assert stats["text_model"] == "sentence-transformers/all-MiniLM-L6-v2"
