@@ -38,6 +38,8 @@ def add_parser(bank_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--import-dir", type=Path, default=None,
                    help="take oracles from PEFT dirs <dir>/<task, '/'->'__'>/{final,ckpt-N} where present")
+    p.add_argument("--import-only", action="store_true",
+                   help="with --import-dir: build only the tasks found there (train nothing)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -64,6 +66,7 @@ def select_tasks(args: argparse.Namespace) -> list:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from bank.errors import NotFoundError
     from bank.store import Bank
     from bank.suite.build import build_suite, imported_oracles, trained_oracles
     from bank.suite.train import TrainConfig
@@ -79,6 +82,10 @@ def run(args: argparse.Namespace) -> int:
     if args.import_dir:
         oracle = imported_oracles(args.import_dir, fallback=oracle)
     tasks = select_tasks(args)
+    if args.import_only:
+        if not args.import_dir:
+            raise NotFoundError("--import-only needs --import-dir DIR")
+        tasks = [t for t in tasks if (args.import_dir / t.name.replace("/", "__") / "final").is_dir()]
     with Bank.open(args.bank) as bank:
         summary = build_suite(bank, tasks, oracle=oracle, progress=not args.no_progress)
         if summary.built:
