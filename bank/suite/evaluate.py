@@ -75,7 +75,8 @@ class RetrievalGenerator:
         from bank.errors import NotFoundError
 
         hits = self.bank.search_text(request.description, k=self.candidates, exclude_tasks=self._excluded(request))
-        ids = [h.id for h in hits if self.bank.record(h.id).kind == self.kind][: request.n_samples]
+        eligible = {r.id for r in self.bank.adapters(kind=self.kind)}
+        ids = [h.id for h in hits if h.id in eligible][: request.n_samples]
         if not ids:
             raise NotFoundError(f"no {self.kind} adapter in the bank to retrieve for {request.description[:60]!r}; "
                                 "build the bank first (`loragen bank build`)")
@@ -145,7 +146,7 @@ class EvalReport:
 
         splits, methods = list(self.summary), self.methods()
         width = 0.8 / max(1, len(methods))
-        fig, ax = plt.subplots(figsize=(2.5 + 2.2 * len(splits), 4))
+        fig, ax = plt.subplots(figsize=(3.5 + 2.2 * len(splits), 4))
         for i, m in enumerate(methods):
             xs = [j + i * width for j in range(len(splits))]
             ax.bar(xs, [self.summary[s].get(m, {}).get("accuracy", 0.0) for s in splits], width, label=m)
@@ -153,7 +154,7 @@ class EvalReport:
         ax.set_ylabel("test accuracy")
         ax.set_ylim(0, 1)
         ax.axhline(0.5, color="grey", lw=0.8, ls="--")
-        ax.legend(fontsize=8, ncols=2)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         ax.set_title("loragen suite: accuracy per method and split")
         fig.tight_layout()
         path = Path(path)
