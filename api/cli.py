@@ -19,10 +19,12 @@ from bank.errors import LoragenError
 COMMANDS: dict[str, str] = {
     "merge": "api.commands.merge",
     "bank": "api.commands.bank",
+    "eval": "api.commands.eval",
 }
 
 EPILOG = """examples:
   loragen merge ./my-adapter --base-model ./tiny-llama -o ./merged
+  loragen bank build --tasks 12 && loragen eval
 """
 
 
