@@ -43,3 +43,7 @@ class DuplicateAdapterError(BankError, ValueError):
 
 class ChecksumError(BankError):
     """Stored tensors do not match their recorded sha256."""
+
+
+class CheckpointError(LoragenError, ValueError):
+    """A generator checkpoint is missing, unreadable, pickled, or made for another base model / target layout."""
