@@ -77,6 +77,9 @@ class ModelConfig:
         n_layers: decoder layers (module tokens self-attend and cross-attend to the condition tokens).
         enc_layers: encoder layers of q(z | W, c).
         dropout: dropout inside the transformer layers.
+        representation: the weight space generated in: "subspace" (ΔW·V on a per-module basis fitted on the
+            training adapters, linear in ΔW) or "canonical" (SVD canonical factors); see hypernet.space.
+        subspace_rank: R, the subspace width; generated adapters have rank R.
     """
 
     d_model: int = 128
@@ -85,9 +88,14 @@ class ModelConfig:
     n_layers: int = 2
     enc_layers: int = 1
     dropout: float = 0.0
+    representation: str = "subspace"
+    subspace_rank: int = 8
 
     def __post_init__(self) -> None:
         p: list[str] = []
+        _check(p, self.representation in ("subspace", "canonical"),
+               f"representation must be 'subspace' or 'canonical', got {self.representation!r}")
+        _check(p, self.subspace_rank >= 1, f"subspace_rank must be >= 1, got {self.subspace_rank}")
         _check(p, self.d_model > 0 and self.d_model % max(self.n_heads, 1) == 0,
                f"d_model ({self.d_model}) must be positive and divisible by n_heads ({self.n_heads})")
         _check(p, self.latent_dim >= 1, f"latent_dim must be >= 1, got {self.latent_dim}")
@@ -108,6 +116,8 @@ class TrainConfig:
         kl_weight: final weight β of the KL term.
         kl_anneal_steps: β rises linearly from 0 to `kl_weight` over this many steps (0: constant).
         free_bits: KL per latent dimension below this costs nothing (keeps z from collapsing early).
+        mean_weight: weight λ of the reconstruction loss of the decoding at the prior mean z = 0 (the point
+            estimate generation returns); 0 turns it off.
         checkpoint_weight: loss weight of trajectory checkpoints relative to final adapters (augmentation).
         use_checkpoints: train on the bank's trajectory checkpoints too.
         use_paraphrases: train on the in-bank paraphrases too (never on held-out paraphrases).
@@ -121,6 +131,7 @@ class TrainConfig:
     kl_weight: float = 1e-3
     kl_anneal_steps: int = 500
     free_bits: float = 0.0
+    mean_weight: float = 1.0
     checkpoint_weight: float = 0.5
     use_checkpoints: bool = True
     use_paraphrases: bool = True
@@ -135,6 +146,7 @@ class TrainConfig:
         _check(p, self.kl_weight >= 0, f"kl_weight must be >= 0, got {self.kl_weight}")
         _check(p, self.kl_anneal_steps >= 0, f"kl_anneal_steps must be >= 0, got {self.kl_anneal_steps}")
         _check(p, self.free_bits >= 0, f"free_bits must be >= 0, got {self.free_bits}")
+        _check(p, self.mean_weight >= 0, f"mean_weight must be >= 0, got {self.mean_weight}")
         _check(p, self.checkpoint_weight >= 0, f"checkpoint_weight must be >= 0, got {self.checkpoint_weight}")
         _check(p, 0.0 <= self.val_fraction < 1.0, f"val_fraction must be in [0, 1), got {self.val_fraction}")
         _raise("TrainConfig", p)

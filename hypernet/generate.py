@@ -114,7 +114,7 @@ class CVAEGenerator:
             meta["labels"] = list(request.labels)
         if request.examples:
             meta["n_examples"] = len(request.examples)
-        adapter = self.layout.to_adapter(tokens.clone(), meta)
+        adapter = self.model.space.to_adapter(tokens.clone(), meta)
         adapter.check_finite()  # never hand a NaN adapter to the bank or a user
         return adapter
 

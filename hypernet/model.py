@@ -1,7 +1,7 @@
 """ICM-LoRA's conditional VAE over canonical-form LoRA weights, one token per adapted module.
 
 ICM-LoRA (In-Context Meta LoRA generation) trains a CVAE whose decoder maps a task condition and a latent z to
-LoRA weights. Here the weights are a sequence of per-module tokens (hypernet.layout) with learned layer and
+LoRA weights. Here the weights are a sequence of per-module tokens (in the weight space of hypernet.space) with learned layer and
 module-type embeddings, as Text-to-LoRA does, so one output head serves every module and the model stays small:
 
     encoder  q(z | W, c): module tokens + condition tokens -> transformer encoder -> mean over modules -> (z_loc, z_scale)
@@ -21,6 +21,7 @@ from torch import nn
 from hypernet.condition import ConditionEncoder
 from hypernet.config import HypernetConfig
 from hypernet.layout import AdapterLayout
+from hypernet.space import WeightSpace
 
 
 class CVAE(nn.Module):
@@ -35,13 +36,13 @@ class CVAE(nn.Module):
         super().__init__()
         mc, cc = config.model, config.condition
         self.layout = layout
-        d, m, t = mc.d_model, layout.n_modules, layout.token_dim
+        self.space = WeightSpace(layout, mc.representation, mc.subspace_rank)
+        d, m, t = mc.d_model, layout.n_modules, self.space.dim
         self.latent_dim = mc.latent_dim
         self.condition = ConditionEncoder(cc.text_dim, d, cc.max_slots, cc.whiten_eps, whiten=cc.whiten)
         layer_ids, type_ids = layout.layer_ids(), layout.type_ids()
         self.register_buffer("layer_ids", layer_ids, persistent=False)
         self.register_buffer("type_ids", type_ids, persistent=False)
-        self.register_buffer("token_mask", layout.token_mask(), persistent=False)  # (M, T)
         self.layer_emb = nn.Embedding(int(layer_ids.max()) + 1, d)
         self.type_emb = nn.Embedding(int(type_ids.max()) + 1, d)
         # Normalisation statistics of module tokens (fitted by `fit_normalisation`).
@@ -62,10 +63,18 @@ class CVAE(nn.Module):
         nn.init.zeros_(self.head.weight)  # start at the mean adapter
         nn.init.zeros_(self.head.bias)
 
+    @property
+    def token_mask(self) -> torch.Tensor:
+        """(M, T) True on valid token entries."""
+        return self.space.mask
+
     # ---- normalisation -----------------------------------------------------------------------------
     @torch.no_grad()
-    def fit_normalisation(self, tokens: torch.Tensor) -> None:
-        """Fit token statistics on (N, M, T) training tokens: per-coordinate mean, per-module RMS scale."""
+    def fit_normalisation(self, canon: torch.Tensor) -> None:
+        """Fit the weight space and token statistics on (N, M, T) canonical training tokens: per-coordinate
+        mean, per-module RMS scale (of the model-space tokens)."""
+        self.space.fit(canon)
+        tokens = self.space.encode(canon)
         mean = tokens.mean(0)
         centred = (tokens - mean) * self.token_mask
         counts = self.token_mask.sum(-1, keepdim=True).clamp_min(1)  # (M, 1)
@@ -98,18 +107,23 @@ class CVAE(nn.Module):
         h = self.decoder(queries, cond, memory_key_padding_mask=cond_pad)
         return self.head(self.out_norm(h)) * self.token_mask
 
-    def forward(self, tokens: torch.Tensor, cond_batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Reconstruct a batch: tokens (B, M, T) raw, returns normalised target/recon and z_loc/z_scale."""
+    def forward(self, tokens: torch.Tensor, cond_batch: dict[str, torch.Tensor],
+                with_mean: bool = False) -> dict[str, torch.Tensor]:
+        """Reconstruct a batch: canonical tokens (B, M, T) -> normalised model-space target, recon (z ~ q), z_loc, z_scale, and with
+        `with_mean` also "mean": the decoding at the prior mean z = 0 (what generation with n_samples=1 returns)."""
         cond, cond_pad = self.condition(cond_batch)
-        x = self.normalise(tokens)
+        x = self.normalise(self.space.encode(tokens))
         z_loc, z_scale = self.encode(x, cond, cond_pad)
         z = z_loc + z_scale * torch.randn_like(z_loc)
-        return {"target": x, "recon": self.decode(z, cond, cond_pad), "z_loc": z_loc, "z_scale": z_scale}
+        out = {"target": x, "recon": self.decode(z, cond, cond_pad), "z_loc": z_loc, "z_scale": z_scale}
+        if with_mean:
+            out["mean"] = self.decode(torch.zeros_like(z), cond, cond_pad)
+        return out
 
     @torch.no_grad()
     def sample(self, cond_batch: dict[str, torch.Tensor], n_samples: int = 1,
                generator: torch.Generator | None = None) -> torch.Tensor:
-        """Raw tokens (B, n, M, T): the latent mean z = 0 when n_samples == 1, else n prior samples per request."""
+        """Model-space tokens (B, n, M, dim) (`space.to_adapter` makes adapters): the latent mean z = 0 when n_samples == 1, else n prior samples per request."""
         cond, cond_pad = self.condition(cond_batch)
         b = cond.shape[0]
         if n_samples == 1:
