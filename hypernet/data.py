@@ -279,17 +279,17 @@ class HypernetDataModule(L.LightningDataModule):
         return DataLoader(self.val_set, batch_size=self.config.train.batch_size, collate_fn=collate)
 
 
-def as_numpy_encoder(encoder) -> TextEncode:
-    """Wrap an object with `.encode(list[str]) -> array` into a caching function (training repeats many texts)."""
+def as_numpy_encoder(encode: TextEncode) -> TextEncode:
+    """Wrap `encode(list[str]) -> array` into a caching function (training embeds many texts repeatedly)."""
     cache: dict[str, np.ndarray] = {}
 
-    def encode(texts: Sequence[str]) -> np.ndarray:
+    def cached(texts: Sequence[str]) -> np.ndarray:
         missing = list(dict.fromkeys(t for t in texts if t not in cache))
         if missing:
-            for t, v in zip(missing, encoder.encode(missing)):
+            for t, v in zip(missing, encode(missing)):
                 cache[t] = np.asarray(v, dtype=np.float32)
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
         return np.stack([cache[t] for t in texts])
 
-    return encode
+    return cached
