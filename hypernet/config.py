@@ -80,6 +80,9 @@ class ModelConfig:
         representation: the weight space generated in: "subspace" (ΔW·V on a per-module basis fitted on the
             training adapters, linear in ΔW) or "canonical" (SVD canonical factors); see hypernet.space.
         subspace_rank: R, the subspace width; generated adapters have rank R.
+        decoder: "additive" (the adapter is a sum of one decoding per class slot, each seeing its slot and the
+            global token: held-out combinations compose from seen classes) or "joint" (module tokens attend
+            to all slots at once).
     """
 
     d_model: int = 128
@@ -89,12 +92,14 @@ class ModelConfig:
     enc_layers: int = 1
     dropout: float = 0.0
     representation: str = "subspace"
-    subspace_rank: int = 8
+    subspace_rank: int = 16
+    decoder: str = "additive"
 
     def __post_init__(self) -> None:
         p: list[str] = []
         _check(p, self.representation in ("subspace", "canonical"),
                f"representation must be 'subspace' or 'canonical', got {self.representation!r}")
+        _check(p, self.decoder in ("additive", "joint"), f"decoder must be 'additive' or 'joint', got {self.decoder!r}")
         _check(p, self.subspace_rank >= 1, f"subspace_rank must be >= 1, got {self.subspace_rank}")
         _check(p, self.d_model > 0 and self.d_model % max(self.n_heads, 1) == 0,
                f"d_model ({self.d_model}) must be positive and divisible by n_heads ({self.n_heads})")
