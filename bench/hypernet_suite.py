@@ -35,8 +35,7 @@ def _train(source, args) -> Path:
     from hypernet.config import HypernetConfig
     from hypernet.train import snapshot, train_hypernet
 
-    data = json.loads(args.config.read_text()) if args.config else {}
-    config = HypernetConfig.from_dict(data)
+    config = HypernetConfig.from_file(args.config) if args.config else HypernetConfig()
     path, _, trainer = train_hypernet(
         snapshot(source, config), config, args.checkpoint_out,
         trainer_kwargs={"max_epochs": args.max_epochs, "accelerator": "cpu", "devices": 1,
@@ -134,7 +133,8 @@ def main() -> None:
     parser.add_argument("--oracles", type=Path, default=Path("/work/cache/oracles"), help="oracle cache directory")
     parser.add_argument("--checkpoint", type=Path, default=None, help="evaluate this checkpoint (no training)")
     parser.add_argument("--checkpoint-out", type=Path, default=Path("bench/results/hypernet-ckpt"))
-    parser.add_argument("--config", type=Path, default=None, help="HypernetConfig JSON")
+    parser.add_argument("--config", type=Path, default=Path("hypernet/configs/suite.yaml"),
+                        help="HypernetConfig JSON or YAML")
     parser.add_argument("--max-epochs", type=int, default=300)
     parser.add_argument("--max-tasks", type=int, default=40, help="tasks evaluated per split (random, seed 0)")
     parser.add_argument("--threads", type=int, default=1)

@@ -7,8 +7,10 @@ Every config is a plain dataclass of JSON-serialisable values, so a checkpoint's
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -187,3 +189,18 @@ class HypernetConfig:
                 log.warning("ignoring unknown %s config keys %s (written by a newer loragen?)", f.name, unknown)
             parts[f.name] = sub_cls(**{k: v for k, v in raw.items() if k in known})
         return cls(**parts)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> HypernetConfig:
+        """Read a JSON or YAML file with optional `model`, `condition` and `train` sections."""
+        path = Path(path)
+        text = path.read_text()
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping with model/condition/train sections, got {type(data).__name__}")
+        return cls.from_dict(data)

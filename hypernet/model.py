@@ -121,9 +121,12 @@ class CVAE(nn.Module):
         b, s1, d = cond.shape
         keep = ~cond_pad  # (B, S+1): valid slots and the global token
         bi, si = keep.nonzero(as_tuple=True)  # (V,), (V,)
-        h = self.decoder(queries[bi], cond[bi, si][:, None])  # (V, M, d), each with a one-token memory
-        terms = self.head(self.out_norm(h))  # (V, M, T)
-        out = terms.new_zeros(b, *terms.shape[1:]).index_add(0, bi, terms)
+        h = self.out_norm(self.decoder(queries[bi], cond[bi, si][:, None]))  # (V, M, d), one-token memories
+        # The head is linear, so the sum of the terms is the head of the summed hidden states (plus one bias per
+        # term): the (d -> T) head then runs on B·M rows, not V·M (5x less compute in training).
+        summed = h.new_zeros(b, *h.shape[1:]).index_add(0, bi, h)  # (B, M, d)
+        n_terms = keep.sum(1).to(h.dtype)[:, None, None]  # (B, 1, 1)
+        out = summed @ self.head.weight.T + n_terms * self.head.bias
         return out * self.token_mask
 
     def forward(self, tokens: torch.Tensor, cond_batch: dict[str, torch.Tensor],
