@@ -38,8 +38,8 @@ def _train(source, args) -> Path:
     config = HypernetConfig.from_file(args.config) if args.config else HypernetConfig()
     path, _, trainer = train_hypernet(
         snapshot(source, config), config, args.checkpoint_out,
-        trainer_kwargs={"max_epochs": args.max_epochs, "accelerator": "cpu", "devices": 1,
-                        "enable_progress_bar": False},
+        trainer_kwargs={"max_epochs": args.max_epochs, "max_steps": args.max_steps, "accelerator": "cpu",
+                        "devices": 1, "enable_progress_bar": False},
     )
     print(f"trained {trainer.global_step} steps -> {path}")
     return path
@@ -135,7 +135,8 @@ def main() -> None:
     parser.add_argument("--checkpoint-out", type=Path, default=Path("bench/results/hypernet-ckpt"))
     parser.add_argument("--config", type=Path, default=Path("hypernet/configs/suite.yaml"),
                         help="HypernetConfig JSON or YAML")
-    parser.add_argument("--max-epochs", type=int, default=300)
+    parser.add_argument("--max-epochs", type=int, default=None)
+    parser.add_argument("--max-steps", type=int, default=2400)
     parser.add_argument("--max-tasks", type=int, default=40, help="tasks evaluated per split (random, seed 0)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("bench/results/hypernet_suite.json"))
