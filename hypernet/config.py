@@ -202,5 +202,6 @@ class HypernetConfig:
         else:
             data = json.loads(text)
         if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping with model/condition/train sections, got {type(data).__name__}")
+            raise ValueError(f"{path}: expected a mapping with model/condition/train sections, "
+                             f"got {type(data).__name__}")
         return cls.from_dict(data)

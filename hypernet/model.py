@@ -1,10 +1,10 @@
-"""ICM-LoRA's conditional VAE over canonical-form LoRA weights, one token per adapted module.
+"""ICM-LoRA's conditional VAE over LoRA weights, one token per adapted module.
 
 ICM-LoRA (In-Context Meta LoRA generation) trains a CVAE whose decoder maps a task condition and a latent z to
-LoRA weights. Here the weights are a sequence of per-module tokens (in the weight space of hypernet.space) with learned layer and
-module-type embeddings, as Text-to-LoRA does, so one output head serves every module and the model stays small:
+LoRA weights. Here the weights are a sequence of per-module tokens (in the weight space of hypernet.space) with
+learned layer and module-type embeddings, as Text-to-LoRA does, so one output head serves every module and the model stays small:
 
-    encoder  q(z | W, c): module tokens + condition tokens -> transformer encoder -> mean over modules -> (z_loc, z_scale)
+    encoder  q(z | W, c): module + condition tokens -> transformer encoder -> mean over modules -> (z_loc, z_scale)
     prior    p(z) = N(0, I)
     decoder  p(W | z, c): queries = layer/module embeddings + proj(z); self-attention over modules, cross-attention
              to the condition tokens (hypernet.condition) -> shared head -> normalised module tokens
@@ -131,8 +131,9 @@ class CVAE(nn.Module):
 
     def forward(self, tokens: torch.Tensor, cond_batch: dict[str, torch.Tensor],
                 with_mean: bool = False) -> dict[str, torch.Tensor]:
-        """Reconstruct a batch: canonical tokens (B, M, T) -> normalised model-space target, recon (z ~ q), z_loc, z_scale, and with
-        `with_mean` also "mean": the decoding at the prior mean z = 0 (what generation with n_samples=1 returns)."""
+        """Reconstruct a batch: canonical tokens (B, M, T) -> normalised model-space target, recon (z ~ q), z_loc,
+        z_scale, and with `with_mean` also "mean": the decoding at the prior mean z = 0 (what generation with
+        n_samples=1 returns)."""
         cond, cond_pad = self.condition(cond_batch)
         x = self.normalise(self.space.encode(tokens))
         z_loc, z_scale = self.encode(x, cond, cond_pad)
@@ -145,7 +146,8 @@ class CVAE(nn.Module):
     @torch.no_grad()
     def sample(self, cond_batch: dict[str, torch.Tensor], n_samples: int = 1,
                generator: torch.Generator | None = None) -> torch.Tensor:
-        """Model-space tokens (B, n, M, dim) (`space.to_adapter` makes adapters): the latent mean z = 0 when n_samples == 1, else n prior samples per request."""
+        """Model-space tokens (B, n, M, dim) (`space.to_adapter` makes adapters): decoded at the latent mean z = 0
+        when n_samples == 1, else at n prior samples per request."""
         cond, cond_pad = self.condition(cond_batch)
         b = cond.shape[0]
         if n_samples == 1:
