@@ -2,7 +2,8 @@
 
 ICM-LoRA (In-Context Meta LoRA generation) trains a CVAE whose decoder maps a task condition and a latent z to
 LoRA weights. Here the weights are a sequence of per-module tokens (in the weight space of hypernet.space) with
-learned layer and module-type embeddings, as Text-to-LoRA does, so one output head serves every module and the model stays small:
+learned layer and module-type embeddings, as Text-to-LoRA does, so one output head serves every module and the
+model stays small:
 
     encoder  q(z | W, c): module + condition tokens -> transformer encoder -> mean over modules -> (z_loc, z_scale)
     prior    p(z) = N(0, I)

@@ -4,7 +4,8 @@ Loss = masked MSE of normalised module tokens (weighted per item: trajectory che
 annealed linearly (TrainConfig.beta), + λ·MSE of the decoding at z = 0. The last term exists because generation
 with n_samples=1 decodes the prior mean: measured on a synthetic bank, without it the decoder learned to read the
 task from z (KL ≈ 18 nats at β = 1e-3) and z = 0 gave relative ΔW errors above 1 even on training tasks.
-Normalisation and whitening statistics are fitted from the DataModule's training set in `setup`, before the first step, identically on every rank (the data are deterministic).
+Normalisation and whitening statistics are fitted from the DataModule's training set in `setup`, before the first
+step, identically on every rank (the data are deterministic).
 """
 
 from __future__ import annotations
