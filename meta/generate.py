@@ -43,6 +43,13 @@ def default_encoder() -> Encode:
     return TextEncoder().encode
 
 
+def _num_labels(request: GenerationRequest) -> int:
+    """Labels of the requested task: the named labels, else the largest example label + 1 (at least 2)."""
+    if request.labels:
+        return len(request.labels)
+    return max(2, 1 + max((y for _, y in request.examples or ()), default=1))
+
+
 class ABMLLGenerator:
     """ABMLL as an `AdapterGenerator`.
 
@@ -114,7 +121,8 @@ class ABMLLGenerator:
             labels = torch.tensor([y for _, y in request.examples])
             with torch.enable_grad():
                 loc, scale = self.guide.refine(loc, scale, texts, labels, self.config.refine_steps,
-                                               self.config.refine_lr, self.config.beta, seed=request.seed or 0)
+                                               self.config.refine_lr, self.config.beta, seed=request.seed or 0,
+                                               num_labels=_num_labels(request))
         s = n_samples or (request.n_samples if request.n_samples > 1 else self.config.n_samples)
         g = torch.Generator(device=loc.device).manual_seed(0 if request.seed is None else int(request.seed))
         eps = torch.randn((s, loc.numel()), generator=g, device=loc.device)  # (S, D)

@@ -73,13 +73,15 @@ class ABMLLGuide(nn.Module):
         return dist.Normal(self.theta_loc, self.abmll.scale_from_rho(self.theta_rho))
 
     def refine(self, loc: torch.Tensor, scale: torch.Tensor, texts: Sequence[str], labels: torch.Tensor,
-               steps: int, lr: float, beta: float | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+               steps: int, lr: float, beta: float | None = None, seed: int = 0,
+               num_labels: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
         """ABML refinement of one task's q(φ) on labelled examples, starting from the amortized guess.
 
         Args:
             loc, scale: the starting posterior, (D,) each. texts, labels: the task's labelled examples.
             steps: Adam steps on the negative task ELBO. lr: their learning rate.
             beta: KL weight (default: the model's). seed: seed of the reparameterisation noise.
+            num_labels: how many labels the task has.
 
         Returns:
             The refined (loc, scale), detached, (D,) each.
@@ -95,7 +97,7 @@ class ABMLLGuide(nn.Module):
         for _ in range(steps):
             s = F.softplus(rho) + floor
             phi = m + s * torch.randn(m.shape, generator=g, device=m.device)
-            nll = -self.abmll.log_likelihood(phi, texts, labels) * self.abmll.likelihood_scale
+            nll = -self.abmll.log_likelihood(phi, texts, labels, num_labels) * self.abmll.likelihood_scale
             kl = kl_divergence(dist.Normal(m, s), prior).sum()
             loss = nll + beta * kl
             opt.zero_grad()
@@ -112,7 +114,7 @@ class ABMLLGuide(nn.Module):
                 scales.append(scale[t])
                 continue
             m, s = self.refine(loc[t], scale[t], batch.support_texts[t], batch.support_labels[t],
-                               self.inner_steps, self.inner_lr)
+                               self.inner_steps, self.inner_lr, num_labels=batch.num_labels[t])
             locs.append(loc[t] + (m - loc[t]).detach())
             scales.append(scale[t] + (s - scale[t]).detach())
         return torch.stack(locs), torch.stack(scales)

@@ -36,7 +36,7 @@ class FactorClassifier(Protocol):
     """A classifier run with LoRA factors applied functionally (the suite's `SuiteClassifier` is one)."""
 
     def logits_from_factors(self, texts: Sequence[str], factors: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
-                            scaling: float) -> torch.Tensor:
+                            scaling: float, num_labels: int = 2) -> torch.Tensor:
         """Logits (n, num_labels), differentiable in the factors."""
         ...
 
@@ -161,6 +161,7 @@ class TaskBatch:
         labels: per task, (n_t,) label indices.
         support_texts / support_labels: per task, examples for ABML refinement of q(φ_t) (may be empty).
         names: task names (for logging).
+        num_labels: labels per task (default 2 each).
     """
 
     embeddings: torch.Tensor
@@ -169,9 +170,12 @@ class TaskBatch:
     support_texts: list[list[str]] = field(default_factory=list)
     support_labels: list[torch.Tensor] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
+    num_labels: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         t = self.embeddings.shape[0]
+        if not self.num_labels:
+            self.num_labels = [2] * t
         if len(self.texts) != t or len(self.labels) != t:
             raise ValueError(f"TaskBatch: {t} embeddings but {len(self.texts)} text lists and {len(self.labels)} labels")
 
@@ -213,13 +217,15 @@ class ABMLLModel(nn.Module):
         """σ = softplus(ρ) + c."""
         return F.softplus(rho) + self.floor
 
-    def logits(self, phi: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
+    def logits(self, phi: torch.Tensor, texts: Sequence[str], num_labels: int = 2) -> torch.Tensor:
         """Base-model logits (n, K) for one task's flat factors φ (D,)."""
-        return self.classifier.logits_from_factors(list(texts), self.layout.unflatten(phi), self.layout.scaling)
+        return self.classifier.logits_from_factors(list(texts), self.layout.unflatten(phi), self.layout.scaling,
+                                                   num_labels=num_labels)
 
-    def log_likelihood(self, phi: torch.Tensor, texts: Sequence[str], labels: torch.Tensor) -> torch.Tensor:
+    def log_likelihood(self, phi: torch.Tensor, texts: Sequence[str], labels: torch.Tensor,
+                       num_labels: int = 2) -> torch.Tensor:
         """Σ_i log p(y_i | x_i, φ): a scalar, differentiable in φ."""
-        logits = self.logits(phi, texts)
+        logits = self.logits(phi, texts, num_labels)
         return dist.Categorical(logits=logits).log_prob(labels.to(logits.device)).sum()
 
     # ---- the Pyro model -----------------------------------------------------------------------------
@@ -233,7 +239,7 @@ class ABMLLModel(nn.Module):
         with pyro.plate("tasks", len(batch)), poutine.scale(scale=self.beta):
             phi = pyro.sample("phi", dist.Normal(theta_loc, prior_scale).expand([len(batch), d]).to_event(1))
         for t in range(len(batch)):  # one forward pass of the base model per task: each task has its own φ_t
-            logits = self.logits(phi[t], batch.texts[t])  # (n_t, K)
+            logits = self.logits(phi[t], batch.texts[t], batch.num_labels[t])  # (n_t, K)
             with pyro.plate(f"data_{t}", len(batch.texts[t])), poutine.scale(scale=self.likelihood_scale):
                 pyro.sample(f"y_{t}", dist.Categorical(logits=logits), obs=batch.labels[t].to(logits.device))
         return phi

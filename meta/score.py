@@ -115,28 +115,25 @@ class Scorer:
 
     # ---- the pieces ---------------------------------------------------------------------------------
     @torch.no_grad()
-    def class_probs(self, adapters: Sequence[LoraAdapter], inputs: Sequence[str]) -> torch.Tensor:
+    def class_probs(self, adapters: Sequence[LoraAdapter], inputs: Sequence[str], num_labels: int = 2) -> torch.Tensor:
         """(S, n, K) class probabilities of each adapter on each input."""
         out = []
         for adapter in adapters:
             factors = {m: (a, b) for m, a, b in adapter.items()}
-            out.append(torch.softmax(self.classifier.logits_from_factors(list(inputs), factors, adapter.scaling)
-                                     .float(), -1))
+            logits = self.classifier.logits_from_factors(list(inputs), factors, adapter.scaling, num_labels=num_labels)
+            out.append(torch.softmax(logits.float(), -1))
         return torch.stack(out)
 
     def description_neighbour(self, description: str, exclude_tasks: Iterable[str] = ()) -> tuple[float, str | None]:
         """(similarity, task) of the nearest bank description, skipping `exclude_tasks`."""
-        exclude = set(exclude_tasks)
-        hits = self.bank.search_text(description, k=1 + 3 * len(exclude) + 2)
-        hits = [h for h in hits if h.task not in exclude]
+        hits = self.bank.search_text(description, k=1, exclude_tasks=tuple(exclude_tasks))
         return (float(hits[0].score), hits[0].task) if hits else (0.0, None)
 
     def weight_neighbour(self, adapters: Sequence[LoraAdapter], exclude_tasks: Iterable[str] = ()) -> float:
         """Mean over adapters of the similarity to the nearest bank adapter (skipping `exclude_tasks`)."""
-        exclude = set(exclude_tasks)
-        sims = []
+        exclude, sims = tuple(exclude_tasks), []
         for adapter in adapters:
-            hits = [h for h in self.bank.search_adapter(adapter, k=1 + 8 * len(exclude) + 2) if h.task not in exclude]
+            hits = self.bank.search_adapter(adapter, k=1, exclude_tasks=exclude)
             sims.append(float(hits[0].score) if hits else 0.0)
         return float(np.mean(sims))
 
@@ -150,7 +147,7 @@ class Scorer:
 
     # ---- the score ----------------------------------------------------------------------------------
     def score(self, description: str, adapters: Sequence[LoraAdapter], inputs: Sequence[str] | None = None,
-              exclude_tasks: Iterable[str] = ()) -> UncertaintyScore:
+              exclude_tasks: Iterable[str] = (), num_labels: int = 2) -> UncertaintyScore:
         """Score adapters generated for `description`.
 
         Args:
@@ -158,6 +155,7 @@ class Scorer:
             adapters: one adapter (a deterministic method) or S samples (ABMLL, CVAE).
             inputs: texts to evaluate the predictive distribution on (default: the probe texts).
             exclude_tasks: bank tasks to ignore as neighbours (leave-one-out evaluation).
+            num_labels: how many labels the task has.
 
         Raises:
             ValueError: no adapters, or no inputs and no probe texts.
@@ -167,7 +165,7 @@ class Scorer:
         inputs = list(inputs) if inputs else self.probe_texts
         if not inputs:
             raise ValueError("score needs inputs: pass inputs=[...] or build the Scorer with probe_texts")
-        stats = {k: v.cpu() for k, v in predictive_stats(self.class_probs(adapters, inputs)).items()}
+        stats = {k: v.cpu() for k, v in predictive_stats(self.class_probs(adapters, inputs, num_labels)).items()}
         desc_sim, task, weight_sim = None, None, None
         if self.bank is not None:
             desc_sim, task = self.description_neighbour(description, exclude_tasks)
@@ -196,6 +194,6 @@ class Scorer:
 
 
 def score(description: str, adapters: Sequence[LoraAdapter], inputs: Sequence[str] | None = None, *,
-          scorer: Scorer) -> UncertaintyScore:
+          scorer: Scorer, num_labels: int = 2) -> UncertaintyScore:
     """Functional form of `Scorer.score` (the scorer holds the classifier, bank and calibrator)."""
-    return scorer.score(description, adapters, inputs)
+    return scorer.score(description, adapters, inputs, num_labels=num_labels)

@@ -37,10 +37,12 @@ class MetaTask:
 
     Args:
         name: task name. description: its description (or one paraphrase).
-        embedding: the description's embedding (embed_dim,).
+        embedding: the description's embedding (embed_dim,), or one row per wording (P, embed_dim): each step
+            then conditions on a random wording (paraphrase augmentation).
         examples: labelled (text, label) pairs the likelihood is evaluated on.
         support: examples for ABML refinement during training (used when inner_steps > 0).
         adapter: optional known adapter of the task as a flat vector (D,) (the bank's oracle), for the warm start.
+        num_labels: how many labels the task has.
     """
 
     name: str
@@ -49,6 +51,11 @@ class MetaTask:
     examples: list[tuple[str, int]]
     support: list[tuple[str, int]] = field(default_factory=list)
     adapter: torch.Tensor | None = None
+    num_labels: int = 2
+
+    def wordings(self) -> torch.Tensor:
+        """The embeddings as (P, embed_dim)."""
+        return self.embedding if self.embedding.ndim == 2 else self.embedding.unsqueeze(0)
 
 
 def make_batch(tasks: Sequence[MetaTask], n_examples: int, rng: random.Random, with_support: bool) -> TaskBatch:
@@ -62,8 +69,9 @@ def make_batch(tasks: Sequence[MetaTask], n_examples: int, rng: random.Random, w
             sup = rng.sample(task.support, min(n_examples, len(task.support))) if task.support else []
             s_texts.append([t for t, _ in sup])
             s_labels.append(torch.tensor([y for _, y in sup], dtype=torch.long))
-    return TaskBatch(torch.stack([t.embedding for t in tasks]), texts, labels, s_texts, s_labels,
-                     [t.name for t in tasks])
+    emb = [t.wordings()[rng.randrange(t.wordings().shape[0])] for t in tasks]
+    return TaskBatch(torch.stack(emb), texts, labels, s_texts, s_labels, [t.name for t in tasks],
+                     [t.num_labels for t in tasks])
 
 
 def warm_start(guide: ABMLLGuide, tasks: Sequence[MetaTask], config: TrainConfig) -> list[float]:
@@ -78,8 +86,8 @@ def warm_start(guide: ABMLLGuide, tasks: Sequence[MetaTask], config: TrainConfig
     known = [t for t in tasks if t.adapter is not None]
     if not known or config.warm_start_steps == 0:
         return []
-    emb = torch.stack([t.embedding for t in known])  # (N, E)
-    target = torch.stack([t.adapter for t in known]).float()  # (N, D)
+    emb = torch.cat([t.wordings() for t in known])  # (ΣP, E): every wording of every task
+    target = torch.cat([t.adapter.float().expand(t.wordings().shape[0], -1) for t in known])  # (ΣP, D)
     with torch.no_grad():
         guide.theta_loc.copy_(target.mean(0))
     params = [guide.theta_loc, *guide.encoder.parameters(), *guide.loc_head.parameters()]

@@ -64,10 +64,11 @@ class ToyClassifier:
         mask = enc["attention_mask"].unsqueeze(-1).float()
         return F.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
 
-    def logits_from_factors(self, texts: Sequence[str], factors: Mapping, scaling: float) -> torch.Tensor:
+    def logits_from_factors(self, texts: Sequence[str], factors: Mapping, scaling: float,
+                            num_labels: int = 2) -> torch.Tensor:
         with lora_applied(self.model, factors, scaling):
             emb = self._embed(texts)
-        return self.temperature * emb @ self.prototypes.T
+        return self.temperature * emb @ self.prototypes[:num_labels].T
 
     def logits(self, texts: Sequence[str], adapter=None) -> torch.Tensor:
         if adapter is None:
