@@ -55,10 +55,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--bank", type=Path, default=None, help="bank with the in-bank oracles (else one is built)")
     p.add_argument("--hypernet", type=Path, default=None, help="CVAE checkpoint for the comparison (optional)")
     p.add_argument("--samples", type=int, default=4, help="posterior samples S per task")
-    p.add_argument("--n-test", type=int, default=64, help="test examples per task")
+    p.add_argument("--n-test", type=int, default=48, help="test examples per task")
     p.add_argument("--n-val", type=int, default=48, help="validation examples per calibration task")
-    p.add_argument("--max-in-bank", type=int, default=24, help="in-bank tasks evaluated (evenly spread)")
+    p.add_argument("--max-in-bank", type=int, default=16, help="in-bank tasks evaluated (evenly spread)")
     p.add_argument("--max-heldout", type=int, default=None, help="held-out tasks evaluated (default all)")
+    p.add_argument("--ood-paraphrases", action="store_true",
+                   help="also use the held-out tasks' paraphrases as in-distribution descriptions")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (1 avoids oversubscription when the cores are shared)")
@@ -149,9 +151,11 @@ def evaluate(tasks, split, methods: Methods, scorer: Scorer, n_test: int, n_val:
         texts, labels = [t for t, _ in test], torch.tensor([y for _, y in test])
         found = methods.adapters(task, task.description, exclude)
         row = {"task": task.name, "split": split}
+        kept = {}
         for name, adapters in found.items():
             probs = methods.probs(adapters, texts, k) if adapters[0] is not None else \
                 torch.softmax(methods.clf.logits(texts, None, k).float(), -1)[None]
+            kept[name] = probs
             stats = predictive_stats(probs)
             correct = (stats["mean_probs"].argmax(-1) == labels).numpy()
             row[name] = float(correct.mean())
@@ -164,7 +168,8 @@ def evaluate(tasks, split, methods: Methods, scorer: Scorer, n_test: int, n_val:
         parts = [("test", test)] + ([("val", data.val[:n_val])] if task.name in calib_names else [])
         for part, ex in parts:
             ptexts, plabels = [t for t, _ in ex], torch.tensor([y for _, y in ex])
-            x, stats, _ = scorer.features(task.description, found["abmll"], ptexts, exclude, k)
+            x, stats, _ = scorer.features(task.description, found["abmll"], ptexts, exclude, k,
+                                          probs=kept["abmll"] if part == "test" else None)
             per_input["features"].append(x)
             per_input["correct"] += (stats["mean_probs"].argmax(-1) == plabels).int().tolist()
             per_input["task"] += [task.name] * len(ex)
@@ -265,7 +270,7 @@ def main(argv=None) -> int:
     CALIB_NAMES.update(t.name for t in held[0::2])
     rng = random.Random(args.seed)
     probe_tasks = rng.sample(split_tasks(specs, "in_bank"), 16)
-    probe = [t for task in probe_tasks for t, _ in task_data(task).test[:2]]  # 32 texts across tasks
+    probe = [t for task in probe_tasks for t, _ in task_data(task).test[:1]]  # 16 texts across tasks
     scorer = Scorer(clf, bank=bank, probe_texts=probe)
     methods = Methods(clf, bank, gen, cvae, oracles, args.samples, args.seed)
 
@@ -278,7 +283,8 @@ def main(argv=None) -> int:
     plot = {m: curves_held[m] for m in ("abmll", "abmll_mean", "oracle", "retrieval", "cvae") if m in curves_held}
     plot["abmll (calibrated confidence)"] = (conf.tolist(), correct.tolist())
     reliability_diagram(plot, args.png)
-    in_dist = [d for t in held if t.name not in CALIB_NAMES for d in (t.description, *t.paraphrases)]
+    in_dist = [d for t in held if t.name not in CALIB_NAMES
+               for d in ((t.description, *t.paraphrases) if args.ood_paraphrases else (t.description,))]
     ood = ood_check(gen, scorer, in_dist, ood_descriptions(), args.samples, args.seed)
     result = {
         "command": "PYTHONPATH=. python bench/meta_eval.py " + " ".join(sys.argv[1:] if argv is None else argv),

@@ -146,8 +146,10 @@ class Scorer:
         return np.stack(cols, axis=1)
 
     def features(self, description: str, adapters: Sequence[LoraAdapter], inputs: Sequence[str],
-                 exclude_tasks: Iterable[str] = (), num_labels: int = 2):
+                 exclude_tasks: Iterable[str] = (), num_labels: int = 2, probs: torch.Tensor | None = None):
         """Per-input features (n, len(FEATURES)), the predictive stats, and (description sim, its task, weight sim).
+
+        `probs` (S, n, K), when the caller already ran the adapters on the inputs, saves running them again.
 
         Raises:
             ValueError: no adapters or no inputs.
@@ -156,7 +158,9 @@ class Scorer:
             raise ValueError("score needs at least one adapter")
         if not inputs:
             raise ValueError("score needs inputs: pass inputs=[...] or build the Scorer with probe_texts")
-        stats = {k: v.cpu() for k, v in predictive_stats(self.class_probs(adapters, inputs, num_labels)).items()}
+        if probs is None:
+            probs = self.class_probs(adapters, inputs, num_labels)
+        stats = {k: v.cpu() for k, v in predictive_stats(probs).items()}
         desc_sim, task, weight_sim = None, None, None
         if self.bank is not None:
             desc_sim, task = self.description_neighbour(description, exclude_tasks)

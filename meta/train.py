@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from meta.config import MetaConfig, TrainConfig
 from meta.guide import ABMLLGuide
-from meta.model import ABMLLModel, FactorClassifier, LoraLayout, TaskBatch
+from meta.model import ABMLLModel, FactorClassifier, LoraLayout, TaskBatch, inverse_softplus
 
 log = logging.getLogger(__name__)
 CHECKPOINT_WEIGHTS = "abmll.safetensors"
@@ -77,7 +77,8 @@ def make_batch(tasks: Sequence[MetaTask], n_examples: int, rng: random.Random, w
 def warm_start(guide: ABMLLGuide, tasks: Sequence[MetaTask], config: TrainConfig) -> list[float]:
     """Regress the amortized posterior mean onto known task adapters (empirical-Bayes start for SVI).
 
-    The global mean θ̂_loc moves to the adapters' mean and the amortization network learns description -> adapter
+    The global mean θ̂_loc moves to the adapters' mean, the prior scale to their per-entry spread (method of
+    moments), and the amortization network learns description -> adapter
     by least squares, which costs no base-model passes; SVI then corrects it with the real likelihood.
 
     Returns:
@@ -89,7 +90,13 @@ def warm_start(guide: ABMLLGuide, tasks: Sequence[MetaTask], config: TrainConfig
     emb = torch.cat([t.wordings() for t in known])  # (ΣP, E): every wording of every task
     target = torch.cat([t.adapter.float().expand(t.wordings().shape[0], -1) for t in known])  # (ΣP, D)
     with torch.no_grad():
-        guide.theta_loc.copy_(target.mean(0))
+        # Empirical Bayes: the prior p(φ | θ) starts at the known adapters' mean and per-entry spread (at least c).
+        adapters = torch.stack([t.adapter for t in known]).float()  # (N, D)
+        guide.theta_loc.copy_(adapters.mean(0))
+        if len(known) > 1:
+            spread = adapters.std(0).clamp_min(1e-8)
+            floor = guide.abmll.floor
+            guide.theta_rho.copy_(inverse_softplus((spread - floor).clamp_min(floor * 0.1)))
     # θ̂_loc stays at the adapters' mean: the network explains the deviations from it.
     params = [*guide.encoder.parameters(), *guide.loc_head.parameters()]
     opt = torch.optim.Adam(params, lr=config.warm_start_lr)
@@ -132,8 +139,9 @@ def train(model: ABMLLModel, guide: ABMLLGuide, tasks: Sequence[MetaTask], confi
     guide.fit_standardisation(torch.cat([t.wordings() for t in tasks]))
     history = {"warm_start_mse": warm_start(guide, tasks, config), "elbo": []}
     def per_param(module_name: str, param_name: str) -> dict:
-        lr = config.lr * (config.theta_lr_scale if param_name.endswith("theta_loc") else 1.0)
-        return {"lr": lr}
+        name = param_name.split("$$$")[-1]  # pyro.module names parameters "<module>$$$<name>"
+        is_mean = name == "theta_loc" or name.startswith(("encoder.", "loc_head."))
+        return {"lr": config.lr * (config.mean_lr_scale if is_mean else 1.0)}
 
     svi = SVI(model, guide, Adam(per_param), TraceMeanField_ELBO(num_particles=config.num_particles))
     bar = tqdm(range(config.steps), desc="ABMLL SVI", disable=not progress)
