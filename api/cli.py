@@ -18,10 +18,13 @@ from bank.errors import LoragenError
 # name -> module defining `add_parser(subparsers)`. One table, checked against the parser by a test.
 COMMANDS: dict[str, str] = {
     "merge": "api.commands.merge",
+    "bank": "api.commands.bank",
+    "eval": "api.commands.eval",
 }
 
 EPILOG = """examples:
   loragen merge ./my-adapter --base-model ./tiny-llama -o ./merged
+  loragen bank build --tasks 12 && loragen eval
 """
 
 

@@ -122,7 +122,8 @@ def check_distinct(sources: list[Source], pairs: list[tuple[str, str]] | None = 
     Raises:
         ValueError: listing every offending source or pair.
     """
-    problems = [f"{s.name}: only {len(s.items)} distinct items (< {min_pool})" for s in sources if len(s.items) < min_pool]
+    problems = [f"{s.name}: only {len(set(s.items))} distinct items (< {min_pool})"
+                for s in sources if len(set(s.items)) < min_pool]
     by_name = {s.name: s for s in sources}
     todo = [(by_name[a], by_name[b]) for a, b in pairs] if pairs is not None else itertools.combinations(sources, 2)
     for a, b in todo:

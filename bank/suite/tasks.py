@@ -67,7 +67,8 @@ _HELDOUT_TEMPLATES = (
 _WHAT = {"lang": "written in", "entity": "made of", "locale": "made of"}
 
 
-def _descriptions(family: str, meanings: Sequence[str], rng: random.Random) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+def _descriptions(family: str, meanings: Sequence[str],
+                  rng: random.Random) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
     what = _WHAT[family]
     train = [
         _Template(t.prefix, t.clause.replace("{what}", what), t.joiner, t.suffix).render(meanings)

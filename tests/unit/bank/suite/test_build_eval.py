@@ -1,0 +1,145 @@
+"""Building suite tasks into a real bank (resumable, CLI) and the evaluation harness on that bank."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from api.cli import main
+from bank.generator import AdapterGenerator, GenerationRequest
+from bank.store import Bank
+from bank.suite.build import build_suite, imported_oracles, trained_oracles
+from bank.suite.evaluate import RetrievalGenerator, evaluate
+from bank.suite.train import TrainConfig
+from tests.unit.bank.suite.conftest import one_thread
+
+FAST = TrainConfig(steps=3, min_steps=3, num_checkpoints=1)
+
+
+def _small(task):
+    # Fewer examples keep the 12-task build inside the test budget; the recipe and storage are the real ones.
+    return replace(task, data_ref={**task.data_ref, "n_train": 32, "n_val": 8, "n_test": 16})
+
+
+@pytest.fixture(scope="session")
+def subset(suite):
+    train = [t for t in suite if t.split == "train"]
+    held = [t for t in suite if t.split == "heldout"]
+    return [_small(t) for t in train[:4] + train[-5:] + held[:3]]  # both orders of lang/en-vs-de included
+
+
+@pytest.fixture(scope="session")
+def built_bank(subset, classifier, tmp_path_factory):
+    """A 12-task bank built with the real recipe (3 steps): the suite's test-time subset build."""
+    path = tmp_path_factory.mktemp("suite-bank") / "bank.duckdb"
+    with one_thread(), Bank.open(path) as bank:
+        first = build_suite(bank, subset[:8], trained_oracles(FAST), classifier, progress=False)
+        again = build_suite(bank, subset, trained_oracles(FAST), classifier, progress=False)
+        bank.reindex()
+    return path, first, again
+
+
+def test_twelve_task_build_stores_tasks_adapters_checkpoints_and_metrics(built_bank, subset):
+    path, _, _ = built_bank
+    with Bank.open(path) as bank:
+        assert {t.name for t in bank.tasks()} == {t.name for t in subset}
+        assert bank.get_task(subset[0].name) == subset[0]
+        finals = bank.adapters(kind="final")
+        assert len(finals) == 12 and len(bank.adapters(kind="checkpoint")) == 12
+        m = finals[0].metrics
+        assert {"test_accuracy", "base_accuracy", "seconds", "steps"} <= set(m) and m["seconds"] > 0
+
+
+def test_build_is_resumable(built_bank):
+    _, first, again = built_bank
+    assert len(first.built) == 8 and not first.skipped
+    assert again.skipped == first.built and len(again.built) == 4
+
+
+def test_import_dir_reuses_peft_oracles(built_bank, subset, classifier, tmp_path):
+    path, _, _ = built_bank
+    task = subset[0]
+    with Bank.open(path) as bank:
+        final = bank.get(bank.adapters(task=task.name, kind="final")[0].id)
+    root = tmp_path / "cache"
+    from bank.lora.peft_format import save_peft
+
+    save_peft(final, root / task.name.replace("/", "__") / "final")
+    (root / "results.jsonl").write_text(json.dumps({"name": task.name, "metrics": {"test_accuracy": 0.5,
+                                                                                   "base_accuracy": 0.25}}) + "\n")
+    with Bank.open(tmp_path / "b.duckdb") as bank:
+        summary = build_suite(bank, [task], imported_oracles(root, fallback=None), classifier, progress=False)
+        rec = bank.adapters(task=task.name, kind="final")[0]
+    assert summary.test_accuracy[task.name] == 0.5 and rec.metrics["base_accuracy"] == 0.25
+    with Bank.open(tmp_path / "b.duckdb") as bank:
+        stored = bank.get(rec.id)
+    for m in final.modules:  # the imported adapter is stored unchanged (same ΔW)
+        assert torch.allclose(stored.delta_weight(m), final.delta_weight(m), atol=1e-6)
+
+
+def test_retrieval_excludes_the_task_itself_and_heldout_tasks(built_bank, subset):
+    path, _, _ = built_bank
+    with Bank.open(path) as bank:
+        gen = RetrievalGenerator(bank)
+        assert isinstance(gen, AdapterGenerator)
+        task = subset[0]
+        own = gen.generate(GenerationRequest(task.description))[0]
+        assert own.metadata["task"] == task.name
+        heldout = {t.name for t in subset if t.split == "heldout"}
+        for t in subset:
+            got = gen.generate(GenerationRequest(t.description, n_samples=3, exclude_tasks=frozenset({t.name})))
+            assert len(got) == 3
+            assert not {a.metadata["task"] for a in got} & (heldout | {t.name})
+
+
+class _LookupGenerator:
+    """Returns the bank adapter of the task whose description is the request's: must score like the oracle."""
+
+    name = "lookup"
+
+    def __init__(self, bank):
+        self.bank = bank
+        self.by_description = {t.description: t.name for t in bank.tasks()}
+
+    def generate(self, request):
+        task = self.by_description.get(request.description)
+        recs = self.bank.adapters(task=task, kind="final") if task else self.bank.adapters(kind="final")[:1]
+        return [self.bank.get(recs[0].id)]
+
+
+def test_harness_reports_every_split_and_method_with_normalised_gain(built_bank, classifier, tmp_path):
+    path, _, _ = built_bank
+    with Bank.open(path) as bank:
+        report = evaluate(bank, {"lookup": _LookupGenerator(bank)}, classifier=classifier, max_examples=8,
+                          multitask_config=TrainConfig(steps=2, min_steps=2, num_checkpoints=0), progress=False)
+    assert list(report.summary) == ["in_bank", "heldout_task", "heldout_paraphrase"]
+    assert report.config["tasks_per_split"] == {"in_bank": 9, "heldout_task": 3, "heldout_paraphrase": 9}
+    for split in report.summary:
+        assert set(report.summary[split]) == {"base", "oracle", "mean", "multitask", "retrieval", "lookup"}
+        assert report.summary[split]["base"]["normalised_gain"] == 0.0
+        assert report.summary[split]["oracle"]["normalised_gain"] == 1.0
+    assert report.summary["in_bank"]["lookup"]["accuracy"] == report.summary["in_bank"]["oracle"]["accuracy"]
+    assert len(report.rows) == 6 * (9 + 3 + 9)
+    assert "retrieval" in report.table()
+    saved = json.loads(report.save_json(tmp_path / "eval.json").read_text())
+    assert saved["summary"]["heldout_task"]["oracle"]["accuracy"] > 0
+    assert report.plot(tmp_path / "eval.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_bank_build_then_eval(built_bank, tmp_path, capsys):
+    bank_path = tmp_path / "cli.duckdb"
+    args = ["bank", "build", "--bank", str(bank_path), "--name", "lang/en-vs-de", "--steps", "2", "--no-progress"]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["built"] == 1
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["skipped"] == 1
+    assert main(["bank", "build", "--bank", str(bank_path), "--name", "no/such-task"]) == 1
+    path, _, _ = built_bank
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--bank", str(path), "--split", "heldout_task", "--baseline", "base", "--baseline", "oracle",
+                 "--max-examples", "8", "--json", str(out), "--plot", str(tmp_path / "e.png"), "--no-progress"]) == 0
+    assert "oracle" in capsys.readouterr().out
+    assert set(json.loads(out.read_text())["summary"]["heldout_task"]) == {"base", "oracle"}
