@@ -18,12 +18,16 @@ from bank.errors import LoragenError
 # name -> module defining `add_parser(subparsers)`. One table, checked against the parser by a test.
 COMMANDS: dict[str, str] = {
     "merge": "api.commands.merge",
+    "train": "api.commands.train",
+    "generate": "api.commands.generate",
     "bank": "api.commands.bank",
     "eval": "api.commands.eval",
 }
 
 EPILOG = """examples:
   loragen merge ./my-adapter --base-model ./tiny-llama -o ./merged
+  loragen train hypernet --bank bank.duckdb -o ckpt/ --max-epochs 300
+  loragen generate "label 0 if the text is written in Polish, label 1 if it is written in Czech" -o out/pl-cs
   loragen bank build --tasks 12 && loragen eval
 """
 
