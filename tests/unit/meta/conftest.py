@@ -22,6 +22,15 @@ def _clear_param_store():
     pyro.clear_param_store()
 
 
+@pytest.fixture(autouse=True, scope="package")
+def _one_thread():
+    """Tiny models on shared cores: one intra-op thread avoids oversubscription stalls (10x slower otherwise)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def toy_classifier() -> ToyClassifier:
     return ToyClassifier()
