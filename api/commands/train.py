@@ -11,6 +11,7 @@ import importlib
 # target -> module defining `add_parser(train_subparsers)`.
 TARGETS: dict[str, str] = {
     "hypernet": "api.commands._train_hypernet",
+    "meta": "api.commands.train_meta",
 }
 
 
