@@ -9,7 +9,6 @@ Usage::
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import threading
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 
 from bank.base_model import canonical_base_model_id, resolve_base_model
-from bank.device import resolve_device
+from bank.device import resolve_device, torch_threads
 from bank.lora.adapter import LoraAdapter
 
 WEIGHT_DIM = 256
@@ -82,7 +81,7 @@ class TextEncoder:
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        with self._lock, torch.inference_mode(), _few_threads(len(texts) <= _SMALL_BATCH):
+        with self._lock, torch.inference_mode(), torch_threads(1 if len(texts) <= _SMALL_BATCH else None):
             vecs = self._load().encode(
                 texts,
                 batch_size=self.batch_size,
@@ -93,25 +92,7 @@ class TextEncoder:
         return np.ascontiguousarray(vecs, dtype=np.float32)
 
 
-_SMALL_BATCH = 16
-
-
-@contextlib.contextmanager
-def _few_threads(active: bool):
-    """Run a small encode on one intra-op thread.
-
-    A one-sentence MiniLM forward pass is too small to split: on a loaded 2-core machine it took 144 ms with two
-    threads (they wait for each other) and 7.6 ms with one. Search queries are one sentence each.
-    """
-    if not active or torch.get_num_threads() == 1:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+_SMALL_BATCH = 16  # encodes this small run on one thread (see bank.device.torch_threads)
 
 
 @functools.lru_cache(maxsize=4)

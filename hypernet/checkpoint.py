@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from typing import Any
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from bank._atomic import atomic_directory
 from bank.errors import CheckpointError
 from hypernet.config import HypernetConfig
 from hypernet.layout import AdapterLayout
@@ -64,7 +63,6 @@ def save_checkpoint(model: CVAE, config: HypernetConfig, path: str | os.PathLike
         extra: JSON-serialisable provenance (bank path, tasks trained on, text encoder, metrics).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -75,18 +73,9 @@ def save_checkpoint(model: CVAE, config: HypernetConfig, path: str | os.PathLike
         "extra": extra or {},
     }
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with atomic_directory(path, CONFIG_NAME, CheckpointError) as tmp:
         save_file(tensors, tmp / WEIGHTS_NAME, metadata={"format": "pt"})
         (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        if path.exists():
-            if not (path / CONFIG_NAME).exists() and any(path.iterdir()):
-                raise CheckpointError(f"{path}: exists and is not a hypernet checkpoint; refusing to replace it")
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return path
 
 

@@ -6,12 +6,10 @@ Every config is a plain dataclass of JSON-serialisable values, so a checkpoint's
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field
+
+from bank.config import SectionedConfig
 
 log = logging.getLogger(__name__)
 
@@ -166,42 +164,10 @@ class TrainConfig:
 
 
 @dataclass
-class HypernetConfig:
+class HypernetConfig(SectionedConfig):
     """Everything that defines a hypernetwork run: the parts above."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     condition: ConditionConfig = field(default_factory=ConditionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> HypernetConfig:
-        """Rebuild from `to_dict` output; unknown keys (from a newer loragen) are dropped with a warning."""
-        parts = {}
-        for f in dataclasses.fields(cls):
-            sub_cls = {"model": ModelConfig, "condition": ConditionConfig, "train": TrainConfig}[f.name]
-            raw = dict(data.get(f.name, {}))
-            known = {g.name for g in dataclasses.fields(sub_cls)}
-            unknown = sorted(set(raw) - known)
-            if unknown:
-                log.warning("ignoring unknown %s config keys %s (written by a newer loragen?)", f.name, unknown)
-            parts[f.name] = sub_cls(**{k: v for k, v in raw.items() if k in known})
-        return cls(**parts)
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> HypernetConfig:
-        """Read a JSON or YAML file with optional `model`, `condition` and `train` sections."""
-        path = Path(path)
-        text = path.read_text()
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text) or {}
-        else:
-            data = json.loads(text)
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping with model/condition/train sections, "
-                             f"got {type(data).__name__}")
-        return cls.from_dict(data)

@@ -10,12 +10,10 @@ mismatch between a transformer's likelihood (tens of examples) and KL terms over
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field
 
-from typing_extensions import Self
+
+from bank.config import SectionedConfig
 
 
 def _check(problems: list[str], ok: bool, message: str) -> None:
@@ -155,38 +153,10 @@ class GenerateConfig:
 
 
 @dataclass
-class MetaConfig:
+class MetaConfig(SectionedConfig):
     """Everything a trained ABMLL checkpoint needs to be rebuilt: saved as JSON next to the safetensors."""
 
     model: ABMLLConfig = field(default_factory=ABMLLConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Self:
-        """Build from a dict; unknown keys (from newer versions) are dropped with a warning naming them."""
-        import warnings
-
-        parts = {}
-        for name, klass in (("model", ABMLLConfig), ("train", TrainConfig), ("generate", GenerateConfig)):
-            raw = dict(data.get(name, {}))
-            known = {f.name for f in fields(klass)}
-            unknown = sorted(set(raw) - known)
-            if unknown:
-                warnings.warn(f"MetaConfig.{name}: ignoring unknown keys {unknown} (saved by a newer loragen?)")
-            parts[name] = klass(**{k: v for k, v in raw.items() if k in known})
-        return cls(**parts)
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> Self:
-        """Read a JSON or YAML config file."""
-        path = Path(path)
-        text = path.read_text()
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            return cls.from_dict(yaml.safe_load(text) or {})
-        return cls.from_dict(json.loads(text))

@@ -21,6 +21,8 @@ from pyro.optim import Adam
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from bank._atomic import atomic_directory
+from bank.errors import CheckpointError
 from meta.config import MetaConfig, TrainConfig
 from meta.guide import ABMLLGuide
 from meta.model import ABMLLModel, FactorClassifier, LoraLayout, TaskBatch, inverse_softplus
@@ -161,15 +163,14 @@ def train(model: ABMLLModel, guide: ABMLLGuide, tasks: Sequence[MetaTask], confi
 def save_checkpoint(path: str | Path, model: ABMLLModel, guide: ABMLLGuide, config: MetaConfig,
                     extra: dict | None = None) -> Path:
     """Write `abmll.safetensors` (guide parameters, floor) and `abmll.json` (config, layout, extra) into `path`."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
     tensors = {f"guide.{k}": v.detach().contiguous().cpu() for k, v in guide.state_dict().items()}
     tensors["model.floor"] = model.floor.detach().cpu().contiguous()
-    save_file(tensors, str(path / CHECKPOINT_WEIGHTS))
     meta = {"format_version": FORMAT_VERSION, "config": config.to_dict(), "layout": model.layout.to_json(),
             "extra": extra or {}}
-    (path / CHECKPOINT_CONFIG).write_text(json.dumps(meta, indent=2))
-    return path
+    with atomic_directory(path, CHECKPOINT_CONFIG, CheckpointError) as tmp:  # a crash never leaves half of it
+        save_file(tensors, str(tmp / CHECKPOINT_WEIGHTS))
+        (tmp / CHECKPOINT_CONFIG).write_text(json.dumps(meta, indent=2))
+    return Path(path)
 
 
 def load_checkpoint(path: str | Path, classifier: FactorClassifier | None = None,

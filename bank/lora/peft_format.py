@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from bank._atomic import atomic_directory
 from bank.errors import AdapterFormatError, AdapterShapeError
 from bank.lora.adapter import LoraAdapter
 
@@ -89,27 +88,16 @@ def save_peft(adapter: LoraAdapter, path: str | os.PathLike, *, task_type: str |
     Returns:
         The directory written.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     adapter.check_finite()
     config = peft_config(adapter, task_type=task_type)
     tensors: dict[str, torch.Tensor] = {}
     for m, a, b in adapter.items():
         tensors[peft_key(m, "A")] = a.detach().contiguous().cpu()
         tensors[peft_key(m, "B")] = b.detach().contiguous().cpu()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with atomic_directory(path, CONFIG_NAME, AdapterFormatError) as tmp:
         save_file(tensors, tmp / WEIGHTS_NAME, metadata={"format": "pt", "loragen": json.dumps(adapter.metadata)})
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        if path.exists():
-            if not (path / CONFIG_NAME).exists() and any(path.iterdir()):
-                raise AdapterFormatError(f"{path}: exists and is not an adapter directory; refusing to replace it.")
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return path
+    return Path(path)
 
 
 def peft_config(adapter: LoraAdapter, *, task_type: str | None = None) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import pyro
 import pytest
 import torch
 
+from bank.device import torch_threads
 from meta.config import ABMLLConfig, TrainConfig
 from meta.guide import ABMLLGuide
 from meta.model import ABMLLModel, LoraLayout, weight_floor
@@ -25,10 +26,8 @@ def _clear_param_store():
 @pytest.fixture(autouse=True, scope="package")
 def _one_thread():
     """Tiny models on shared cores: one intra-op thread avoids oversubscription stalls (10x slower otherwise)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from functools import partial
 
 import pytest
-import torch
 
+from bank.device import torch_threads
 from bank.suite import SuiteClassifier, load_suite, task_data
 from bank.suite.train import TrainConfig, train_task_adapter
 
 TINY = TrainConfig(steps=6, min_steps=4, num_checkpoints=2)
 
 
-@contextmanager
-def one_thread():
-    """MiniLM steps here are tiny: on a shared 2-core machine a second OpenMP thread mostly spins at barriers."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+one_thread = partial(torch_threads, 1)
 
 
 @pytest.fixture(autouse=True)

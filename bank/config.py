@@ -1,0 +1,61 @@
+"""`SectionedConfig`: the one implementation of "a config made of dataclass sections", saved as JSON or YAML.
+
+Hypernet and meta configs are dataclasses whose fields are themselves dataclasses (model, train, ...). They share
+serialisation here: `to_dict`, `from_dict` (unknown keys from a newer loragen are dropped with a warning naming
+them, as PEFT does for its configs) and `from_file`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
+T = TypeVar("T", bound="SectionedConfig")
+
+
+class SectionedConfig:
+    """Mixin for a dataclass whose every field is a dataclass section with a default factory."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+        """Rebuild from `to_dict` output; missing sections/keys take defaults, unknown ones are dropped with a warning.
+
+        Raises:
+            ValueError: a section is not a mapping, or a section's own checks fail (naming the field).
+        """
+        parts = {}
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            section_cls = type(f.default_factory())  # type: ignore[misc]
+            raw = data.get(f.name, {})
+            if not isinstance(raw, dict):
+                raise ValueError(f"{cls.__name__}.{f.name}: expected a mapping, got {type(raw).__name__}")
+            known = {g.name for g in dataclasses.fields(section_cls)}
+            unknown = sorted(set(raw) - known)
+            if unknown:
+                log.warning("%s.%s: ignoring unknown keys %s (written by a newer loragen?)", cls.__name__, f.name,
+                            unknown)
+            parts[f.name] = section_cls(**{k: v for k, v in raw.items() if k in known})
+        return cls(**parts)
+
+    @classmethod
+    def from_file(cls: type[T], path: str | Path) -> T:
+        """Read a JSON or YAML file holding (some of) the sections."""
+        path = Path(path)
+        text = path.read_text()
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            data = json.loads(text)
+        if not isinstance(data, dict):
+            sections = ", ".join(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+            raise ValueError(f"{path}: expected a mapping with sections ({sections}), got {type(data).__name__}")
+        return cls.from_dict(data)
