@@ -1,0 +1,343 @@
+"""The service's operations as plain, synchronous, thread-safe methods: what the HTTP routes and the in-process SDK
+both call, so the two clients give the same results by construction.
+
+Heavy resources (the bank with its encoder and indexes, the generators, a base model for shape checks, the
+suite classifier) are created once by `Service.start` and shared. Bank access and generation are serialised by
+the bank itself (one writer at a time, a DuckDB cursor per thread, index snapshots swapped atomically); generation
+runs one at a time behind a lock, because generators keep mutable state (Pyro's parameter store, cached
+encoders) and on a CPU box torch already spreads one forward pass over every core.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from api.errors import ApiError
+from api.generators import REGISTRY, GeneratorContext, build_generators
+from api.schemas import (
+    AdapterInfo,
+    GenerateRequest,
+    GenerateResponse,
+    HealthResponse,
+    Hit,
+    MergeRequest,
+    MergeResponse,
+    PredictRequest,
+    PredictResponse,
+    ReindexResponse,
+    SearchResponse,
+)
+from api.settings import Settings
+from bank.base_model import DEFAULT_BASE_MODEL, canonical_base_model_id, load_base_model, load_tokenizer
+from bank.errors import LoragenError, UnknownBaseModelError
+from bank.generator import AdapterGenerator, GenerationRequest
+from bank.lora import LoraAdapter, combine, load_peft, merge
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    """loragen's operations over one bank.
+
+    Usage::
+
+        with Service.start(Settings.from_env()) as service:
+            result = service.generate(GenerateRequest(description="label 0 if Polish, 1 if Czech"))
+
+    Args:
+        settings: the service settings.
+        bank: an open `bank.store.Bank`.
+        generators: method name -> generator.
+        unavailable: method name -> why it is not served.
+    """
+
+    def __init__(self, *, settings: Settings, bank: Any, generators: dict[str, AdapterGenerator],
+                 unavailable: dict[str, str]) -> None:
+        self.settings = settings
+        self.bank = bank
+        self.generators = generators
+        self.unavailable = unavailable
+        self._generate_lock = threading.Lock()
+        self._allowed_bases = {canonical_base_model_id(b) for b in settings.base_models}
+        self._scheduler: Any = None
+        self.on_generate: Any = None  # optional callback(method, seconds, n) for metrics
+        self.on_reindex: Any = None  # optional callback(trigger)
+
+    @classmethod
+    def start(cls, settings: Settings) -> Service:
+        """Open the bank and build every configured generator (the slow part of starting the server)."""
+        from bank.store import Bank
+
+        bank = Bank.open(settings.bank_path)
+        checkpoints = {"cvae": settings.cvae_checkpoint, "abmll": settings.abmll_checkpoint}
+        contexts = {m: GeneratorContext(bank=bank, device=settings.device, checkpoint=checkpoints.get(m))
+                    for m in settings.methods}
+        generators, unavailable = build_generators(settings.methods, contexts)
+        return cls(settings=settings, bank=bank, generators=generators, unavailable=unavailable)
+
+    def close(self) -> None:
+        """Stop the schedule and close the bank."""
+        self.stop_schedule()
+        self.bank.close()
+
+    def __enter__(self) -> Service:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- generation -------------------------------------------------------------------------------------------
+
+    def generate(self, request: GenerateRequest) -> GenerateResponse:
+        """Generate adapter(s) for a description, store them with their provenance, score and place them.
+
+        Raises:
+            ApiError: 503 when the method is not available on this server.
+            ValueError / LoragenError: an invalid request or base model (mapped to 4xx).
+        """
+        generator = self._generator(request.method)
+        gen_request = self._generation_request(request)
+        start = time.perf_counter()
+        with self._generate_lock:
+            adapters = generator.generate(gen_request)
+        if not adapters:
+            raise ApiError(500, "internal", f"generator {request.method!r} returned no adapter")
+        provenance = _provenance(request, gen_request)
+        ids = [self._store(a, request.description, provenance) for a in adapters]
+        info = AdapterInfo.from_record(self.bank.record(ids[0]))
+        neighbours = [Hit.from_hit(h) for h in self.bank.search_adapter(adapters[0], k=self.settings.neighbours + 1)
+                      if h.id != ids[0]][: self.settings.neighbours]
+        text_hits = self.bank.search_text(request.description, k=1)
+        seconds = time.perf_counter() - start
+        uncertainty = self._uncertainty(gen_request, adapters, text_hits)
+        if self.on_generate is not None:
+            self.on_generate(request.method, seconds, len(adapters))
+        return GenerateResponse(id=ids[0], ids=ids, method=request.method, adapter=info, uncertainty=uncertainty,
+                                neighbours=neighbours, seconds=seconds)
+
+    def _generator(self, method: str) -> AdapterGenerator:
+        if method in self.generators:
+            return self.generators[method]
+        reason = self.unavailable.get(method) or f"not enabled (LORAGEN_METHODS); {REGISTRY[method].hint}"
+        raise ApiError(503, "method_unavailable", f"generation method {method!r} is not available on this "
+                       f"server: {reason}. Available: {sorted(self.generators) or 'none'}.")
+
+    def _generation_request(self, request: GenerateRequest) -> GenerationRequest:
+        base = self._check_base(request.base_model or DEFAULT_BASE_MODEL)
+        examples = tuple((e.text, e.label) for e in request.examples) if request.examples else None
+        return GenerationRequest(description=request.description, labels=tuple(request.labels or ()) or None,
+                                 examples=examples, base_model=base, n_samples=request.samples, seed=request.seed)
+
+    def _store(self, adapter: LoraAdapter, description: str, provenance: dict[str, Any]) -> str:
+        """Add a generated adapter; one already in the bank (same canonical tensors, e.g. a retrieved one) is not
+        stored twice: its existing id is returned."""
+        adapter.check_finite()  # never let a NaN delta into the bank
+        return self.bank.add(adapter.with_metadata(provenance=provenance), description=description,
+                             kind="generated", source=f"generate:{provenance['method']}", on_duplicate="skip")
+
+    def _uncertainty(self, request: GenerationRequest, adapters: list[LoraAdapter], text_hits: list) -> dict[str, float]:
+        """Cheap, honest signals always; the meta package's calibrated score when it is installed."""
+        scores: dict[str, float] = {}
+        if text_hits:
+            # How close the request is to a task the bank knows: low similarity means extrapolation.
+            scores["nearest_task_similarity"] = float(text_hits[0].score)
+        if len(adapters) > 1:
+            scores["sample_dispersion"] = _dispersion(adapters)
+        scorer = _meta_scorer()
+        if scorer is not None:
+            try:
+                scores.update(_call_scorer(scorer, request, adapters))
+            except LoragenError as err:
+                log.warning("uncertainty scorer failed: %s", err)
+        return scores
+
+    # ---- bank ---------------------------------------------------------------------------------------------------
+
+    def get(self, adapter_id: str) -> AdapterInfo:
+        """An adapter's metadata. Raises NotFoundError (404) for an unknown id."""
+        return AdapterInfo.from_record(self.bank.record(adapter_id))
+
+    def export(self, adapter_id: str, directory: str | Path) -> Path:
+        """Write an adapter as a PEFT directory."""
+        return self.bank.export_peft(adapter_id, directory)
+
+    def upload_dir(self, directory: str | Path, *, description: str, task: str | None = None) -> AdapterInfo:
+        """Validate a PEFT directory (format, base model, shapes, finiteness) and add it to the bank.
+
+        Raises:
+            AdapterFormatError / AdapterShapeError / UnknownBaseModelError / NonFiniteError: the adapter is refused
+                and the bank is unchanged.
+        """
+        if not description.strip():
+            raise ApiError(422, "invalid_request", "description is empty; say what the adapter does.")
+        adapter = load_peft(directory)
+        self._check_base(adapter.base_model or "")
+        # The bank checks every module against the base model's layers and finiteness before writing anything.
+        adapter_id = self.bank.add(adapter, task=task, description=description, kind="uploaded", source="upload")
+        return AdapterInfo.from_record(self.bank.record(adapter_id))
+
+    def search(self, query: str, k: int = 5) -> SearchResponse:
+        """Bank adapters whose descriptions are closest to `query`."""
+        if not query.strip():
+            raise ApiError(422, "invalid_request", "query is empty; describe the task you are looking for.")
+        hits = self.bank.search_text(query, k=k)
+        return SearchResponse(query=query, hits=[Hit.from_hit(h) for h in hits])
+
+    def reindex(self, trigger: str = "request") -> ReindexResponse:
+        """Rebuild the bank's indexes (atomically; searches keep answering from the old ones meanwhile)."""
+        start = time.perf_counter()
+        self.bank.reindex()  # the bank allows one re-index at a time; searches go on meanwhile
+        stats = self.bank.stats()
+        seconds = time.perf_counter() - start
+        log.info("bank re-indexed (%s) in %.2fs: %s", trigger, seconds, stats)
+        if self.on_reindex is not None:
+            self.on_reindex(trigger)
+        return ReindexResponse(seconds=seconds, stats=_jsonable(stats))
+
+    def health(self) -> HealthResponse:
+        from api import __version__
+
+        count = len(self.bank.adapters())
+        return HealthResponse(version=__version__, methods=sorted(self.generators), unavailable=self.unavailable,
+                              adapters=count)
+
+    # ---- merge and predict --------------------------------------------------------------------------------------
+
+    def merge(self, request: MergeRequest) -> MergeResponse:
+        """Merge bank adapters into a fresh base model and save it under the merge root.
+
+        Raises:
+            ApiError: 409 when the output folder exists; 422 for adapters of another base model.
+        """
+        base = self._check_base(request.base_model or DEFAULT_BASE_MODEL)
+        root = self.settings.merge_root.resolve()
+        output = (root / request.output).resolve()
+        if output.parent != root:  # the schema forbids slashes; this guards '.' and '..' too
+            raise ApiError(422, "invalid_request", f"output {request.output!r} must be a plain folder name.")
+        if output.exists():
+            raise ApiError(409, "exists", f"{request.output!r} already exists under the merge root; pick a new name.")
+        adapters = [self.bank.get(i) for i in request.adapter_ids]
+        wrong = [a.metadata.get("id") for a in adapters if canonical_base_model_id(a.base_model) != base]
+        if wrong:
+            raise ApiError(422, "base_model_mismatch", f"adapters {wrong} are not for base model {base!r}.")
+        combined = combine(adapters, request.weights, method=request.method, rank=request.rank,
+                           density=request.density)
+        self._write_merged(combined, base, output)
+        return MergeResponse(output_dir=str(output), adapter_ids=request.adapter_ids, method=request.method,
+                             base_model=base)
+
+    def _write_merged(self, adapter: LoraAdapter, base: str, output: Path) -> None:
+        model = load_base_model(base)  # fresh copy: merging modifies it in place
+        merge(model, adapter)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+        try:
+            model.save_pretrained(tmp)
+            load_tokenizer(base).save_pretrained(tmp)
+            tmp.rename(output)  # atomic: a reader sees no folder or a complete model
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def predict(self, request: PredictRequest) -> PredictResponse:
+        """Label probabilities of the built-in suite classifier for `texts`, with a bank adapter applied."""
+        adapter = None
+        if request.adapter_id is not None:
+            adapter = self.bank.get(request.adapter_id)
+        return predict_texts(self._classifier, request.texts, adapter)
+
+    @cached_property
+    def _classifier(self) -> Any:
+        try:
+            from bank.suite import SuiteClassifier
+        except ImportError as err:
+            raise ApiError(503, "unavailable", f"predict needs the built-in suite (bank.suite): {err}") from None
+        return SuiteClassifier()
+
+    def _check_base(self, name: str) -> str:
+        try:
+            base = canonical_base_model_id(name) if name else ""
+        except UnknownBaseModelError as err:
+            raise UnknownBaseModelError(f"{err} This server accepts {sorted(self._allowed_bases)}.") from None
+        if base not in self._allowed_bases:
+            raise UnknownBaseModelError(f"the adapter or request is for base model {name!r}; this server accepts "
+                                        f"{sorted(self._allowed_bases)}.")
+        return base
+
+    # ---- scheduled re-index -------------------------------------------------------------------------------------
+
+    def start_schedule(self) -> None:
+        """Run `reindex` on the configured interval or cron expression, at most one at a time."""
+        if self.settings.reindex_interval_s == 0 and not self.settings.reindex_cron:
+            return
+        from apscheduler.schedulers.background import BackgroundScheduler
+        from apscheduler.triggers.cron import CronTrigger
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        if self.settings.reindex_cron:
+            trigger = CronTrigger.from_crontab(self.settings.reindex_cron)
+        else:
+            trigger = IntervalTrigger(seconds=self.settings.reindex_interval_s)
+        self._scheduler = BackgroundScheduler(daemon=True)
+        self._scheduler.add_job(self._scheduled_reindex, trigger, id="reindex", max_instances=1, coalesce=True)
+        self._scheduler.start()
+
+    def _scheduled_reindex(self) -> None:
+        try:
+            self.reindex(trigger="schedule")
+        except LoragenError:
+            log.exception("scheduled re-index failed; the next run will try again")
+
+    def stop_schedule(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=True)
+            self._scheduler = None
+
+
+def predict_texts(classifier: Any, texts: list[str], adapter: LoraAdapter | None) -> PredictResponse:
+    """Run the suite classifier on `texts` (with `adapter` applied) and return label probabilities."""
+    with torch.no_grad():
+        logits = classifier.logits(list(texts), adapter=adapter)  # (n, num_labels)
+    probs = torch.softmax(logits.float(), dim=-1)
+    return PredictResponse(probabilities=probs.tolist(), predictions=probs.argmax(-1).tolist())
+
+
+def _provenance(request: GenerateRequest, gen_request: GenerationRequest) -> dict[str, Any]:
+    return {"method": request.method, "seed": request.seed, "samples": request.samples,
+            "labels": list(gen_request.labels or ()), "n_examples": len(gen_request.examples or ()),
+            "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def _dispersion(adapters: list[LoraAdapter]) -> float:
+    """Mean relative distance of the samples' ΔW from their mean (0: the samples agree)."""
+    deltas = torch.stack([torch.cat([a.delta_weight(m).flatten() for m in a.modules]) for a in adapters])  # (S, D)
+    mean = deltas.mean(0)
+    return float((deltas - mean).norm(dim=1).mean() / mean.norm().clamp_min(1e-12))
+
+
+def _meta_scorer() -> Any:
+    try:
+        from meta.score import score
+    except ImportError:
+        return None
+    return score
+
+
+def _call_scorer(scorer: Any, request: GenerationRequest, adapters: list[LoraAdapter]) -> dict[str, float]:
+    result = scorer(request, adapters)
+    if hasattr(result, "as_dict"):
+        result = result.as_dict()
+    return {k: float(v) for k, v in dict(result).items() if isinstance(v, (int, float))}
+
+
+def _jsonable(stats: dict[str, Any]) -> dict[str, Any]:
+    return {str(k): (v if isinstance(v, (int, float, str, bool, type(None), list, dict)) else str(v))
+            for k, v in stats.items()}
