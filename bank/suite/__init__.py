@@ -1,0 +1,16 @@
+"""The built-in task suite: tasks from real text, their data, and the classifier every adapter is scored with.
+
+Usage::
+
+    from bank.suite import load_suite, task_data, SuiteClassifier
+    specs = load_suite(seed=0)
+    data = task_data(specs[0])
+    clf = SuiteClassifier()
+    logits = clf.logits([t for t, _ in data.test], adapter, num_labels=len(specs[0].labels))
+"""
+
+from bank.suite.classifier import SuiteClassifier
+from bank.suite.data import TaskData, task_data
+from bank.suite.tasks import EVAL_SPLITS, eval_descriptions, load_suite, split_tasks
+
+__all__ = ["EVAL_SPLITS", "SuiteClassifier", "TaskData", "eval_descriptions", "load_suite", "split_tasks", "task_data"]
