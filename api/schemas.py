@@ -136,6 +136,8 @@ class PredictRequest(_Model):
 
     adapter_id: str | None = None
     texts: list[str] = Field(min_length=1, max_length=MAX_TEXTS)
+    num_labels: int | None = Field(default=None, ge=2, le=16,
+                                   description="label count (default: that of the adapter's task, else 2)")
 
 
 class PredictResponse(_Model):

@@ -219,10 +219,13 @@ class Client:
                                rank=rank, base_model=base_model, output=output)
         return self._backend.call("merge", request)
 
-    def predict(self, texts: str | Sequence[str], *, adapter_id: str | None = None) -> PredictResponse:
-        """Label probabilities of the built-in suite classifier for text(s), with a bank adapter applied."""
+    def predict(self, texts: str | Sequence[str], *, adapter_id: str | None = None,
+                num_labels: int | None = None) -> PredictResponse:
+        """Label probabilities of the built-in suite classifier for text(s), with a bank adapter applied
+        (None: the base classifier). The label count defaults to that of the adapter's task."""
         batch = [texts] if isinstance(texts, str) else list(texts)
-        return self._backend.call("predict", PredictRequest(adapter_id=adapter_id, texts=batch))
+        request = PredictRequest(adapter_id=adapter_id, texts=batch, num_labels=num_labels)
+        return self._backend.call("predict", request)
 
     def reindex(self) -> ReindexResponse:
         """Rebuild the bank's search indexes now."""

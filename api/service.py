@@ -38,7 +38,7 @@ from api.schemas import (
 )
 from api.settings import Settings
 from bank.base_model import DEFAULT_BASE_MODEL, canonical_base_model_id, load_base_model, load_tokenizer
-from bank.errors import LoragenError, UnknownBaseModelError
+from bank.errors import LoragenError, NotFoundError, UnknownBaseModelError
 from bank.generator import AdapterGenerator, GenerationRequest
 from bank.lora import LoraAdapter, combine, load_peft, merge
 
@@ -111,12 +111,13 @@ class Service:
             adapters = generator.generate(gen_request)
         if not adapters:
             raise ApiError(500, "internal", f"generator {request.method!r} returned no adapter")
+        # Before storing: how close the request is to what the bank already knew (not to itself).
+        text_hits = self.bank.search_text(request.description, k=1)
         provenance = _provenance(request, gen_request)
         ids = [self._store(a, request.description, provenance) for a in adapters]
         info = AdapterInfo.from_record(self.bank.record(ids[0]))
         neighbours = [Hit.from_hit(h) for h in self.bank.search_adapter(adapters[0], k=self.settings.neighbours + 1)
                       if h.id != ids[0]][: self.settings.neighbours]
-        text_hits = self.bank.search_text(request.description, k=1)
         seconds = time.perf_counter() - start
         uncertainty = self._uncertainty(gen_request, adapters, text_hits)
         if self.on_generate is not None:
@@ -138,9 +139,19 @@ class Service:
                                  examples=examples, base_model=base, n_samples=request.samples, seed=request.seed)
 
     def _store(self, adapter: LoraAdapter, description: str, provenance: dict[str, Any]) -> str:
-        """Add a generated adapter; one already in the bank (same canonical tensors, e.g. a retrieved one) is not
-        stored twice: its existing id is returned."""
+        """Add a generated adapter to the bank and return its id.
+
+        An adapter that is already in the bank is not stored twice: a retrieved adapter (it carries its bank id
+        and its tensors still match that record's checksum) or one with the same canonical tensors.
+        """
         adapter.check_finite()  # never let a NaN delta into the bank
+        known = adapter.metadata.get("id")
+        if known is not None:
+            try:
+                if self.bank.record(str(known)).sha256 == adapter.sha256():
+                    return str(known)
+            except NotFoundError:
+                pass
         return self.bank.add(adapter.with_metadata(provenance=provenance), description=description,
                              kind="generated", source=f"generate:{provenance['method']}", on_duplicate="skip")
 
@@ -149,7 +160,7 @@ class Service:
         scores: dict[str, float] = {}
         if text_hits:
             # How close the request is to a task the bank knows: low similarity means extrapolation.
-            scores["nearest_task_similarity"] = float(text_hits[0].score)
+            scores["nearest_task_similarity"] = min(1.0, float(text_hits[0].score))
         if len(adapters) > 1:
             scores["sample_dispersion"] = _dispersion(adapters)
         scorer = _meta_scorer()
@@ -248,11 +259,26 @@ class Service:
             shutil.rmtree(tmp, ignore_errors=True)
 
     def predict(self, request: PredictRequest) -> PredictResponse:
-        """Label probabilities of the built-in suite classifier for `texts`, with a bank adapter applied."""
-        adapter = None
+        """Label probabilities of the built-in suite classifier for `texts`, with a bank adapter applied.
+
+        The label count and names come from the adapter's task when the bank knows it.
+        """
+        adapter, labels = None, None
         if request.adapter_id is not None:
             adapter = self.bank.get(request.adapter_id)
-        return predict_texts(self._classifier, request.texts, adapter)
+            labels = self._task_labels(adapter.metadata.get("task"))
+        num_labels = request.num_labels or (len(labels) if labels else 2)
+        if labels is not None and len(labels) != num_labels:
+            labels = None
+        return predict_texts(self._classifier, request.texts, adapter, num_labels=num_labels, labels=labels)
+
+    def _task_labels(self, task: str | None) -> list[str] | None:
+        if not task:
+            return None
+        try:
+            return list(self.bank.get_task(task).labels)
+        except LoragenError:  # a task name the bank has no record of
+            return None
 
     @cached_property
     def _classifier(self) -> Any:
@@ -260,7 +286,7 @@ class Service:
             from bank.suite import SuiteClassifier
         except ImportError as err:
             raise ApiError(503, "unavailable", f"predict needs the built-in suite (bank.suite): {err}") from None
-        return SuiteClassifier()
+        return SuiteClassifier(device=self.settings.device)
 
     def _check_base(self, name: str) -> str:
         try:
@@ -302,12 +328,12 @@ class Service:
             self._scheduler = None
 
 
-def predict_texts(classifier: Any, texts: list[str], adapter: LoraAdapter | None) -> PredictResponse:
+def predict_texts(classifier: Any, texts: list[str], adapter: LoraAdapter | None, *, num_labels: int = 2,
+                  labels: list[str] | None = None) -> PredictResponse:
     """Run the suite classifier on `texts` (with `adapter` applied) and return label probabilities."""
-    with torch.no_grad():
-        logits = classifier.logits(list(texts), adapter=adapter)  # (n, num_labels)
+    logits = classifier.logits(list(texts), adapter, num_labels=num_labels)  # (n, num_labels)
     probs = torch.softmax(logits.float(), dim=-1)
-    return PredictResponse(probabilities=probs.tolist(), predictions=probs.argmax(-1).tolist())
+    return PredictResponse(probabilities=probs.tolist(), predictions=probs.argmax(-1).tolist(), labels=labels)
 
 
 def _provenance(request: GenerateRequest, gen_request: GenerationRequest) -> dict[str, Any]:
