@@ -18,10 +18,14 @@ from bank.errors import LoragenError
 # name -> module defining `add_parser(subparsers)`. One table, checked against the parser by a test.
 COMMANDS: dict[str, str] = {
     "merge": "api.commands.merge",
+    "serve": "api.commands.serve",
+    "predict": "api.commands.predict",
 }
 
 EPILOG = """examples:
   loragen merge ./my-adapter --base-model ./tiny-llama -o ./merged
+  loragen serve --port 8000
+  loragen predict ./my-adapter --text "Dzień dobry" --json
 """
 
 
