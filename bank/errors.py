@@ -43,3 +43,7 @@ class DuplicateAdapterError(BankError, ValueError):
 
 class ChecksumError(BankError):
     """Stored tensors do not match their recorded sha256."""
+
+
+class IndexCorruptError(BankError):
+    """A persisted search index is missing or does not match its recorded checksum (the bank rebuilds it)."""

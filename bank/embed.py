@@ -1,0 +1,143 @@
+"""Embeddings the bank searches: descriptions (sentence-transformers) and adapter weights (a sketch of ΔW).
+
+Usage::
+
+    enc = TextEncoder()                          # the packaged all-MiniLM-L6-v2, offline
+    vecs = enc.encode(["classify Polish vs Czech sentences"])   # (1, 384) float32, L2-normalised
+    w = weight_embedding(adapter)                # (256,) float32, L2-normalised, depends on ΔW only
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+import zlib
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from bank.base_model import canonical_base_model_id, resolve_base_model
+from bank.device import resolve_device
+from bank.lora.adapter import LoraAdapter
+
+WEIGHT_DIM = 256
+"""Length of a weight embedding."""
+_PROBES = 16  # probes on each side of ΔW: each module is sketched as a (16, 16) matrix Qᵀ ΔW P
+
+
+class TextEncoder:
+    """Sentence embeddings of descriptions with sentence-transformers.
+
+    Args:
+        model: None or an alias of all-MiniLM-L6-v2 for the packaged model, else a local sentence-transformers
+            (or plain transformers) directory. Nothing is downloaded.
+        device: "cpu", "cuda" or "auto"/None (CUDA when present).
+        batch_size: sentences per forward pass.
+
+    Raises:
+        UnknownBaseModelError: `model` is neither the packaged model nor a local directory.
+    """
+
+    def __init__(self, model: str | os.PathLike | None = None, device: str | None = None, batch_size: int = 64):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.path = resolve_base_model(model)
+        self.name = canonical_base_model_id(model)
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        self._model = None
+        # HF fast tokenizers are not re-entrant ("Already borrowed"); the service encodes from several threads.
+        self._lock = threading.Lock()
+
+    def _load(self):
+        if self._model is None:
+            from sentence_transformers import SentenceTransformer
+
+            self._model = SentenceTransformer(str(self.path), device=str(self.device))
+            self._model.eval()
+        return self._model
+
+    @property
+    def dim(self) -> int:
+        """Length of an embedding (384 for MiniLM)."""
+        model = self._load()
+        get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(get_dim())
+
+    def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
+        """Embed `texts`.
+
+        Args:
+            texts: sentences (a single string is refused: pass a list).
+            show_progress: show a progress bar for long lists.
+
+        Returns:
+            (len(texts), dim) float32 array, each row L2-normalised (so inner product = cosine).
+        """
+        if isinstance(texts, str):
+            raise TypeError("TextEncoder.encode takes a list of strings, got a single str; wrap it in a list.")
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock, torch.inference_mode():
+            vecs = self._load().encode(
+                texts,
+                batch_size=self.batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=show_progress,
+            )
+        return np.ascontiguousarray(vecs, dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def default_encoder(model: str | None = None) -> TextEncoder:
+    """One shared encoder per model in a process (loading MiniLM takes a second or two)."""
+    return TextEncoder(model)
+
+
+@functools.lru_cache(maxsize=512)
+def _sketch(module: str, out_features: int, in_features: int, dim: int, seed: int):
+    """Fixed random maps for one module: probes Q (out, p), P (in, p) and projection G (dim, p·p), float64.
+
+    Seeded from the module path and shape, so every process and every adapter uses the same maps.
+    """
+    key = zlib.crc32(f"{seed}|{module}|{out_features}|{in_features}|{dim}".encode())
+    g = torch.Generator().manual_seed(key)
+    q = torch.randn(out_features, _PROBES, generator=g, dtype=torch.float64) / out_features**0.5
+    p = torch.randn(in_features, _PROBES, generator=g, dtype=torch.float64) / in_features**0.5
+    proj = torch.randn(dim, _PROBES * _PROBES, generator=g, dtype=torch.float64) / dim**0.5
+    return q, p, proj
+
+
+def weight_embedding(adapter: LoraAdapter, dim: int = WEIGHT_DIM, seed: int = 0) -> np.ndarray:
+    """A gauge-invariant embedding of an adapter: a fixed linear sketch of every module's ΔW, L2-normalised.
+
+    For each module, ΔW = s·B·A (out, in) is sketched as Qᵀ ΔW P (16, 16) with fixed random Gaussian probes, then
+    mapped to `dim` by a fixed random projection; the modules' contributions are summed and the result normalised.
+    The sketch is linear in ΔW and never looks at A or B alone, so (B·R, R⁻¹·A) gives the same embedding as (B, A)
+    for any invertible R, and inner products of embeddings approximate cosine similarities of the stacked ΔW
+    (Johnson–Lindenstrauss), so similar adapters land near each other. Computed in float64.
+
+    Args:
+        adapter: any adapter (canonical or not; scaling and rsLoRA are accounted for).
+        dim: embedding length.
+        seed: seed of the random maps (keep the default: every embedding in a bank must use the same maps).
+
+    Returns:
+        (dim,) float32 vector with unit norm (all zeros if ΔW is zero).
+    """
+    z = torch.zeros(dim, dtype=torch.float64)
+    for module, a, b in adapter.items():
+        out_features, in_features = b.shape[0], a.shape[1]
+        q, p, proj = _sketch(module, out_features, in_features, dim, seed)
+        a64 = a.detach().to("cpu", torch.float64)  # (r, in)
+        b64 = b.detach().to("cpu", torch.float64)  # (out, r)
+        core = (q.T @ b64) @ (a64 @ p) * adapter.scaling  # (p, r) @ (r, p) -> (p, p) = Qᵀ ΔW P
+        z += proj @ core.reshape(-1)
+    norm = torch.linalg.vector_norm(z)
+    if norm > 0:
+        z = z / norm
+    return z.to(torch.float32).numpy()

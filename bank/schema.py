@@ -1,0 +1,153 @@
+"""The bank's DuckDB schema, as an ordered list of migrations applied on open.
+
+Each migration runs in its own transaction together with the row that records it in `schema_version`, so a bank is
+always at exactly one schema version. Add a migration by appending to `MIGRATIONS`; never edit a released one.
+
+Tables (version 1):
+- `tasks`: the task suite (description, paraphrases, labels, how to rebuild the data).
+- `adapters`: one row per adapter; `seq` is the integer id FAISS indexes use; `sha256` is the checksum of the
+  stored (canonical) tensors and config (`LoraAdapter.sha256`), unique so a duplicate import is detected.
+- `tensors`: per adapter, variant ("canonical" or "original"), module and factor ("A"/"B"): raw bytes as a BLOB
+  with shape, dtype and their own sha256.
+- `embeddings`: per adapter and space ("text", "weight"): a float32 vector as a BLOB.
+- `index_versions`: every FAISS index written by `reindex()` (file, method, size, checksum, highest `seq` covered).
+- `meta`: key/value settings of the bank (e.g. the text encoder its embeddings came from).
+
+Tensor BLOBs are written uncompressed (see `CONNECTION_CONFIG`): with DuckDB's default BLOB compression a
+`WHERE adapter_id = ?` lookup scanned the table (0.8 ms for an early row, 57 ms for a late one among 1,000 rows of
+100 KB, measured with DuckDB 2.0.1); uncompressed, every lookup took about 0.3 ms. The layout is decided when data is
+checkpointed, so the setting must be in force on every connection that writes.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import duckdb
+
+from bank.errors import BankError
+
+logger = logging.getLogger(__name__)
+
+# Applied to every connection: keeps BLOB segments uncompressed so point lookups stay O(1) (see module docstring).
+CONNECTION_CONFIG: dict[str, str] = {"force_compression": "uncompressed"}
+
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (
+        1,
+        "initial schema: tasks, adapters, tensors, embeddings, index versions, meta",
+        [
+            """CREATE TABLE tasks (
+                name VARCHAR PRIMARY KEY,
+                description VARCHAR NOT NULL,
+                labels VARCHAR NOT NULL,             -- JSON list
+                paraphrases VARCHAR NOT NULL,        -- JSON list
+                heldout_paraphrases VARCHAR NOT NULL,-- JSON list
+                family VARCHAR NOT NULL,
+                split VARCHAR NOT NULL,
+                data_ref VARCHAR NOT NULL            -- JSON object
+            )""",
+            "CREATE SEQUENCE adapter_seq START 1",
+            """CREATE TABLE adapters (
+                id VARCHAR PRIMARY KEY,
+                seq BIGINT NOT NULL UNIQUE,
+                base_model VARCHAR NOT NULL,
+                r INTEGER NOT NULL,
+                lora_alpha DOUBLE NOT NULL,
+                target_modules VARCHAR NOT NULL,     -- JSON list
+                fan_in_fan_out BOOLEAN NOT NULL,
+                use_rslora BOOLEAN NOT NULL,
+                canonical BOOLEAN NOT NULL,
+                has_original BOOLEAN NOT NULL,
+                n_modules INTEGER NOT NULL,
+                task VARCHAR,
+                description VARCHAR,
+                kind VARCHAR NOT NULL,
+                source VARCHAR NOT NULL,
+                created_at TIMESTAMP NOT NULL,
+                metrics VARCHAR NOT NULL,            -- JSON object
+                metadata VARCHAR NOT NULL,           -- JSON object
+                sha256 VARCHAR NOT NULL UNIQUE,
+                original_sha256 VARCHAR
+            )""",
+            "CREATE INDEX adapters_task ON adapters(task)",
+            """CREATE TABLE tensors (
+                adapter_id VARCHAR NOT NULL,
+                variant VARCHAR NOT NULL,            -- 'canonical' | 'original'
+                module VARCHAR NOT NULL,
+                factor VARCHAR NOT NULL,             -- 'A' | 'B'
+                dtype VARCHAR NOT NULL,
+                shape VARCHAR NOT NULL,              -- JSON list
+                sha256 VARCHAR NOT NULL,
+                data BLOB NOT NULL,
+                PRIMARY KEY (adapter_id, variant, module, factor)
+            )""",
+            """CREATE TABLE embeddings (
+                adapter_id VARCHAR NOT NULL,
+                space VARCHAR NOT NULL,              -- 'text' | 'weight'
+                model VARCHAR NOT NULL,
+                dim INTEGER NOT NULL,
+                vector BLOB NOT NULL,                -- float32, L2-normalised
+                PRIMARY KEY (adapter_id, space)
+            )""",
+            """CREATE TABLE index_versions (
+                space VARCHAR NOT NULL,
+                version INTEGER NOT NULL,
+                file VARCHAR NOT NULL,               -- name relative to the index directory
+                method VARCHAR NOT NULL,
+                params VARCHAR NOT NULL,             -- JSON object
+                ntotal BIGINT NOT NULL,
+                max_seq BIGINT NOT NULL,
+                sha256 VARCHAR NOT NULL,
+                duration_s DOUBLE NOT NULL,
+                created_at TIMESTAMP NOT NULL,
+                PRIMARY KEY (space, version)
+            )""",
+            "CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)",
+        ],
+    ),
+]
+
+LATEST_VERSION = MIGRATIONS[-1][0]
+
+
+def schema_version(con: duckdb.DuckDBPyConnection) -> int:
+    """The schema version of an open bank (0 for an empty database)."""
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version "
+        "(version INTEGER PRIMARY KEY, description VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
+    )
+    row = con.execute("SELECT max(version) FROM schema_version").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> int:
+    """Apply every migration newer than the bank's version, each in one transaction.
+
+    Returns:
+        The schema version after migrating.
+
+    Raises:
+        BankError: the bank was written by a newer loragen (its version is above `LATEST_VERSION`).
+    """
+    current = schema_version(con)
+    if current > LATEST_VERSION:
+        raise BankError(
+            f"the bank has schema version {current} but this loragen knows versions up to {LATEST_VERSION}; "
+            "upgrade loragen to open it."
+        )
+    for version, description, statements in MIGRATIONS:
+        if version <= current:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for sql in statements:
+                con.execute(sql)
+            con.execute("INSERT INTO schema_version VALUES (?, ?, now())", [version, description])
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        logger.info("bank schema migrated to version %d (%s)", version, description)
+        current = version
+    return current
