@@ -7,14 +7,13 @@ whole service, so a bank-only install still serves `retrieve`.
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bank.device import resolve_device
 from bank.errors import LoragenError
 from bank.generator import AdapterGenerator
 
@@ -23,45 +22,55 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class GeneratorContext:
-    """What a generator factory may use: the open bank, a checkpoint path, the device."""
+    """What a generator builder may use: the open bank, a checkpoint path, the device, the suite classifier.
+
+    Attributes:
+        bank: the service's open `bank.store.Bank`.
+        device: where models run ("auto", "cpu", "cuda").
+        checkpoint: the method's trained checkpoint (None: the training command's default location).
+        classifier: returns the shared suite classifier (built on first use; ABMLL refines with it).
+    """
 
     bank: Any
     device: str = "auto"
     checkpoint: Path | None = None
+    classifier: Callable[[], Any] | None = None
+
+
+def _retrieve(ctx: GeneratorContext) -> AdapterGenerator:
+    from bank.suite.evaluate import RetrievalGenerator
+
+    return RetrievalGenerator(ctx.bank)
+
+
+def _cvae(ctx: GeneratorContext) -> AdapterGenerator:
+    from hypernet.generate import CVAEGenerator
+
+    return CVAEGenerator.from_checkpoint(ctx.checkpoint)
+
+
+def _abmll(ctx: GeneratorContext) -> AdapterGenerator:
+    from api.settings import default_home
+    from meta.generate import ABMLLGenerator
+
+    path = ctx.checkpoint or default_home() / "meta"
+    classifier = ctx.classifier() if ctx.classifier else None
+    return ABMLLGenerator.from_checkpoint(path, classifier=classifier, device=resolve_device(ctx.device))
 
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """Where a method's generator class lives and how to tell users to make it available."""
+    """How to build a method's generator, and how to tell users to make it available."""
 
-    target: str  # "module:Class"
+    build: Callable[[GeneratorContext], AdapterGenerator]
     hint: str
 
 
 REGISTRY: dict[str, MethodSpec] = {
-    "retrieve": MethodSpec("bank.suite.evaluate:RetrievalGenerator", "needs the bank (bank/suite)"),
-    "cvae": MethodSpec("hypernet.generate:CVAEGenerator", "train it first: `loragen train hypernet`"),
-    "abmll": MethodSpec("meta.generate:ABMLLGenerator", "train it first: `loragen train meta`"),
+    "retrieve": MethodSpec(_retrieve, "it needs a bank with adapters: `loragen bank build`"),
+    "cvae": MethodSpec(_cvae, "train it first: `loragen train hypernet`"),
+    "abmll": MethodSpec(_abmll, "train it first: `loragen train meta`"),
 }
-
-
-def _load_class(target: str) -> Callable[..., AdapterGenerator]:
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def _construct(cls: Callable[..., AdapterGenerator], ctx: GeneratorContext) -> AdapterGenerator:
-    """Call the generator's `from_bank`/`load` constructor or its __init__ with the arguments it accepts."""
-    for ctor_name in ("from_service", "load", "from_bank"):
-        ctor = getattr(cls, ctor_name, None)
-        if ctor is not None:
-            break
-    else:
-        ctor = cls
-    params = inspect.signature(ctor).parameters
-    offered = {"bank": ctx.bank, "device": ctx.device, "checkpoint": ctx.checkpoint, "path": ctx.checkpoint}
-    kwargs = {k: v for k, v in offered.items() if k in params and (v is not None or k == "bank")}
-    return ctor(**kwargs)
 
 
 def build_generators(methods: tuple[str, ...], contexts: dict[str, GeneratorContext]
@@ -76,8 +85,8 @@ def build_generators(methods: tuple[str, ...], contexts: dict[str, GeneratorCont
     for method in methods:
         spec = REGISTRY[method]
         try:
-            ready[method] = _construct(_load_class(spec.target), contexts[method])
-        except (ImportError, AttributeError) as err:
+            ready[method] = spec.build(contexts[method])
+        except ImportError as err:
             unavailable[method] = f"not installed in this build ({err}); {spec.hint}"
         except (LoragenError, OSError, ValueError, KeyError) as err:
             unavailable[method] = f"{err}; {spec.hint}"

@@ -79,10 +79,11 @@ class Service:
 
         bank = Bank.open(settings.bank_path)
         checkpoints = {"cvae": settings.cvae_checkpoint, "abmll": settings.abmll_checkpoint}
-        contexts = {m: GeneratorContext(bank=bank, device=settings.device, checkpoint=checkpoints.get(m))
-                    for m in settings.methods}
-        generators, unavailable = build_generators(settings.methods, contexts)
-        return cls(settings=settings, bank=bank, generators=generators, unavailable=unavailable)
+        service = cls(settings=settings, bank=bank, generators={}, unavailable={})
+        contexts = {m: GeneratorContext(bank=bank, device=settings.device, checkpoint=checkpoints.get(m),
+                                        classifier=lambda: service._classifier) for m in settings.methods}
+        service.generators, service.unavailable = build_generators(settings.methods, contexts)
+        return service
 
     def close(self) -> None:
         """Stop the schedule and close the bank."""
