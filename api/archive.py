@@ -138,8 +138,8 @@ def _safe_name(name: str, problems: list[str]) -> PurePosixPath | None:
 
 def _member_problems(info: zipfile.ZipInfo, limits: ArchiveLimits) -> list[str]:
     problems = []
-    mode = info.external_attr >> 16
-    if mode and not stat.S_ISREG(mode):
+    kind = stat.S_IFMT(info.external_attr >> 16)  # 0 when the archiver recorded permissions only
+    if kind and kind != stat.S_IFREG:
         problems.append(f"{info.filename!r} is not a regular file (symlinks and devices are refused)")
     if info.flag_bits & 0x1:
         problems.append(f"{info.filename!r} is encrypted")
