@@ -18,6 +18,7 @@ from bank.errors import LoragenError
 # name -> module defining `add_parser(subparsers)`. One table, checked against the parser by a test.
 COMMANDS: dict[str, str] = {
     "merge": "api.commands.merge",
+    "bank": "api.commands.bank",
     "serve": "api.commands.serve",
     "predict": "api.commands.predict",
 }

@@ -327,7 +327,7 @@ class Bank:
         text_vec = self._text_vector(description, task_record)
         weight_vec = weight_embedding(canon)  # (256,)
         adapter_id = uuid.uuid4().hex[:16]
-        metadata = {k: v for k, v in adapter.metadata.items() if k not in ("id", "task", "description")}
+        metadata = {k: v for k, v in canon.metadata.items() if k not in ("id", "task", "description")}
         if keep_original:
             metadata["original"] = {"r": adapter.r, "lora_alpha": adapter.lora_alpha, "use_rslora": adapter.use_rslora}
         try:

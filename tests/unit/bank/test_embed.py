@@ -1,0 +1,67 @@
+"""Text and weight embeddings: shapes, normalisation, gauge invariance, neighbourhoods."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from bank.embed import WEIGHT_DIM, default_encoder, weight_embedding
+from bank.lora import canonicalize
+from tests.unit.bank._bank_util import minilm_adapter
+
+
+def test_text_encoder_returns_normalised_minilm_embeddings():
+    enc = default_encoder()
+    vecs = enc.encode(["Is this review positive?", "Does the sentence express a good opinion?", "volcano lava"])
+    assert vecs.shape == (3, 384) and vecs.dtype == np.float32 and enc.dim == 384
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    assert vecs[0] @ vecs[1] > vecs[0] @ vecs[2] + 0.2  # paraphrases closer than an unrelated text
+    assert enc.encode([]).shape == (0, 384)
+    with pytest.raises(TypeError, match="list of strings"):
+        enc.encode("one string")
+
+
+def _regauge(adapter, seed: int):
+    """(B·R, R⁻¹·A) for a random well-conditioned invertible R (same ΔW, different factors)."""
+    g = torch.Generator().manual_seed(seed)
+    r_mat = torch.randn(adapter.r, adapter.r, generator=g, dtype=torch.float64) + 3 * torch.eye(adapter.r,
+                                                                                               dtype=torch.float64)
+    r_inv = torch.linalg.inv(r_mat)
+    return replace(
+        adapter,
+        lora_A={m: r_inv @ a.double() for m, a in adapter.lora_A.items()},
+        lora_B={m: b.double() @ r_mat for m, b in adapter.lora_B.items()},
+    )
+
+
+def test_weight_embedding_is_gauge_invariant():
+    adapter = minilm_adapter(seed=0, r=4, alpha=8.0)
+    base = weight_embedding(adapter)
+    assert base.shape == (WEIGHT_DIM,) and np.linalg.norm(base) == pytest.approx(1.0, abs=1e-6)
+    regauged = _regauge(adapter, seed=1)
+    assert not torch.allclose(regauged.lora_A[adapter.modules[0]].float(), adapter.lora_A[adapter.modules[0]])
+    np.testing.assert_allclose(weight_embedding(regauged), base, atol=1e-6)
+    # Same ΔW with another rank/alpha split (scaling folded differently) and the canonical form.
+    doubled = replace(adapter, lora_alpha=16.0, lora_B={m: b / 2 for m, b in adapter.lora_B.items()})
+    np.testing.assert_allclose(weight_embedding(doubled), base, atol=1e-6)
+    np.testing.assert_allclose(weight_embedding(canonicalize(adapter)), base, atol=1e-5)
+
+
+def test_weight_embedding_separates_different_and_groups_similar_adapters():
+    adapter = minilm_adapter(seed=0)
+    other = weight_embedding(minilm_adapter(seed=1))
+    g = torch.Generator().manual_seed(5)
+    near = replace(adapter, lora_B={m: b + 0.03 * torch.randn(b.shape, generator=g) for m, b in adapter.lora_B.items()})
+    base = weight_embedding(adapter)
+    assert base @ weight_embedding(near) > 0.9
+    assert abs(base @ other) < 0.3
+    assert np.array_equal(weight_embedding(adapter), base)  # deterministic (fixed seeded maps)
+
+
+def test_weight_embedding_of_zero_delta_is_zero():
+    adapter = minilm_adapter(seed=0)
+    zero = replace(adapter, lora_B={m: torch.zeros_like(b) for m, b in adapter.lora_B.items()})
+    assert not weight_embedding(zero).any()
