@@ -302,28 +302,20 @@ class Service:
     # ---- scheduled re-index -------------------------------------------------------------------------------------
 
     def start_schedule(self) -> None:
-        """Run `reindex` on the configured interval or cron expression, at most one at a time."""
-        if self.settings.reindex_interval_s == 0 and not self.settings.reindex_cron:
-            return
-        from apscheduler.schedulers.background import BackgroundScheduler
-        from apscheduler.triggers.cron import CronTrigger
-        from apscheduler.triggers.interval import IntervalTrigger
+        """Re-index the bank on the configured interval or cron expression (bank/schedule.py: at most one run at
+        a time, each logged with its duration and size). Does nothing when both are off."""
+        from bank.schedule import ReindexSchedule, start_reindex_schedule
 
         if self.settings.reindex_cron:
-            trigger = CronTrigger.from_crontab(self.settings.reindex_cron)
+            schedule = ReindexSchedule(cron=self.settings.reindex_cron)
+        elif self.settings.reindex_interval_s > 0:
+            schedule = ReindexSchedule(interval_s=self.settings.reindex_interval_s)
         else:
-            trigger = IntervalTrigger(seconds=self.settings.reindex_interval_s)
-        self._scheduler = BackgroundScheduler(daemon=True)
-        self._scheduler.add_job(self._scheduled_reindex, trigger, id="reindex", max_instances=1, coalesce=True)
-        self._scheduler.start()
-
-    def _scheduled_reindex(self) -> None:
-        try:
-            self.reindex(trigger="schedule")
-        except LoragenError:
-            log.exception("scheduled re-index failed; the next run will try again")
+            return
+        self._scheduler = start_reindex_schedule(self.bank, schedule)
 
     def stop_schedule(self) -> None:
+        """Stop the schedule, waiting for a running re-index to finish."""
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None

@@ -85,6 +85,13 @@ class Settings:
             problems.append(f"methods {unknown} are unknown; choose from {list(METHODS)}")
         if self.token is not None and len(self.token) < 8:
             problems.append("token must have at least 8 characters (or be unset to disable auth)")
+        if self.reindex_cron:
+            from bank.schedule import ReindexSchedule
+
+            try:
+                ReindexSchedule(cron=self.reindex_cron)  # parse now: a bad expression fails at startup
+            except ValueError as err:
+                problems.append(f"reindex_cron: {err}")
         if problems:
             raise ValueError("invalid service settings: " + "; ".join(problems))
         object.__setattr__(self, "merge_root", Path(self.merge_root).expanduser())
