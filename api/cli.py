@@ -21,12 +21,16 @@ COMMANDS: dict[str, str] = {
     "bank": "api.commands.bank",
     "serve": "api.commands.serve",
     "predict": "api.commands.predict",
+    "train": "api.commands.train",
+    "generate": "api.commands.generate",
 }
 
 EPILOG = """examples:
   loragen merge ./my-adapter --base-model ./tiny-llama -o ./merged
   loragen serve --port 8000
   loragen predict ./my-adapter --text "Dzień dobry" --json
+  loragen train hypernet --bank bank.duckdb -o ckpt/ --max-epochs 300
+  loragen generate "label 0 if the text is written in Polish, label 1 if it is written in Czech" -o out/pl-cs
 """
 
 

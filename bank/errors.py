@@ -47,3 +47,7 @@ class ChecksumError(BankError):
 
 class IndexCorruptError(BankError):
     """A persisted search index is missing or does not match its recorded checksum (the bank rebuilds it)."""
+
+
+class CheckpointError(LoragenError, ValueError):
+    """A generator checkpoint is missing, unreadable, pickled, or made for another base model / target layout."""

@@ -1,0 +1,162 @@
+"""Hypernetwork checkpoints: `config.json` (config, adapter layout, provenance) + `model.safetensors` (weights).
+
+Never a pickle: loading reads JSON and safetensors only, so a checkpoint from anywhere is safe to open. Loading
+checks the checkpoint against what the caller needs (base model, target modules) and says what to do on mismatch.
+
+Usage::
+
+    save_checkpoint(model, config, "ckpt/", extra={"bank": "bank.duckdb"})
+    model, config, meta = load_checkpoint("ckpt/", base_model="sentence-transformers/all-MiniLM-L6-v2")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from bank.errors import CheckpointError
+from hypernet.config import HypernetConfig
+from hypernet.layout import AdapterLayout
+from hypernet.model import CVAE
+
+FORMAT = "loragen-hypernet-cvae"
+FORMAT_VERSION = 1
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+_PICKLES = ("*.ckpt", "*.pt", "*.pth", "*.bin", "*.pkl")
+
+
+def default_checkpoint_dir() -> Path:
+    """`$LORAGEN_HOME/hypernet`, else `hypernet` in the platform's user data directory for loragen."""
+    home = os.environ.get("LORAGEN_HOME")
+    if home:
+        return Path(home).expanduser() / "hypernet"
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("loragen")) / "hypernet"
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("loragen")
+    except Exception:  # not installed as a distribution (running from a checkout)
+        return "0+unknown"
+
+
+def save_checkpoint(model: CVAE, config: HypernetConfig, path: str | os.PathLike,
+                    extra: dict[str, Any] | None = None) -> Path:
+    """Write a checkpoint directory atomically (temporary sibling, then rename).
+
+    Args:
+        model: the trained CVAE (its normalisation/whitening buffers are part of the weights).
+        config: the config it was built from.
+        path: the directory to write (replaced if it is a checkpoint already).
+        extra: JSON-serialisable provenance (bank path, tasks trained on, text encoder, metrics).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "loragen_version": _version(),
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "hypernet": config.to_dict(),
+        "layout": model.layout.to_dict(),
+        "extra": extra or {},
+    }
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        save_file(tensors, tmp / WEIGHTS_NAME, metadata={"format": "pt"})
+        (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        if path.exists():
+            if not (path / CONFIG_NAME).exists() and any(path.iterdir()):
+                raise CheckpointError(f"{path}: exists and is not a hypernet checkpoint; refusing to replace it")
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def read_checkpoint_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """The checkpoint's config.json, validated for format.
+
+    Raises:
+        CheckpointError: missing directory or files, pickled weights only, a foreign or newer format.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: no hypernet checkpoint here; train one with `loragen train hypernet "
+                              f"--bank BANK -o {path}` or pass --checkpoint DIR")
+    if not (path / WEIGHTS_NAME).is_file():
+        pickles = [p.name for pat in _PICKLES for p in path.glob(pat)]
+        hint = f" It holds {pickles}: pickled checkpoints are never loaded." if pickles else ""
+        raise CheckpointError(f"{path}: missing {WEIGHTS_NAME}.{hint} Export with `save_checkpoint`.")
+    try:
+        meta = json.loads((path / CONFIG_NAME).read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing {CONFIG_NAME}") from None
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path / CONFIG_NAME}: not valid JSON ({err})") from None
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: format {meta.get('format')!r} is not a {FORMAT} checkpoint")
+    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: format version {meta['format_version']} is newer than this loragen "
+                              f"understands ({FORMAT_VERSION}); upgrade loragen")
+    return meta
+
+
+def check_compatible(layout: AdapterLayout, base_model: str | None, target_modules: list[str] | tuple[str, ...] | None,
+                     where: str = "") -> None:
+    """Raise CheckpointError if the layout is for another base model or other target modules."""
+    problems = []
+    if base_model is not None and layout.base_model != base_model:
+        problems.append(f"it generates adapters for base model {layout.base_model!r}, not {base_model!r}")
+    if target_modules is not None and sorted(target_modules) != sorted(layout.target_modules):
+        problems.append(f"it targets modules {list(layout.target_modules)}, not {sorted(target_modules)}")
+    if problems:
+        raise CheckpointError(f"hypernet checkpoint {where} does not match: " + "; ".join(problems)
+                              + ". Train a checkpoint on a bank for this base model (`loragen train hypernet`).")
+
+
+def load_checkpoint(path: str | os.PathLike, base_model: str | None = None,
+                    target_modules: list[str] | tuple[str, ...] | None = None,
+                    ) -> tuple[CVAE, HypernetConfig, dict[str, Any]]:
+    """Load a checkpoint into an eval-mode CVAE on CPU.
+
+    Args:
+        path: the checkpoint directory.
+        base_model: if given, the base model id the checkpoint must generate for.
+        target_modules: if given, the short module names it must target.
+
+    Returns:
+        (model, config, meta) with meta the parsed config.json.
+
+    Raises:
+        CheckpointError: see `read_checkpoint_meta`, a base model / target mismatch, or weights that do not fit.
+    """
+    path = Path(path)
+    meta = read_checkpoint_meta(path)
+    config = HypernetConfig.from_dict(meta["hypernet"])
+    layout = AdapterLayout.from_dict(meta["layout"])
+    check_compatible(layout, base_model, target_modules, str(path))
+    model = CVAE(config, layout)
+    try:
+        state = load_file(path / WEIGHTS_NAME)
+        model.load_state_dict(state, strict=True)
+    except (SafetensorError, RuntimeError, OSError) as err:
+        raise CheckpointError(f"{path / WEIGHTS_NAME}: weights do not load into the configured model ({err})") \
+            from None
+    return model.eval(), config, meta

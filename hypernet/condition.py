@@ -1,0 +1,302 @@
+"""The condition: a task description (plus optional label names and labelled examples) as per-class slot vectors.
+
+Why slots: a mean-pooled description embedding barely encodes which label goes with which class ("label 0 if
+Polish, label 1 if Czech" and the reverse have cosine 0.998: issue 5, pitfall 1). So the description is read
+structurally: it is cut into clauses, each clause that names a label index ("label 0 ...", "... is 1") is given to
+that slot, and each slot's text is embedded on its own with the index words removed, so "Polish" in slot 0 and
+"Polish" in slot 1 embed alike and the slot position alone says which label it is. Label names and labelled
+examples (embedded by the base model and averaged per label) are further per-slot channels: they state the mapping
+outright (pitfall 3). A whole-description embedding is kept as a global token for what the clauses miss.
+
+Every channel is whitened with statistics fitted on the training set and stored in the checkpoint (pitfall 2:
+without whitening, end-to-end training stalled at one class for every task).
+
+Layout of one condition (S = max_slots, D = text_dim, C = 3 channels: 0 description clause, 1 label name, 2 examples):
+    slots (S, C, D) raw embeddings, present (S, C) bool, n_slots int, global (D,).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+CHANNELS = ("description", "label", "examples")
+SEGMENT, LABEL, EXAMPLES = range(3)
+
+_CLAUSE_SPLIT = re.compile(r"[,;:.!?\n]+|\b(?:and|or|while|whereas|but|otherwise|else)\b", re.IGNORECASE)
+_INDEX_WORDS = {"zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
+                "nine": 9}
+# A label index: a standalone number, or a number word right after "label"/"class"/... ("class one").
+_INDEX = re.compile(
+    r"(?<![\w.])(\d{1,2})(?![\w.])|\b(?:label|class|category|output|answer|tag)\s+(?:is\s+)?("
+    + "|".join(_INDEX_WORDS) + r")\b",
+    re.IGNORECASE,
+)
+# Words that only say "this is a label index"; removed so a slot's text is about its class alone.
+_INDEX_NOISE = re.compile(r"\b(?:labels?|class(?:es)?|categor(?:y|ies)|outputs?|answers?|tags?|ids?|index)\b",
+                          re.IGNORECASE)
+# Filler that says how a class is phrased, not which class it is ("if the text is written in Polish" -> "Polish").
+# Removing it makes a slot's text nearly the same across wordings, which is what held-out paraphrases need.
+_FILLER = re.compile(
+    r"\b(?:if|when|whenever|where|for|the|a|an|this|that|it|its|is|are|was|be|being|of|in|on|to|as|with|by|"
+    r"text|texts|input|inputs|sentence|sentences|string|strings|sample|example|line|document|passage|snippet|"
+    r"written|made|composed|consisting|contains?|containing|uses?|using|language|predict|return|give|assign|mark|"
+    r"say|choose|pick|means?|meaning|stands?|should|must|will|would|then)\b|[=:>→\-–()\[\]\"'`]",
+    re.IGNORECASE,
+)
+
+TextEncode = Callable[[Sequence[str]], np.ndarray]
+
+
+def _indices(clause: str) -> list[int]:
+    found = []
+    for m in _INDEX.finditer(clause):
+        found.append(int(m.group(1)) if m.group(1) is not None else _INDEX_WORDS[m.group(2).lower()])
+    return found
+
+
+def _strip_index(clause: str) -> str:
+    text = _INDEX.sub(" ", clause)
+    text = _INDEX_NOISE.sub(" ", text)
+    content = re.sub(r"\s+", " ", _FILLER.sub(" ", text)).strip()
+    return content or re.sub(r"\s+", " ", text).strip()
+
+
+def segment_description(description: str, max_slots: int) -> dict[int, str]:
+    """Cut a description into per-label texts: slot index -> its clauses with the index words removed.
+
+    A clause naming exactly one label index goes to that slot; a clause naming none continues the slot before it
+    (or is left to the global token when no slot came yet); a clause naming several is ambiguous and skipped.
+
+    Example:
+        "label 0 if the sentence is Polish, label 1 if it is Czech" -> {0: "if the sentence is Polish",
+        1: "if it is Czech"}
+    """
+    slots: dict[int, list[str]] = {}
+    current: int | None = None
+    for clause in _CLAUSE_SPLIT.split(description):
+        if not clause or not clause.strip():
+            continue
+        idx = sorted(set(i for i in _indices(clause) if i < max_slots))
+        if len(idx) == 1:
+            current = idx[0]
+        elif len(idx) > 1:
+            current = None
+            continue
+        if current is None:
+            continue
+        text = _strip_index(clause)
+        if text:
+            slots.setdefault(current, []).append(text)
+    return {k: " ".join(v) for k, v in slots.items()}
+
+
+def count_slots(
+    description: str,
+    labels: Sequence[str] | None,
+    examples: Sequence[tuple[str, int]] | None,
+    max_slots: int,
+) -> int:
+    """How many classes a request has: from the label names, else the example labels and the description's indices.
+
+    Raises:
+        ValueError: more classes than the model has slots.
+    """
+    if labels:
+        n = len(labels)
+    else:
+        seen = [i for i in _indices(description)] + [y for _, y in examples or ()]
+        n = max([1, *seen]) + 1
+    if n > max_slots:
+        raise ValueError(
+            f"the request has {n} classes but this hypernetwork was trained for at most {max_slots}; "
+            "name fewer classes or train with a larger condition.max_slots"
+        )
+    return max(n, 2)
+
+
+@dataclass
+class RawCondition:
+    """Raw (unwhitened) condition embeddings for one request.
+
+    Attributes:
+        slots: (S, C, D) float32 embeddings per slot and channel (zeros where absent).
+        present: (S, C) bool, which slot/channel entries are filled.
+        n_slots: number of classes of the task (slots beyond it are padding).
+        glob: (D,) the whole description's embedding.
+    """
+
+    slots: torch.Tensor
+    present: torch.Tensor
+    n_slots: int
+    glob: torch.Tensor
+
+
+@dataclass
+class ConditionTexts:
+    """The texts a request turns into, before embedding (so a batch of requests is embedded in one call)."""
+
+    description: str
+    segments: dict[int, str]
+    labels: tuple[str, ...] | None
+    examples: tuple[tuple[str, int], ...] | None
+    n_slots: int
+
+
+def condition_texts(
+    description: str,
+    labels: Sequence[str] | None,
+    examples: Sequence[tuple[str, int]] | None,
+    max_slots: int,
+) -> ConditionTexts:
+    """Parse one request into the texts to embed (see `segment_description`, `count_slots`)."""
+    n = count_slots(description, labels, examples, max_slots)
+    segments = {k: v for k, v in segment_description(description, max_slots).items() if k < n}
+    return ConditionTexts(description, segments, tuple(labels) if labels else None,
+                          tuple(examples) if examples else None, n)
+
+
+def embed_conditions(
+    requests: Sequence[ConditionTexts],
+    encode: TextEncode,
+    max_slots: int,
+    text_dim: int,
+    example_vectors: Sequence[np.ndarray | None] | None = None,
+) -> list[RawCondition]:
+    """Embed many parsed requests with one encoder call.
+
+    Args:
+        requests: parsed requests.
+        encode: texts -> (n, D) L2-normalised embeddings (the bank's TextEncoder).
+        max_slots: S.
+        text_dim: D.
+        example_vectors: optional precomputed (n_examples, D) embeddings per request, in the order of its
+            `examples` (training embeds each task's example pool once; generation passes None).
+    """
+    texts: list[str] = []
+    for i, req in enumerate(requests):
+        texts.append(req.description)
+        texts.extend(req.segments.values())
+        texts.extend(req.labels or ())
+        if req.examples and (example_vectors is None or example_vectors[i] is None):
+            texts.extend(t for t, _ in req.examples)
+    vectors = torch.as_tensor(np.asarray(encode(texts), dtype=np.float32)) if texts else torch.zeros(0, text_dim)
+    out, pos = [], 0
+    for i, req in enumerate(requests):
+        slots = torch.zeros(max_slots, len(CHANNELS), text_dim)
+        present = torch.zeros(max_slots, len(CHANNELS), dtype=torch.bool)
+        glob = vectors[pos]
+        pos += 1
+        for k in req.segments:
+            slots[k, SEGMENT], present[k, SEGMENT] = vectors[pos], True
+            pos += 1
+        for k, _ in enumerate(req.labels or ()):
+            slots[k, LABEL], present[k, LABEL] = vectors[pos], True
+            pos += 1
+        if req.examples:
+            pre = example_vectors[i] if example_vectors is not None else None
+            if pre is None:
+                ex = vectors[pos : pos + len(req.examples)]
+                pos += len(req.examples)
+            else:
+                ex = torch.as_tensor(pre, dtype=torch.float32)
+            _pool_examples(slots, present, ex, [y for _, y in req.examples], req.n_slots)
+        out.append(RawCondition(slots, present, req.n_slots, glob))
+    return out
+
+
+def _pool_examples(slots: torch.Tensor, present: torch.Tensor, ex: torch.Tensor, ys: list[int], n: int) -> None:
+    """Average the example embeddings per label into the examples channel (in place)."""
+    y = torch.as_tensor(ys)
+    for k in range(n):
+        mask = y == k
+        if mask.any():
+            slots[k, EXAMPLES] = ex[mask].mean(0)
+            present[k, EXAMPLES] = True
+
+
+def collate_conditions(conds: Sequence[RawCondition]) -> dict[str, torch.Tensor]:
+    """Stack conditions into a batch: slots (B, S, C, D), present (B, S, C), slot_mask (B, S), glob (B, D)."""
+    slots = torch.stack([c.slots for c in conds])
+    present = torch.stack([c.present for c in conds])
+    n = torch.as_tensor([c.n_slots for c in conds])
+    slot_mask = torch.arange(slots.shape[1])[None, :] < n[:, None]
+    return {"slots": slots, "present": present, "slot_mask": slot_mask, "glob": torch.stack([c.glob for c in conds])}
+
+
+class Whitener(nn.Module):
+    """Shrunk PCA whitening of one embedding channel: x -> (x - mean) @ W, W = V (Λ + ε·mean(Λ))^-1/2 Vᵀ.
+
+    The statistics are buffers, so they travel in the checkpoint's state dict.
+    """
+
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("transform", torch.eye(dim))
+
+    @torch.no_grad()
+    def fit(self, x: torch.Tensor) -> None:
+        """Fit on (N, D) samples (N >= 2); fewer leaves the identity, which is still a valid (unwhitened) map."""
+        if x.shape[0] < 2:
+            return
+        x = x.to(torch.float64)
+        mean = x.mean(0)
+        cov = (x - mean).T @ (x - mean) / (x.shape[0] - 1)
+        evals, evecs = torch.linalg.eigh(cov)
+        evals = evals.clamp_min(0) + self.eps * evals.clamp_min(0).mean()
+        self.mean.copy_(mean.to(self.mean.dtype))
+        self.transform.copy_((evecs * evals.rsqrt()) @ evecs.T)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) @ self.transform
+
+
+class ConditionEncoder(nn.Module):
+    """Whitened slot channels -> condition tokens (B, S + 1, d_model) with a key padding mask.
+
+    Each slot token is an MLP of its whitened channels and their presence flags, plus a slot-position embedding
+    (the position is what says "label k"); one extra token carries the whitened global description embedding.
+    """
+
+    def __init__(self, text_dim: int, d_model: int, max_slots: int, eps: float, whiten: bool = True) -> None:
+        super().__init__()
+        n_ch = len(CHANNELS)
+        self.whiten = whiten
+        self.whiteners = nn.ModuleList([Whitener(text_dim, eps) for _ in range(n_ch + 1)])  # + global
+        self.slot_mlp = nn.Sequential(
+            nn.Linear(n_ch * text_dim + n_ch, 2 * d_model), nn.GELU(), nn.Linear(2 * d_model, d_model)
+        )
+        self.glob_proj = nn.Sequential(nn.Linear(text_dim, d_model), nn.GELU(), nn.Linear(d_model, d_model))
+        self.slot_pos = nn.Parameter(torch.randn(max_slots, d_model) * 0.02)
+        self.glob_pos = nn.Parameter(torch.randn(d_model) * 0.02)
+
+    def fit_whitening(self, slots: torch.Tensor, present: torch.Tensor, glob: torch.Tensor) -> None:
+        """Fit each channel's whitener on the present entries of a training set (slots (N,S,C,D), glob (N,D))."""
+        for c in range(len(CHANNELS)):
+            self.whiteners[c].fit(slots[:, :, c][present[:, :, c]])
+        self.whiteners[-1].fit(glob)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns tokens (B, S+1, d) and padding mask (B, S+1), True where a token is padding."""
+        slots, present = batch["slots"], batch["present"]  # (B, S, C, D), (B, S, C)
+        chans = []
+        for c in range(len(CHANNELS)):
+            x = slots[:, :, c]
+            if self.whiten:
+                x = self.whiteners[c](x)
+            chans.append(x * present[:, :, c, None])  # absent entries are exactly zero after whitening too
+        feats = torch.cat(chans + [present.to(slots.dtype)], dim=-1)  # (B, S, C*D + C)
+        tokens = self.slot_mlp(feats) + self.slot_pos  # (B, S, d)
+        glob = batch["glob"]
+        if self.whiten:
+            glob = self.whiteners[-1](glob)
+        glob_tok = (self.glob_proj(glob) + self.glob_pos)[:, None]  # (B, 1, d)
+        pad = torch.cat([~batch["slot_mask"], torch.zeros_like(batch["slot_mask"][:, :1])], dim=1)
+        return torch.cat([tokens, glob_tok], dim=1), pad

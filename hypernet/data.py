@@ -1,0 +1,295 @@
+"""Training data for the hypernetwork: bank tasks and their adapters as (condition, module tokens) items.
+
+Each training item is one adapter of an in-bank task (its final adapter, or a trajectory checkpoint as augmentation
+at a lower loss weight) paired, freshly each epoch, with one of the task's training wordings (the template
+description or an in-bank paraphrase, never a held-out paraphrase), with label names with probability p_labels and
+with `n_examples` labelled examples (embedded once by the base model, averaged per label) with probability
+p_examples. Held-out tasks (split "heldout") are never read.
+
+Everything heavy (canonical tokens, text embeddings) is computed once in `setup`; items are then cheap tensor
+lookups, so a step costs the model's forward/backward only.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import pytorch_lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from bank.lora.adapter import LoraAdapter
+from bank.records import TaskRecord
+from hypernet.condition import (
+    EXAMPLES,
+    LABEL,
+    ConditionTexts,
+    RawCondition,
+    TextEncode,
+    collate_conditions,
+    embed_conditions,
+    segment_description,
+)
+from hypernet.config import HypernetConfig
+from hypernet.layout import AdapterLayout
+
+log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class TaskSource(Protocol):
+    """Where tasks and their adapters come from (the bank, or an in-memory set in tests)."""
+
+    def tasks(self) -> list[TaskRecord]:
+        """Every task (training reads only split "train")."""
+        ...
+
+    def adapters(self, task: str) -> list[tuple[LoraAdapter, str]]:
+        """The task's adapters as (adapter, kind), kind "final" or "checkpoint"."""
+        ...
+
+    def examples(self, task: TaskRecord, n: int, seed: int) -> list[tuple[str, int]]:
+        """Up to `n` labelled training examples of the task (empty when it has no data)."""
+        ...
+
+
+@dataclass
+class MemorySource:
+    """A `TaskSource` held in memory."""
+
+    task_list: list[TaskRecord]
+    adapter_map: dict[str, list[tuple[LoraAdapter, str]]]
+    example_map: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+
+    def tasks(self) -> list[TaskRecord]:
+        return list(self.task_list)
+
+    def adapters(self, task: str) -> list[tuple[LoraAdapter, str]]:
+        return list(self.adapter_map.get(task, []))
+
+    def examples(self, task: TaskRecord, n: int, seed: int) -> list[tuple[str, int]]:
+        pool = self.example_map.get(task.name, [])
+        return random.Random(seed).sample(pool, min(n, len(pool)))
+
+
+def suite_examples(task: TaskRecord, n: int, seed: int) -> list[tuple[str, int]]:
+    """`n` examples from a built-in suite task's *training* data (never its test data); [] for other tasks."""
+    if task.data_ref.get("suite") != "builtin":
+        return []
+    from bank.suite import task_data
+
+    train = task_data(task).train
+    return random.Random(seed).sample(list(train), min(n, len(train)))
+
+
+class BankSource:
+    """A `TaskSource` over a `bank.store.Bank`; examples come from the suite's training data when it is a suite task."""
+
+    def __init__(self, bank) -> None:
+        self.bank = bank
+
+    def tasks(self) -> list[TaskRecord]:
+        return self.bank.tasks()
+
+    def adapters(self, task: str) -> list[tuple[LoraAdapter, str]]:
+        records = [r for r in self.bank.adapters(task=task) if r.kind in ("final", "checkpoint")]
+        records.sort(key=lambda r: (r.kind != "final", r.created_at, r.id))
+        return [(self.bank.get(r.id), r.kind) for r in records]
+
+    def examples(self, task: TaskRecord, n: int, seed: int) -> list[tuple[str, int]]:
+        return suite_examples(task, n, seed)
+
+
+def training_tasks(source: TaskSource) -> list[TaskRecord]:
+    """In-bank tasks that have at least one adapter, sorted by name (a stable order on every rank)."""
+    return sorted((t for t in source.tasks() if t.split == "train"), key=lambda t: t.name)
+
+
+def find_layout(source: TaskSource) -> AdapterLayout:
+    """The layout of the first in-bank task's final adapter.
+
+    Raises:
+        ValueError: the source has no in-bank task with an adapter.
+    """
+    for task in training_tasks(source):
+        for adapter, _ in source.adapters(task.name):
+            return AdapterLayout.of(adapter)
+    raise ValueError("the bank has no in-bank (split 'train') task with an adapter; build the bank first "
+                     "(`loragen bank build`)")
+
+
+@dataclass
+class _TaskEntry:
+    task: TaskRecord
+    wordings: list[RawCondition]  # one per training description wording, no labels/examples
+    labels: torch.Tensor  # (n_labels, D)
+    example_vecs: torch.Tensor  # (P, D) embedded example pool
+    example_ys: torch.Tensor  # (P,)
+
+
+class HypernetDataset(Dataset):
+    """Items: (adapter tokens, loss weight, condition) with condition options redrawn per epoch."""
+
+    def __init__(self, tokens: torch.Tensor, weights: torch.Tensor, task_ids: list[int], entries: list[_TaskEntry],
+                 config: HypernetConfig, seed: int, train: bool = True) -> None:
+        self.tokens, self.weights, self.task_ids, self.entries = tokens, weights, task_ids, entries
+        self.cc = config.condition
+        self.seed, self.train, self.epoch = seed, train, 0
+
+    def __len__(self) -> int:
+        return len(self.task_ids)
+
+    def __getitem__(self, i: int):
+        rng = random.Random(f"{self.seed}-{self.epoch}-{i}")
+        entry = self.entries[self.task_ids[i]]
+        if not self.train:
+            return self.tokens[i], self.weights[i], entry.wordings[0]
+        base = entry.wordings[rng.randrange(len(entry.wordings))]
+        slots, present = base.slots.clone(), base.present.clone()
+        if rng.random() < self.cc.p_labels:
+            n = entry.labels.shape[0]
+            slots[:n, LABEL], present[:n, LABEL] = entry.labels, True
+        if entry.example_ys.numel() and rng.random() < self.cc.p_examples:
+            pick = rng.sample(range(entry.example_ys.numel()), min(self.cc.n_examples, entry.example_ys.numel()))
+            ex, ys = entry.example_vecs[pick], entry.example_ys[pick]
+            for k in range(base.n_slots):
+                if (ys == k).any():
+                    slots[k, EXAMPLES], present[k, EXAMPLES] = ex[ys == k].mean(0), True
+        glob = base.glob if rng.random() >= self.cc.p_drop_global else torch.zeros_like(base.glob)
+        return self.tokens[i], self.weights[i], RawCondition(slots, present, base.n_slots, glob)
+
+
+def collate(items) -> dict[str, torch.Tensor | dict[str, torch.Tensor]]:
+    tokens, weights, conds = zip(*items)
+    return {"tokens": torch.stack(tokens), "weight": torch.stack(weights), "cond": collate_conditions(conds)}
+
+
+def wordings_of(task: TaskRecord, use_paraphrases: bool) -> list[str]:
+    """The description wordings training may use: the template and the in-bank paraphrases (never held-out ones)."""
+    return [task.description, *task.paraphrases] if use_paraphrases else [task.description]
+
+
+class HypernetDataModule(L.LightningDataModule):
+    """Reads in-bank tasks and adapters from a `TaskSource` and serves training items.
+
+    Args:
+        source: the bank (wrapped in `BankSource`) or any `TaskSource`.
+        config: the hypernetwork config (condition options, batch size, augmentation switches).
+        encode: texts -> (n, D) L2-normalised embeddings (the bank's TextEncoder.encode).
+        layout: the adapter layout (default: found in the source).
+        num_workers: DataLoader workers (0 is right: items are tensor lookups).
+    """
+
+    def __init__(self, source: TaskSource, config: HypernetConfig, encode: TextEncode,
+                 layout: AdapterLayout | None = None, num_workers: int = 0) -> None:
+        super().__init__()
+        self.source, self.config, self.encode = source, config, encode
+        self.layout = layout or find_layout(source)
+        self.num_workers = num_workers
+        self.train_set: HypernetDataset | None = None
+        self.val_set: HypernetDataset | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        tc = self.config.train
+        tasks = training_tasks(self.source)
+        rng = random.Random(tc.seed)
+        val_names = set(t.name for t in rng.sample(tasks, int(len(tasks) * tc.val_fraction)))
+        entries = self._entries(tasks)
+        train, val = ([], [], []), ([], [], [])
+        for ti, task in enumerate(tqdm(tasks, desc="canonical tokens", disable=len(tasks) < 20)):
+            for adapter, kind in self.source.adapters(task.name):
+                if kind != "final" and not tc.use_checkpoints:
+                    continue
+                into = val if task.name in val_names else train
+                if into is val and kind != "final":
+                    continue
+                into[0].append(self.layout.to_tokens(adapter))
+                into[1].append(1.0 if kind == "final" else tc.checkpoint_weight)
+                into[2].append(ti)
+        if not train[0]:
+            raise ValueError("no training adapters found: the bank has no final/checkpoint adapters for in-bank tasks")
+        self.entries = entries
+        self.train_set = HypernetDataset(torch.stack(train[0]), torch.tensor(train[1]), train[2], entries,
+                                         self.config, tc.seed)
+        if val[0]:
+            self.val_set = HypernetDataset(torch.stack(val[0]), torch.tensor(val[1]), val[2], entries,
+                                           self.config, tc.seed, train=False)
+        log.info("hypernet data: %d tasks, %d training adapters, %d validation", len(tasks), len(train[0]),
+                 len(val[0]))
+
+    def _entries(self, tasks: Sequence[TaskRecord]) -> list[_TaskEntry]:
+        """Embed every task's wordings, label names and example pool (one batched encoder call per kind)."""
+        cc, tc = self.config.condition, self.config.train
+        parsed, owners = [], []
+        for ti, task in enumerate(tasks):
+            for text in wordings_of(task, tc.use_paraphrases):
+                segments = {k: v for k, v in segment_description(text, cc.max_slots).items() if k < len(task.labels)}
+                parsed.append(ConditionTexts(text, segments, None, None, len(task.labels)))
+                owners.append(ti)
+        conds = embed_conditions(parsed, self.encode, cc.max_slots, cc.text_dim)
+        label_vecs = torch.as_tensor(self.encode([lab for t in tasks for lab in t.labels]))
+        pools = [self.source.examples(t, cc.example_pool, tc.seed) for t in tasks]
+        flat = [text for pool in pools for text, _ in pool]
+        ex_vecs = torch.as_tensor(self.encode(flat)) if flat else torch.zeros(0, cc.text_dim)
+        entries, lab_pos, ex_pos = [], 0, 0
+        for ti, task in enumerate(tasks):
+            n, p = len(task.labels), len(pools[ti])
+            entries.append(_TaskEntry(
+                task=task,
+                wordings=[c for c, o in zip(conds, owners) if o == ti],
+                labels=label_vecs[lab_pos : lab_pos + n],
+                example_vecs=ex_vecs[ex_pos : ex_pos + p],
+                example_ys=torch.as_tensor([y for _, y in pools[ti]], dtype=torch.long),
+            ))
+            lab_pos, ex_pos = lab_pos + n, ex_pos + p
+        return entries
+
+    def whitening_sample(self) -> dict[str, torch.Tensor]:
+        """Conditions with every channel present (all wordings, labels, all examples per label) to fit whitening."""
+        conds = []
+        for entry in self.entries:
+            for w in entry.wordings:
+                slots, present = w.slots.clone(), w.present.clone()
+                n = entry.labels.shape[0]
+                slots[:n, LABEL], present[:n, LABEL] = entry.labels, True
+                for k in range(n):
+                    mask = entry.example_ys == k
+                    if mask.any():
+                        slots[k, EXAMPLES], present[k, EXAMPLES] = entry.example_vecs[mask].mean(0), True
+                conds.append(RawCondition(slots, present, w.n_slots, w.glob))
+        return collate_conditions(conds)
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.train_set is not None, "call setup() first"
+        return DataLoader(self.train_set, batch_size=self.config.train.batch_size, shuffle=True,
+                          collate_fn=collate, num_workers=self.num_workers,
+                          generator=torch.Generator().manual_seed(self.config.train.seed))
+
+    def val_dataloader(self) -> DataLoader | list:
+        if self.val_set is None:
+            return []
+        return DataLoader(self.val_set, batch_size=self.config.train.batch_size, collate_fn=collate)
+
+
+def as_numpy_encoder(encode: TextEncode) -> TextEncode:
+    """Wrap `encode(list[str]) -> array` into a caching function (training embeds many texts repeatedly)."""
+    cache: dict[str, np.ndarray] = {}
+
+    def cached(texts: Sequence[str]) -> np.ndarray:
+        missing = list(dict.fromkeys(t for t in texts if t not in cache))
+        if missing:
+            for t, v in zip(missing, encode(missing)):
+                cache[t] = np.asarray(v, dtype=np.float32)
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.stack([cache[t] for t in texts])
+
+    return cached

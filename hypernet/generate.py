@@ -1,0 +1,126 @@
+"""`CVAEGenerator`: description (+ label names, + labelled examples) -> LoRA adapters, from a trained checkpoint.
+
+Implements `bank.generator.AdapterGenerator`. With n_samples == 1 it decodes the latent mean (z = 0, the point
+estimate); with more it decodes that many prior samples, reproducibly for a seed.
+
+Usage::
+
+    gen = CVAEGenerator.from_checkpoint("ckpt/")
+    [adapter] = gen.generate("label 0 if the text is written in Polish, label 1 if it is written in Czech")
+    save_peft(adapter, "out/pl-cs")
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bank.base_model import canonical_base_model_id
+from bank.generator import GenerationRequest
+from bank.lora.adapter import LoraAdapter
+from bank.lora.peft_format import save_peft
+from hypernet.checkpoint import check_compatible, default_checkpoint_dir, load_checkpoint
+from hypernet.condition import TextEncode, collate_conditions, condition_texts, embed_conditions
+from hypernet.config import HypernetConfig
+from hypernet.model import CVAE
+
+
+class CVAEGenerator:
+    """Generate adapters with a trained ICM-LoRA CVAE.
+
+    Args:
+        model: the trained CVAE (eval mode).
+        config: its config.
+        encode: texts -> (n, D) L2-normalised embeddings; must be the encoder it was trained with.
+        source: where the model came from (recorded in the adapters' metadata).
+    """
+
+    name = "cvae"
+
+    def __init__(self, model: CVAE, config: HypernetConfig, encode: TextEncode, source: str = "") -> None:
+        self.model, self.config, self.encode, self.source = model.eval(), config, encode, source
+        self.layout = model.layout
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike | None = None, base_model: str | None = None,
+                        encode: TextEncode | None = None) -> CVAEGenerator:
+        """Load from a checkpoint directory (default: `default_checkpoint_dir()`).
+
+        Raises:
+            CheckpointError: missing/invalid checkpoint, or one for another base model.
+        """
+        path = Path(path) if path is not None else default_checkpoint_dir()
+        base = canonical_base_model_id(base_model) if base_model is not None else None
+        model, config, meta = load_checkpoint(path, base_model=base)
+        if encode is None:
+            from hypernet._text import default_text_encode
+
+            encode = default_text_encode(meta.get("extra", {}).get("text_encoder"))
+        return cls(model, config, encode, source=str(path))
+
+    def generate(self, request: GenerationRequest | str, labels: Sequence[str] | None = None,
+                 examples: Sequence[tuple[str, int]] | None = None, n_samples: int = 1,
+                 seed: int | None = None) -> list[LoraAdapter]:
+        """Adapters for one request: a `GenerationRequest`, or a description plus the other arguments.
+
+        Raises:
+            ValueError: an invalid request (empty/huge description, bad labels/examples, too many classes).
+            UnknownBaseModelError / CheckpointError: a base model this checkpoint does not generate for.
+        """
+        if isinstance(request, str):
+            request = GenerationRequest(
+                description=request, labels=tuple(labels) if labels is not None else None,
+                examples=tuple(examples) if examples is not None else None, n_samples=n_samples, seed=seed,
+                base_model=self.layout.base_model,
+            )
+        return self.generate_batch([request])[0]
+
+    def generate_batch(self, requests: Sequence[GenerationRequest]) -> list[list[LoraAdapter]]:
+        """Adapters for many requests in one encoder call and one decoder pass (same n_samples for all)."""
+        if not requests:
+            return []
+        n = requests[0].n_samples
+        if any(r.n_samples != n for r in requests):
+            raise ValueError("generate_batch needs the same n_samples for every request; call it per group")
+        for r in requests:
+            check_compatible(self.layout, canonical_base_model_id(r.base_model), None, self.source)
+        tokens = self._sample(requests, n)  # (B, n, M, T)
+        out = []
+        for r, per_request in zip(requests, tokens):
+            out.append([self._adapter(r, t, i) for i, t in enumerate(per_request)])
+        return out
+
+    @torch.inference_mode()
+    def _sample(self, requests: Sequence[GenerationRequest], n: int) -> torch.Tensor:
+        cc = self.config.condition
+        parsed = [condition_texts(r.description, r.labels, r.examples, cc.max_slots) for r in requests]
+        batch = collate_conditions(embed_conditions(parsed, self.encode, cc.max_slots, cc.text_dim))
+        seeds = [r.seed if r.seed is not None else random.randrange(2**31) for r in requests]
+        if n == 1:
+            return self.model.sample(batch, 1)
+        # One generator per request, so a request's samples do not depend on what else is in the batch.
+        return torch.cat([self.model.sample({k: v[i : i + 1] for k, v in batch.items()}, n,
+                                            torch.Generator().manual_seed(s)) for i, s in enumerate(seeds)])
+
+    def _adapter(self, request: GenerationRequest, tokens: torch.Tensor, index: int) -> LoraAdapter:
+        meta: dict[str, Any] = {"generator": self.name, "description": request.description, "sample": index,
+                                "n_samples": request.n_samples, "seed": request.seed, "checkpoint": self.source}
+        if request.labels:
+            meta["labels"] = list(request.labels)
+        if request.examples:
+            meta["n_examples"] = len(request.examples)
+        adapter = self.model.space.to_adapter(tokens.clone(), meta)
+        adapter.check_finite()  # never hand a NaN adapter to the bank or a user
+        return adapter
+
+    def export(self, adapters: Sequence[LoraAdapter], out: str | os.PathLike) -> list[Path]:
+        """Write adapters as PEFT directories: `out` for one, `out/sample-<i>` for several."""
+        out = Path(out)
+        if len(adapters) == 1:
+            return [save_peft(adapters[0], out)]
+        return [save_peft(a, out / f"sample-{i}") for i, a in enumerate(adapters)]

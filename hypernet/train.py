@@ -1,0 +1,115 @@
+"""Train the hypernetwork on a bank with a Lightning Trainer, and write a safetensors + JSON checkpoint.
+
+Usage::
+
+    with Bank.open("bank.duckdb") as bank:
+        source = snapshot(BankSource(bank), config)     # read everything, then the bank can close
+    path = train_hypernet(source, config, "ckpt/", trainer_kwargs={"max_epochs": 200})
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as L
+import torch
+
+from hypernet.checkpoint import save_checkpoint
+from hypernet.condition import TextEncode
+from hypernet.config import HypernetConfig
+from hypernet.data import HypernetDataModule, MemorySource, TaskSource, as_numpy_encoder, training_tasks
+from hypernet.module import HypernetModule
+
+log = logging.getLogger(__name__)
+
+
+def snapshot(source: TaskSource, config: HypernetConfig) -> MemorySource:
+    """Read every in-bank task, its adapters and an example pool into memory.
+
+    Training then never touches the bank again, so each DDP rank can read it in turn (DuckDB allows one
+    read-write process per file) and close it before training starts.
+    """
+    tasks = training_tasks(source)
+    pool, seed = config.condition.example_pool, config.train.seed
+    return MemorySource(
+        task_list=tasks,
+        adapter_map={t.name: source.adapters(t.name) for t in tasks},
+        example_map={t.name: source.examples(t, pool, seed) for t in tasks},
+    )
+
+
+def train_hypernet(
+    source: TaskSource,
+    config: HypernetConfig,
+    out: str | os.PathLike,
+    trainer_kwargs: dict[str, Any] | None = None,
+    encode: TextEncode | None = None,
+    text_encoder: str | None = None,
+    callbacks: list[L.Callback] | None = None,
+) -> tuple[Path | None, HypernetModule, L.Trainer]:
+    """Fit a CVAE on `source` and write its checkpoint to `out` (rank 0 only).
+
+    Args:
+        source: in-bank tasks and adapters (see `snapshot`).
+        config: the hypernetwork config.
+        out: the checkpoint directory.
+        trainer_kwargs: Lightning Trainer arguments (devices, accelerator, strategy, precision, max_epochs, ...).
+        encode: the text encoder function (default: the bank's TextEncoder for `text_encoder`).
+        text_encoder: the text encoder's model name, recorded in the checkpoint.
+        callbacks: extra Lightning callbacks.
+
+    Returns:
+        (checkpoint path or None on ranks other than 0, the module, the trainer).
+    """
+    if encode is None:
+        from hypernet._text import default_text_encode
+
+        encode = default_text_encode(text_encoder)
+    dm = HypernetDataModule(source, config, as_numpy_encoder(encode))
+    module = HypernetModule(config, dm.layout)
+    kwargs = {"logger": False, "enable_checkpointing": False, "enable_model_summary": False,
+              "deterministic": True, **(trainer_kwargs or {})}
+    replicas = ReplicaCheck()
+    trainer = L.Trainer(callbacks=[replicas, *(callbacks or [])], **kwargs)
+    trainer.fit(module, datamodule=dm)
+    if not trainer.is_global_zero:
+        return None, module, trainer
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
+    extra = {
+        "text_encoder": text_encoder,
+        "tasks": [t.name for t in training_tasks(source)],
+        "n_train_adapters": len(dm.train_set),
+        "global_step": trainer.global_step,
+        "metrics": metrics,
+        "subspace_energy_kept": module.model.space.energy_kept,
+        "world_size": trainer.world_size,
+        "replica_sha256": replicas.digests,
+    }
+    path = save_checkpoint(module.model.cpu(), config, out, extra=extra)
+    log.info("wrote hypernet checkpoint %s (%d steps, %s)", path, trainer.global_step, metrics)
+    return path, module, trainer
+
+
+class ReplicaCheck(L.Callback):
+    """At the end of training, gather every rank's parameters and record one sha256 per rank.
+
+    Data-parallel replicas must end bit-identical; differing digests mean the ranks diverged (a bug in the
+    strategy, non-deterministic per-rank state, or parameters outside DDP's reach), and a warning says so.
+    """
+
+    def __init__(self) -> None:
+        self.digests: list[str] = []
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import hashlib
+
+        flat = torch.cat([p.detach().reshape(-1).float() for p in pl_module.parameters()])  # (P,)
+        gathered = trainer.strategy.all_gather(flat)  # (world, P), or (P,) on one device
+        rows = gathered.reshape(trainer.world_size, -1).cpu()
+        self.digests = [hashlib.sha256(r.numpy().tobytes()).hexdigest() for r in rows]
+        if len(set(self.digests)) > 1:
+            log.warning("data-parallel replicas diverged: parameter digests %s", self.digests)
+

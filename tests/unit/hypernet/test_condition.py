@@ -1,0 +1,84 @@
+import numpy as np
+import pytest
+import torch
+
+from hypernet.condition import (
+    EXAMPLES,
+    LABEL,
+    SEGMENT,
+    Whitener,
+    collate_conditions,
+    condition_texts,
+    count_slots,
+    embed_conditions,
+    segment_description,
+)
+
+# The suite's training and held-out templates (bank/suite/tasks.py), and a few other wordings.
+WORDINGS = [
+    "Label 0 if the text is written in Polish, label 1 if the text is written in Czech.",
+    "Classify the text: Polish is label 0; Czech is label 1.",
+    "Which is it? 0 = Polish, 1 = Czech.",
+    "Predict 0 for text written in Polish and predict 1 for text written in Czech.",
+    "Output 0 when the input is written in Polish; output 1 when the input is written in Czech.",
+    "Tell the classes apart: class 0 is text written in Polish, class 1 is text written in Czech.",
+    "0: Polish; 1: Czech",
+    "Is it Polish (0) or Czech (1)?",
+]
+
+
+@pytest.mark.parametrize("text", WORDINGS)
+def test_segments_keep_the_label_to_class_mapping(text):
+    assert segment_description(text, 8) == {0: "Polish", 1: "Czech"}
+
+
+def test_segments_multiword_classes_and_three_labels():
+    text = "Label 0 if the text is made of German person names, label 1 if made of city names, label 2 if colours."
+    assert segment_description(text, 8) == {0: "German person names", 1: "city names", 2: "colours"}
+
+
+def test_unstructured_description_gives_no_slots_and_two_classes():
+    assert segment_description("decide whether a sentence is Polish or Czech", 8) == {}
+    assert count_slots("decide whether a sentence is Polish or Czech", None, None, 8) == 2
+
+
+def test_count_slots_from_labels_examples_and_limit():
+    assert count_slots("x", ("a", "b", "c"), None, 8) == 3
+    assert count_slots("x", None, (("t", 4),), 8) == 5
+    with pytest.raises(ValueError, match="at most 8"):
+        count_slots("x", tuple("abcdefghi"), None, 8)
+
+
+def test_swapped_descriptions_swap_slots_while_mean_pooling_cannot_tell(encode):
+    a = "Label 0 if the text is written in Polish, label 1 if the text is written in Czech."
+    b = "Label 0 if the text is written in Czech, label 1 if the text is written in Polish."
+    ca, cb = embed_conditions([condition_texts(t, None, None, 8) for t in (a, b)], encode, 8, 384)
+    glob_cos = float(ca.glob @ cb.glob)
+    slot0_cos = float(ca.slots[0, SEGMENT] @ cb.slots[0, SEGMENT])
+    assert glob_cos > 0.95  # pitfall 1: the whole-description embeddings are nearly equal
+    assert slot0_cos < glob_cos - 0.2  # the slots are not
+    assert torch.allclose(ca.slots[0, SEGMENT], cb.slots[1, SEGMENT], atol=1e-5)
+
+
+def test_labels_and_examples_fill_their_channels(encode):
+    req = condition_texts("Which is it? 0 = Polish, 1 = Czech.", ("Polish", "Czech"),
+                          (("dzień dobry", 0), ("dobrý den", 1), ("tak", 0)), 8)
+    [c] = embed_conditions([req], encode, 8, 384)
+    assert c.present[:2].all() and not c.present[2:].any()
+    expected = encode(["dzień dobry", "tak"]).mean(0)
+    assert np.allclose(c.slots[0, EXAMPLES].numpy(), expected, atol=1e-5)
+    assert np.allclose(c.slots[1, LABEL].numpy(), encode(["Czech"])[0], atol=1e-5)
+    batch = collate_conditions([c, c])
+    assert batch["slots"].shape == (2, 8, 3, 384) and batch["slot_mask"].sum() == 4
+
+
+def test_whitener_whitens_and_is_identity_without_data():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2000, 6, generator=g) @ torch.randn(6, 6, generator=g) + 3.0
+    w = Whitener(6, eps=1e-6)
+    w.fit(x[:1])
+    assert torch.equal(w(x), x)  # too few samples: left as identity
+    w.fit(x)
+    y = w(x)
+    assert torch.allclose(y.mean(0), torch.zeros(6), atol=1e-3)
+    assert torch.allclose(torch.cov(y.T), torch.eye(6), atol=0.05)
