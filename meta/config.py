@@ -1,0 +1,186 @@
+"""Typed, self-checking configs for ABMLL (amortized Bayesian meta-learning of LoRA adapters).
+
+ABMLL's ELBO over a minibatch of tasks t with data D_t (ABML, Ravi & Beatson 2019, adapted to LoRA):
+
+    L = Σ_t ( E_q(φ_t)[log p(D_t | φ_t)] − β · KL(q(φ_t) ‖ p(φ_t | θ)) ) − γ · KL(q(θ) ‖ p(θ))
+
+β rescales the fidelity of the task parameters φ_t to the global θ, γ the regularisation of θ; both counter the
+mismatch between a transformer's likelihood (tens of examples) and KL terms over ~10⁴–10⁵ LoRA entries.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from typing_extensions import Self
+
+
+def _check(problems: list[str], ok: bool, message: str) -> None:
+    if not ok:
+        problems.append(message)
+
+
+@dataclass
+class ABMLLConfig:
+    """The model: LoRA layout, prior and posterior families, the amortization network.
+
+    Args:
+        r: LoRA rank of every task adapter φ_t.
+        lora_alpha: LoRA alpha (scaling = lora_alpha / r).
+        target_modules: short names of the adapted linear layers ("query", "value", ...).
+        scale_floor: c = scale_floor · std(W₀) of each module's pretrained weight: the floor under every prior and
+            posterior scale σ = softplus(ρ) + c, so that no sampled adapter collapses to a point.
+        prior_scale_init: initial σ of the prior p(φ | θ) in units of std(W₀) (sets the initial ρ of θ).
+        posterior_scale_init: initial σ of the amortized posterior q(φ_t) in units of std(W₀).
+        hyper_loc_scale: std of the hyperprior p(θ_loc) = N(0, hyper_loc_scale²) (in absolute units).
+        hyper_rho_scale: std of the hyperprior on θ_ρ around its initial value.
+        embed_dim: size of the description embedding (MiniLM: 384).
+        hidden_dim: width of the amortization MLP.
+        code_dim: size of the task code the MLP produces; the posterior loc/scale are linear in it.
+    """
+
+    r: int = 4
+    lora_alpha: float = 8.0
+    target_modules: tuple[str, ...] = ("query", "key", "value")  # the suite's oracles (bank/suite/train.py)
+    scale_floor: float = 0.02
+    prior_scale_init: float = 0.5
+    posterior_scale_init: float = 0.05
+    hyper_loc_scale: float = 1.0
+    hyper_rho_scale: float = 1.0
+    embed_dim: int = 384
+    hidden_dim: int = 256
+    code_dim: int = 64
+
+    def __post_init__(self) -> None:
+        self.target_modules = tuple(self.target_modules)
+        p: list[str] = []
+        _check(p, isinstance(self.r, int) and self.r >= 1, f"r must be a positive integer, got {self.r!r}")
+        _check(p, self.lora_alpha > 0, f"lora_alpha must be > 0, got {self.lora_alpha}")
+        _check(p, len(self.target_modules) > 0, "target_modules is empty; name at least one layer, e.g. ('query',)")
+        for name in ("scale_floor", "prior_scale_init", "posterior_scale_init", "hyper_loc_scale", "hyper_rho_scale"):
+            _check(p, getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("embed_dim", "hidden_dim", "code_dim"):
+            _check(p, int(getattr(self, name)) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        if p:
+            raise ValueError("invalid ABMLLConfig: " + "; ".join(p))
+
+    @property
+    def scaling(self) -> float:
+        return self.lora_alpha / self.r
+
+
+@dataclass
+class TrainConfig:
+    """SVI over minibatches of tasks.
+
+    Args:
+        beta: KL weight of the task posteriors against the global prior (fidelity of φ_t to θ).
+        gamma: KL weight of the global parameters against their hyperprior.
+        lr: Adam learning rate of the guide and the global parameters.
+        steps: SVI steps (each one minibatch of tasks).
+        tasks_per_batch: tasks per SVI step.
+        examples_per_task: labelled examples per task per step (a random subset of the task's training split).
+        num_particles: posterior samples per task per step for the ELBO's Monte Carlo estimate.
+        inner_steps: ABML refinement steps of q(φ_t) on the task's support examples during training (0: amortized
+            only; > 0 uses the first-order approximation, no second derivatives through MiniLM).
+        inner_lr: learning rate of those refinement steps.
+        warm_start_steps: steps of regressing the amortized posterior mean onto known task adapters (the bank's
+            oracles) before SVI, when such adapters are given; 0 to skip.
+        warm_start_lr: learning rate of the warm start.
+        seed: seed for parameter init and task/example sampling.
+        log_every: steps between progress-bar updates of the ELBO.
+    """
+
+    beta: float = 1e-3
+    gamma: float = 1e-5
+    lr: float = 3e-3
+    steps: int = 300
+    tasks_per_batch: int = 4
+    examples_per_task: int = 32
+    num_particles: int = 1
+    inner_steps: int = 0
+    inner_lr: float = 1e-2
+    warm_start_steps: int = 300
+    warm_start_lr: float = 3e-3
+    seed: int = 0
+    log_every: int = 10
+
+    def __post_init__(self) -> None:
+        p: list[str] = []
+        for name in ("beta", "gamma"):
+            _check(p, getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("lr", "inner_lr", "warm_start_lr"):
+            _check(p, getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("steps", "tasks_per_batch", "examples_per_task", "num_particles", "log_every"):
+            _check(p, int(getattr(self, name)) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("inner_steps", "warm_start_steps"):
+            _check(p, int(getattr(self, name)) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        if p:
+            raise ValueError("invalid TrainConfig: " + "; ".join(p))
+
+
+@dataclass
+class GenerateConfig:
+    """Generation: how many adapters, how the task posterior is refined on user examples.
+
+    Args:
+        n_samples: default number of sampled adapters S next to the posterior mean.
+        refine_steps: ABML refinement steps on the task ELBO when labelled examples are given.
+        refine_lr: Adam learning rate of the refinement.
+        beta: KL weight of the refinement's ELBO (as in training).
+    """
+
+    n_samples: int = 8
+    refine_steps: int = 10
+    refine_lr: float = 1e-2
+    beta: float = 1e-3
+
+    def __post_init__(self) -> None:
+        p: list[str] = []
+        _check(p, self.n_samples >= 1, f"n_samples must be >= 1, got {self.n_samples}")
+        _check(p, self.refine_steps >= 0, f"refine_steps must be >= 0, got {self.refine_steps}")
+        _check(p, self.refine_lr > 0, f"refine_lr must be > 0, got {self.refine_lr}")
+        _check(p, self.beta >= 0, f"beta must be >= 0, got {self.beta}")
+        if p:
+            raise ValueError("invalid GenerateConfig: " + "; ".join(p))
+
+
+@dataclass
+class MetaConfig:
+    """Everything a trained ABMLL checkpoint needs to be rebuilt: saved as JSON next to the safetensors."""
+
+    model: ABMLLConfig = field(default_factory=ABMLLConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Build from a dict; unknown keys (from newer versions) are dropped with a warning naming them."""
+        import warnings
+
+        parts = {}
+        for name, klass in (("model", ABMLLConfig), ("train", TrainConfig), ("generate", GenerateConfig)):
+            raw = dict(data.get(name, {}))
+            known = {f.name for f in fields(klass)}
+            unknown = sorted(set(raw) - known)
+            if unknown:
+                warnings.warn(f"MetaConfig.{name}: ignoring unknown keys {unknown} (saved by a newer loragen?)")
+            parts[name] = klass(**{k: v for k, v in raw.items() if k in known})
+        return cls(**parts)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Self:
+        """Read a JSON or YAML config file."""
+        path = Path(path)
+        text = path.read_text()
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            return cls.from_dict(yaml.safe_load(text) or {})
+        return cls.from_dict(json.loads(text))

@@ -1,0 +1,137 @@
+"""`ABMLLGenerator`: description (+ optional examples) -> posterior-mean adapter and S sampled adapters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bank.base_model import canonical_base_model_id
+from bank.errors import UnknownBaseModelError
+from bank.generator import GenerationRequest
+from bank.lora.adapter import LoraAdapter
+from meta.config import GenerateConfig
+from meta.guide import ABMLLGuide
+from meta.model import ABMLLModel, FactorClassifier
+
+Encode = Callable[[list[str]], "np.ndarray | torch.Tensor"]
+
+
+@dataclass
+class Posterior:
+    """A task posterior q(φ) and adapters drawn from it.
+
+    Args:
+        mean: the posterior-mean adapter. samples: S adapters drawn from q(φ).
+        loc, scale: the posterior's parameters (D,) each. refined: whether examples refined it.
+    """
+
+    mean: LoraAdapter
+    samples: list[LoraAdapter]
+    loc: torch.Tensor
+    scale: torch.Tensor
+    refined: bool
+
+
+def default_encoder() -> Encode:
+    """The bank's description encoder (MiniLM sentence embeddings, L2-normalised)."""
+    from bank.embed import TextEncoder
+
+    return TextEncoder().encode
+
+
+def _num_labels(request: GenerationRequest) -> int:
+    """Labels of the requested task: the named labels, else the largest example label + 1 (at least 2)."""
+    if request.labels:
+        return len(request.labels)
+    return max(2, 1 + max((y for _, y in request.examples or ()), default=1))
+
+
+class ABMLLGenerator:
+    """ABMLL as an `AdapterGenerator`.
+
+    Args:
+        model, guide: a trained ABMLL (see `meta.train`).
+        encode: texts -> (n, embed_dim) embeddings, the same encoder as in training (default: the bank's).
+        config: generation settings (refinement steps, default S).
+
+    Usage::
+
+        gen = ABMLLGenerator.from_checkpoint("runs/abmll", classifier=SuiteClassifier())
+        mean, = gen.generate(GenerationRequest("label 0 if Polish, label 1 if Czech"))
+        post = gen.posterior(GenerationRequest("...", n_samples=8, seed=0))   # post.mean, post.samples
+    """
+
+    name = "abmll"
+
+    def __init__(self, model: ABMLLModel, guide: ABMLLGuide, encode: Encode | None = None,
+                 config: GenerateConfig | None = None) -> None:
+        self.model, self.guide = model, guide
+        self._encode = encode
+        self.config = config or GenerateConfig()
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, classifier: FactorClassifier | None = None,
+                        encode: Encode | None = None, device: str | torch.device = "cpu") -> ABMLLGenerator:
+        """Load a checkpoint written by `meta.train.save_checkpoint` (classifier only needed to refine)."""
+        from meta.train import load_checkpoint
+
+        model, guide, config, _ = load_checkpoint(path, classifier, device)
+        return cls(model, guide, encode, config.generate)
+
+    def embed(self, texts: Sequence[str]) -> torch.Tensor:
+        """Description embeddings (n, embed_dim) as float tensors on the guide's device."""
+        if self._encode is None:
+            self._encode = default_encoder()
+        emb = self._encode(list(texts))
+        emb = torch.as_tensor(np.asarray(emb) if not isinstance(emb, torch.Tensor) else emb)
+        return emb.float().to(self.guide.theta_loc.device)
+
+    def _check_base_model(self, request: GenerationRequest) -> None:
+        have = self.model.layout.base_model
+        if request.base_model == have:
+            return
+        want = canonical_base_model_id(request.base_model)
+        if want != have:
+            raise UnknownBaseModelError(
+                f"this ABMLL checkpoint generates adapters for {self.model.layout.base_model!r}, not {want!r}; "
+                "train one for that base model with `loragen train meta --base-model ...`"
+            )
+
+    @torch.no_grad()
+    def _amortized(self, description: str) -> tuple[torch.Tensor, torch.Tensor]:
+        loc, scale = self.guide.posterior(self.embed([description]))
+        return loc[0], scale[0]
+
+    def posterior(self, request: GenerationRequest, n_samples: int | None = None) -> Posterior:
+        """The task posterior for a request: amortized from the description, refined when examples are given.
+
+        Args:
+            request: the request (its seed fixes the samples; its examples trigger refinement).
+            n_samples: sampled adapters S (default: request.n_samples, or the config's when that is 1).
+        """
+        self._check_base_model(request)
+        loc, scale = self._amortized(request.description)
+        refined = bool(request.examples) and self.config.refine_steps > 0 and self.model.classifier is not None
+        if refined:
+            texts = [t for t, _ in request.examples]
+            labels = torch.tensor([y for _, y in request.examples])
+            with torch.enable_grad():
+                loc, scale = self.guide.refine(loc, scale, texts, labels, self.config.refine_steps,
+                                               self.config.refine_lr, self.config.beta, seed=request.seed or 0,
+                                               num_labels=_num_labels(request))
+        s = n_samples or (request.n_samples if request.n_samples > 1 else self.config.n_samples)
+        g = torch.Generator(device=loc.device).manual_seed(0 if request.seed is None else int(request.seed))
+        eps = torch.randn((s, loc.numel()), generator=g, device=loc.device)  # (S, D)
+        layout, meta = self.model.layout, {"method": self.name, "description": request.description}
+        mean = layout.to_adapter(loc, **meta, sample="mean", refined=refined)
+        samples = [layout.to_adapter(loc + scale * e, **meta, sample=i, refined=refined) for i, e in enumerate(eps)]
+        return Posterior(mean, samples, loc.detach(), scale.detach(), refined)
+
+    def generate(self, request: GenerationRequest) -> list[LoraAdapter]:
+        """The posterior mean when `request.n_samples == 1`, else `request.n_samples` posterior samples."""
+        post = self.posterior(request, n_samples=max(request.n_samples, 1))
+        return [post.mean] if request.n_samples == 1 else post.samples

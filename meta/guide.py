@@ -1,0 +1,144 @@
+"""ABMLL's guide: point estimates of θ and the amortized task posterior q(φ_t | description), refined on examples.
+
+q(θ) is a point mass (δ at θ̂; with γ the ELBO term becomes γ·log p(θ̂), MAP-style as in ABML's global update).
+q(φ_t) = N(loc_t, scale_t²) with
+
+    h_t     = MLP(e_t)                                     e_t: the description embedding
+    loc_t   = θ̂_loc + U h_t                               the global mean is the starting point of every task
+    scale_t = softplus(ρ_q + V h_t) + c
+
+When labelled examples are given, q(φ_t) is refined ABML-style: a few Adam steps on the task's ELBO
+E_q[log p(D_t | φ)] − β·KL(q ‖ p(φ | θ̂)), starting from the amortized guess (first-order during training).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pyro
+import pyro.distributions as dist
+import torch
+import torch.nn.functional as F
+from pyro import poutine
+from torch import nn
+from torch.distributions import kl_divergence
+
+from meta.model import ABMLLModel, TaskBatch, inverse_softplus
+
+
+class ABMLLGuide(nn.Module):
+    """q(θ) q(φ_t | e_t): same signature and sample sites ("theta_loc", "theta_rho", "phi") as `ABMLLModel`.
+
+    Args:
+        model: the model (shares the layout, the floor c and the likelihood used by refinement).
+        seed: seed of the initialisation (A entries of θ̂_loc Kaiming-uniform, B entries zero, as LoRA does).
+        inner_steps / inner_lr: ABML refinement during training (0: amortized only).
+    """
+
+    def __init__(self, model: ABMLLModel, seed: int = 0, inner_steps: int = 0, inner_lr: float = 1e-2) -> None:
+        super().__init__()
+        cfg = model.config
+        self.model = [model]  # a list keeps the model (and its classifier) out of this module's state_dict
+        self.inner_steps, self.inner_lr = inner_steps, inner_lr
+        g = torch.Generator().manual_seed(seed)
+        self.theta_loc = nn.Parameter(_lora_init(model, g))
+        self.theta_rho = nn.Parameter(model.rho_init.clone())
+        self.encoder = nn.Sequential(
+            nn.Linear(cfg.embed_dim, cfg.hidden_dim), nn.GELU(), nn.Linear(cfg.hidden_dim, cfg.code_dim), nn.Tanh()
+        )
+        d = model.layout.num_parameters
+        self.loc_head = nn.Linear(cfg.code_dim, d, bias=False)
+        self.rho_head = nn.Linear(cfg.code_dim, d, bias=False)
+        with torch.no_grad():
+            for lin in (self.loc_head, self.rho_head):
+                lin.weight.copy_(torch.randn(lin.weight.shape, generator=g) * 1e-4)
+            floor = model.floor
+            q_scale = floor * (cfg.posterior_scale_init / cfg.scale_floor)
+        self.rho_q = nn.Parameter(inverse_softplus(q_scale - floor))
+
+    @property
+    def abmll(self) -> ABMLLModel:
+        return self.model[0]
+
+    # ---- the amortized posterior --------------------------------------------------------------------
+    def posterior(self, embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loc, scale) of q(φ_t), each (T, D), from description embeddings (T, embed_dim)."""
+        h = self.encoder(embeddings.to(self.theta_loc.device, self.theta_loc.dtype))  # (T, code_dim)
+        loc = self.theta_loc + self.loc_head(h)
+        scale = F.softplus(self.rho_q + self.rho_head(h)) + self.abmll.floor
+        return loc, scale
+
+    def prior(self) -> dist.Normal:
+        """p(φ | θ̂) with the current point estimate of θ, batch shape (D,)."""
+        return dist.Normal(self.theta_loc, self.abmll.scale_from_rho(self.theta_rho))
+
+    def refine(self, loc: torch.Tensor, scale: torch.Tensor, texts: Sequence[str], labels: torch.Tensor,
+               steps: int, lr: float, beta: float | None = None, seed: int = 0,
+               num_labels: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+        """ABML refinement of one task's q(φ) on labelled examples, starting from the amortized guess.
+
+        Args:
+            loc, scale: the starting posterior, (D,) each. texts, labels: the task's labelled examples.
+            steps: Adam steps on the negative task ELBO. lr: their learning rate.
+            beta: KL weight (default: the model's). seed: seed of the reparameterisation noise.
+            num_labels: how many labels the task has.
+
+        Returns:
+            The refined (loc, scale), detached, (D,) each.
+        """
+        beta = self.abmll.beta if beta is None else beta
+        m = loc.detach().clone().requires_grad_(True)
+        floor = self.abmll.floor
+        rho = inverse_softplus((scale.detach() - floor).clamp_min(1e-8)).requires_grad_(True)
+        prior = dist.Normal(self.theta_loc.detach(), self.abmll.scale_from_rho(self.theta_rho).detach())
+        opt = torch.optim.Adam([m, rho], lr=lr)
+        g = torch.Generator(device=m.device).manual_seed(seed)
+        labels = labels.to(m.device)
+        for _ in range(steps):
+            s = F.softplus(rho) + floor
+            phi = m + s * torch.randn(m.shape, generator=g, device=m.device)
+            nll = -self.abmll.log_likelihood(phi, texts, labels, num_labels) * self.abmll.likelihood_scale
+            kl = kl_divergence(dist.Normal(m, s), prior).sum()
+            loss = nll + beta * kl
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return m.detach(), (F.softplus(rho) + floor).detach()
+
+    def _refine_batch(self, batch: TaskBatch, loc: torch.Tensor, scale: torch.Tensor):
+        """First-order ABML during training: move each task's q by its refinement, gradients pass straight through."""
+        locs, scales = [], []
+        for t in range(len(batch)):
+            if t >= len(batch.support_texts) or not batch.support_texts[t]:
+                locs.append(loc[t])
+                scales.append(scale[t])
+                continue
+            m, s = self.refine(loc[t], scale[t], batch.support_texts[t], batch.support_labels[t],
+                               self.inner_steps, self.inner_lr, num_labels=batch.num_labels[t])
+            locs.append(loc[t] + (m - loc[t]).detach())
+            scales.append(scale[t] + (s - scale[t]).detach())
+        return torch.stack(locs), torch.stack(scales)
+
+    # ---- the Pyro guide -----------------------------------------------------------------------------
+    def forward(self, batch: TaskBatch) -> torch.Tensor:
+        pyro.module("abmll_guide", self)
+        model = self.abmll
+        with poutine.scale(scale=model.gamma):
+            pyro.sample("theta_loc", dist.Delta(self.theta_loc).to_event(1))
+            pyro.sample("theta_rho", dist.Delta(self.theta_rho).to_event(1))
+        loc, scale = self.posterior(batch.embeddings)  # (T, D) each
+        if self.inner_steps > 0 and batch.support_texts:
+            loc, scale = self._refine_batch(batch, loc, scale)
+        with pyro.plate("tasks", len(batch)), poutine.scale(scale=model.beta):
+            return pyro.sample("phi", dist.Normal(loc, scale).to_event(1))
+
+
+def _lora_init(model: ABMLLModel, g: torch.Generator) -> torch.Tensor:
+    """θ̂_loc at LoRA's init: A Kaiming-uniform (bound 1/sqrt(in)), B zero, so the initial ΔW is 0. (D,)"""
+    parts = []
+    layout = model.layout
+    for o, n in layout.shapes:
+        bound = 1.0 / n**0.5
+        parts.append((torch.rand(layout.r * n, generator=g) * 2 - 1) * bound)
+        parts.append(torch.zeros(o * layout.r))
+    return torch.cat(parts)
