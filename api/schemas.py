@@ -100,8 +100,9 @@ class GenerateResponse(_Model):
     ids: list[str] = Field(description="every stored adapter, the point estimate first")
     method: Method
     adapter: AdapterInfo
-    uncertainty: dict[str, float] = Field(default_factory=dict,
-                                          description="uncertainty scores (empty when no scorer is installed)")
+    uncertainty: dict[str, float | bool | str | None] = Field(
+        default_factory=dict, description="uncertainty scores: nearest_task_similarity always; with the meta "
+        "package also predictive_entropy, mutual_information, confidence (calibrated: true when fitted), ...")
     neighbours: list[Hit]
     seconds: float
 

@@ -37,6 +37,8 @@ from api.schemas import (
     SearchResponse,
 )
 from api.settings import Settings
+from api.uncertainty import Scores, build_scorer, probe_inputs
+from api.uncertainty import score as score_adapters
 from bank.base_model import DEFAULT_BASE_MODEL, canonical_base_model_id, load_base_model, load_tokenizer
 from bank.errors import LoragenError, NotFoundError, UnknownBaseModelError
 from bank.generator import AdapterGenerator, GenerationRequest
@@ -66,7 +68,7 @@ class Service:
         self.bank = bank
         self.generators = generators
         self.unavailable = unavailable
-        self._generate_lock = threading.Lock()
+        self._model_lock = threading.Lock()  # the shared base model gets LoRA hooks: one user at a time
         self._allowed_bases = {canonical_base_model_id(b) for b in settings.base_models}
         self._scheduler: Any = None
         self.on_generate: Any = None  # optional callback(method, seconds, n) for metrics
@@ -108,19 +110,18 @@ class Service:
         generator = self._generator(request.method)
         gen_request = self._generation_request(request)
         start = time.perf_counter()
-        with self._generate_lock:
+        with self._model_lock:
             adapters = generator.generate(gen_request)
         if not adapters:
             raise ApiError(500, "internal", f"generator {request.method!r} returned no adapter")
-        # Before storing: how close the request is to what the bank already knew (not to itself).
-        text_hits = self.bank.search_text(request.description, k=1)
+        # Scored before storing, so the bank signals compare with what the bank knew, not with the new adapter.
+        uncertainty = self._uncertainty(gen_request, adapters)
         provenance = _provenance(request, gen_request)
         ids = [self._store(a, request.description, provenance) for a in adapters]
         info = AdapterInfo.from_record(self.bank.record(ids[0]))
         neighbours = [Hit.from_hit(h) for h in self.bank.search_adapter(adapters[0], k=self.settings.neighbours + 1)
                       if h.id != ids[0]][: self.settings.neighbours]
         seconds = time.perf_counter() - start
-        uncertainty = self._uncertainty(gen_request, adapters, text_hits)
         if self.on_generate is not None:
             self.on_generate(request.method, seconds, len(adapters))
         return GenerateResponse(id=ids[0], ids=ids, method=request.method, adapter=info, uncertainty=uncertainty,
@@ -156,21 +157,28 @@ class Service:
         return self.bank.add(adapter.with_metadata(provenance=provenance), description=description,
                              kind="generated", source=f"generate:{provenance['method']}", on_duplicate="skip")
 
-    def _uncertainty(self, request: GenerationRequest, adapters: list[LoraAdapter], text_hits: list) -> dict[str, float]:
-        """Cheap, honest signals always; the meta package's calibrated score when it is installed."""
-        scores: dict[str, float] = {}
-        if text_hits:
+    def _uncertainty(self, request: GenerationRequest, adapters: list[LoraAdapter]) -> Scores:
+        """Cheap, honest signals always; meta's scores (entropy, mutual information, confidence) when installed."""
+        scores: Scores = {}
+        hits = self.bank.search_text(request.description, k=1)
+        if hits:
             # How close the request is to a task the bank knows: low similarity means extrapolation.
-            scores["nearest_task_similarity"] = min(1.0, float(text_hits[0].score))
+            scores["nearest_task_similarity"] = min(1.0, float(hits[0].score))
+            scores["nearest_task"] = hits[0].task
         if len(adapters) > 1:
             scores["sample_dispersion"] = _dispersion(adapters)
-        scorer = _meta_scorer()
-        if scorer is not None:
-            try:
-                scores.update(_call_scorer(scorer, request, adapters))
-            except LoragenError as err:
-                log.warning("uncertainty scorer failed: %s", err)
+        inputs = probe_inputs(self.bank, request.description, request.examples)
+        with self._model_lock:
+            scores.update(score_adapters(self._scorer, request.description, adapters, inputs, _num_labels(request)))
         return scores
+
+    @cached_property
+    def _scorer(self) -> Any:
+        try:
+            return build_scorer(self._classifier, self.bank, self.settings.calibrator)
+        except ApiError as err:  # no suite classifier in this build
+            log.warning("uncertainty scores limited to bank signals: %s", err.message)
+            return None
 
     # ---- bank ---------------------------------------------------------------------------------------------------
 
@@ -271,7 +279,9 @@ class Service:
         num_labels = request.num_labels or (len(labels) if labels else 2)
         if labels is not None and len(labels) != num_labels:
             labels = None
-        return predict_texts(self._classifier, request.texts, adapter, num_labels=num_labels, labels=labels)
+        classifier = self._classifier
+        with self._model_lock:
+            return predict_texts(classifier, request.texts, adapter, num_labels=num_labels, labels=labels)
 
     def _task_labels(self, task: str | None) -> list[str] | None:
         if not task:
@@ -342,19 +352,10 @@ def _dispersion(adapters: list[LoraAdapter]) -> float:
     return float((deltas - mean).norm(dim=1).mean() / mean.norm().clamp_min(1e-12))
 
 
-def _meta_scorer() -> Any:
-    try:
-        from meta.score import score
-    except ImportError:
-        return None
-    return score
-
-
-def _call_scorer(scorer: Any, request: GenerationRequest, adapters: list[LoraAdapter]) -> dict[str, float]:
-    result = scorer(request, adapters)
-    if hasattr(result, "as_dict"):
-        result = result.as_dict()
-    return {k: float(v) for k, v in dict(result).items() if isinstance(v, (int, float))}
+def _num_labels(request: GenerationRequest) -> int:
+    if request.labels:
+        return len(request.labels)
+    return max(2, 1 + max((y for _, y in request.examples or ()), default=1))
 
 
 def _jsonable(stats: dict[str, Any]) -> dict[str, Any]:

@@ -49,6 +49,7 @@ class Settings:
         device: where models run ("auto", "cpu", "cuda").
         cvae_checkpoint: the trained ICM-LoRA CVAE (None: the hypernet package's default location).
         abmll_checkpoint: the trained ABMLL model (None: the meta package's default location).
+        calibrator: a fitted confidence calibrator (JSON from meta); None reports the raw, uncalibrated confidence.
         neighbours: how many bank neighbours a generation reports.
     """
 
@@ -68,6 +69,7 @@ class Settings:
     device: str = "auto"
     cvae_checkpoint: Path | None = None
     abmll_checkpoint: Path | None = None
+    calibrator: Path | None = None
     neighbours: int = 5
 
     def __post_init__(self) -> None:
@@ -95,7 +97,7 @@ class Settings:
         if problems:
             raise ValueError("invalid service settings: " + "; ".join(problems))
         object.__setattr__(self, "merge_root", Path(self.merge_root).expanduser())
-        for name in ("bank_path", "cvae_checkpoint", "abmll_checkpoint"):
+        for name in ("bank_path", "cvae_checkpoint", "abmll_checkpoint", "calibrator"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, Path(getattr(self, name)).expanduser())
 

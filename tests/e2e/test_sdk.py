@@ -60,7 +60,14 @@ def test_sdk_round_trip(client, minilm, tmp_path):
     assert result.adapter.base_model == DEFAULT_BASE_MODEL
     assert 0.0 < result.uncertainty["nearest_task_similarity"] <= 1.0
     assert result.id == pl_id or result.neighbours[0].id == pl_id
+    assert result.uncertainty["nearest_task"] == "lang/pl-vs-cs"
     assert client.get(result.id) == result.adapter
+    # with examples, meta's scorer evaluates the adapter on their texts: entropy, confidence, calibration flag
+    scored = client.generate("Polish or Czech?", method="retrieve", labels=["Polish", "Czech"],
+                             examples=[("Dzień dobry, jak się masz?", 0), ("Dobrý den, jak se máš?", 1)])
+    u = scored.uncertainty
+    assert u["n_inputs"] == 2 and u["calibrated"] is False and 0.5 <= u["confidence"] <= 1.0
+    assert u["predictive_entropy"] >= 0 and u["mutual_information"] == pytest.approx(0, abs=1e-9)  # one adapter
     assert [g.id for g in client.get([result.id, pl_id])] == [result.id, pl_id]
 
     # download -> PEFT loads it, and it computes what the bank's adapter computes
