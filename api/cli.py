@@ -17,6 +17,7 @@ from bank.errors import LoragenError
 
 # name -> module defining `add_parser(subparsers)`. One table, checked against the parser by a test.
 COMMANDS: dict[str, str] = {
+    "demo": "api.commands.demo",
     "merge": "api.commands.merge",
     "bank": "api.commands.bank",
     "serve": "api.commands.serve",
@@ -26,6 +27,7 @@ COMMANDS: dict[str, str] = {
 }
 
 EPILOG = """examples:
+  loragen demo                     # the whole loop on the built-in suite, in a few minutes
   loragen merge ./my-adapter --base-model ./tiny-llama -o ./merged
   loragen serve --port 8000
   loragen predict ./my-adapter --text "Dzień dobry" --json
