@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "predict": "api.commands.predict",
     "train": "api.commands.train",
     "generate": "api.commands.generate",
+    "eval": "api.commands.eval",
 }
 
 EPILOG = """examples:
@@ -33,6 +34,7 @@ EPILOG = """examples:
   loragen predict ./my-adapter --text "Dzień dobry" --json
   loragen train hypernet --bank bank.duckdb -o ckpt/ --max-epochs 300
   loragen generate "label 0 if the text is written in Polish, label 1 if it is written in Czech" -o out/pl-cs
+  loragen bank build --tasks 12 && loragen eval
 """
 
 

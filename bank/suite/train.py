@@ -19,6 +19,7 @@ import logging
 import math
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -119,7 +120,11 @@ def target_module_paths(model: nn.Module, targets: tuple[str, ...]) -> list[str]
 
 
 class LoraTaskModule(pl.LightningModule):
-    """LoRA factors as parameters, trained against the suite classifier's fixed prototypes."""
+    """LoRA factors as parameters, trained against the suite classifier's fixed prototypes.
+
+    Batches carry each example's label count, so tasks with 2 and 3 labels can be mixed (multi-task baseline):
+    slots beyond an example's labels are masked out of its softmax.
+    """
 
     def __init__(self, classifier: SuiteClassifier, config: TrainConfig, num_labels: int) -> None:
         super().__init__()
@@ -142,9 +147,11 @@ class LoraTaskModule(pl.LightningModule):
     def factors(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         return {p: (a, b) for p, a, b in zip(self.paths, self.lora_A, self.lora_B)}
 
-    def training_step(self, batch: tuple[list[str], torch.Tensor], batch_idx: int) -> torch.Tensor:
-        texts, labels = batch
+    def training_step(self, batch: tuple[list[str], torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        texts, labels, n_labels = batch  # n_labels: (n,) label count of each example's task
         logits = self.classifier.logits_from_factors(texts, self.factors(), self.config.scaling, self.num_labels)
+        slots = torch.arange(self.num_labels, device=logits.device)
+        logits = logits.masked_fill(slots[None, :] >= n_labels.to(logits.device)[:, None], float("-inf"))
         loss = F.cross_entropy(logits, labels.to(logits.device))
         value = float(loss.detach())
         self.running_loss = value if math.isnan(self.running_loss) else 0.7 * self.running_loss + 0.3 * value
@@ -172,11 +179,14 @@ class LoraTaskModule(pl.LightningModule):
         )
 
 
-def _collate(batch: list[tuple[str, int]]) -> tuple[list[str], torch.Tensor]:
-    return [t for t, _ in batch], torch.tensor([y for _, y in batch])
+Example = tuple[str, int, int]  # (text, label, number of labels of its task)
 
 
-def _loader(examples: list[tuple[str, int]], config: TrainConfig) -> DataLoader:
+def _collate(batch: list[Example]) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    return [t for t, _, _ in batch], torch.tensor([y for _, y, _ in batch]), torch.tensor([n for _, _, n in batch])
+
+
+def _loader(examples: list[Example], config: TrainConfig) -> DataLoader:
     gen = torch.Generator().manual_seed(config.seed)
     sampler = RandomSampler(examples, replacement=True, num_samples=config.steps * config.batch_size, generator=gen)
     return DataLoader(examples, batch_size=config.batch_size, sampler=sampler, collate_fn=_collate)
@@ -203,18 +213,43 @@ def train_task_adapter(spec: TaskRecord, config: TrainConfig | None = None, clas
         `TrainResult` whose adapters carry metadata task, description, kind ("final"/"checkpoint") and step;
         metrics hold train_loss (running mean), steps, train_seconds and the config.
     """
-    config = config or TrainConfig()
-    classifier = classifier or SuiteClassifier()
     data = data or task_data(spec)
+    n = len(spec.labels)
+    return _fit([(t, y, n) for t, y in data.train], config or TrainConfig(), classifier or SuiteClassifier(),
+                {"task": spec.name, "description": spec.description})
+
+
+def train_multitask_adapter(specs: Sequence[TaskRecord], config: TrainConfig | None = None,
+                            classifier: SuiteClassifier | None = None, per_task: int = 64) -> TrainResult:
+    """Train one LoRA on the pooled training data of `specs` (the multi-task baseline).
+
+    It sees every task's examples but no description, so it cannot tell a pair from its reverse: it measures how
+    much of the suite is solvable without reading the task.
+
+    Args:
+        specs: the tasks (their first `per_task` training examples are pooled).
+        config: the recipe (default `TrainConfig(steps=300, batch_size=32)` without early stopping).
+        classifier: a shared `SuiteClassifier`.
+        per_task: training examples taken from each task.
+    """
+    if not specs:
+        raise ValueError("train_multitask_adapter needs at least one task")
+    examples = [(t, y, len(s.labels)) for s in specs for t, y in task_data(s).train[:per_task]]
+    config = config or TrainConfig(steps=300, min_steps=300, batch_size=32, stop_loss=0.0)
+    meta = {"task": "multitask", "description": f"multi-task LoRA over {len(specs)} suite tasks"}
+    return _fit(examples, config, classifier or SuiteClassifier(), meta)
+
+
+def _fit(examples: list[Example], config: TrainConfig, classifier: SuiteClassifier,
+         meta: dict[str, Any]) -> TrainResult:
     _quiet_lightning()
-    module = LoraTaskModule(classifier, config, num_labels=len(spec.labels))
+    module = LoraTaskModule(classifier, config, num_labels=max(n for _, _, n in examples))
     trainer = pl.Trainer(max_steps=config.steps, accelerator=classifier.device.type, devices=1, logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          num_sanity_val_steps=0, limit_val_batches=0)
     start = time.perf_counter()
-    trainer.fit(module, train_dataloaders=_loader(data.train, config))
+    trainer.fit(module, train_dataloaders=_loader(examples, config))
     seconds = time.perf_counter() - start
-    meta = {"task": spec.name, "description": spec.description}
     steps_run = max(module.snapshots)
     final = module.snapshots[steps_run].with_metadata(**meta, kind="final")
     checkpoints = [module.snapshots[s].with_metadata(**meta, kind="checkpoint")

@@ -1,0 +1,57 @@
+"""`loragen eval`: score base / oracle / mean / multi-task / retrieval adapters on the suite's evaluation splits."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+EPILOG = """examples:
+  loragen eval --bank ./bank.duckdb
+  loragen eval --split in_bank --split heldout_task --max-examples 128 --json bench/results/eval.json
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="evaluate adapter sources on the built-in suite (table, JSON, PNG chart)",
+        description="Accuracy per task and split of the base model, the oracles, the mean bank adapter, a "
+        "multi-task LoRA and retrieval, with normalised gain (acc - base) / (oracle - base) per split.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--bank", type=Path, default=None, help="bank file (default: $LORAGEN_HOME/bank.duckdb)")
+    p.add_argument("--split", action="append", choices=["in_bank", "heldout_task", "heldout_paraphrase"],
+                   default=None, help="evaluation split (repeatable; default: all three)")
+    p.add_argument("--baseline", action="append", choices=["base", "oracle", "mean", "multitask", "retrieval"],
+                   default=None, help="baseline to include (repeatable; default: all)")
+    p.add_argument("--max-examples", type=int, default=64, help="test examples per task (default 64)")
+    p.add_argument("--max-tasks", type=int, default=None, help="at most N tasks per split (fixed random sample)")
+    p.add_argument("--multitask-steps", type=int, default=300, help="training steps of the multi-task LoRA")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--json", type=Path, default=Path("bench/results/eval.json"), help="where the JSON report goes")
+    p.add_argument("--plot", type=Path, default=Path("bench/results/eval.png"), help="where the PNG chart goes")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from bank.store import Bank
+    from bank.suite.evaluate import BASELINES, evaluate
+    from bank.suite.tasks import EVAL_SPLITS
+    from bank.suite.train import TrainConfig
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    steps = args.multitask_steps
+    config = TrainConfig(steps=steps, min_steps=steps, batch_size=32, stop_loss=0.0,
+                         num_checkpoints=min(3, steps - 1))
+    with Bank.open(args.bank) as bank:
+        report = evaluate(bank, splits=args.split or EVAL_SPLITS, baselines=args.baseline or BASELINES,
+                          max_examples=args.max_examples, max_tasks=args.max_tasks,
+                          multitask_config=config, progress=not args.no_progress)
+    print(report.table())
+    print(f"JSON: {report.save_json(args.json)}\nchart: {report.plot(args.plot)}")
+    return 0

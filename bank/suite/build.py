@@ -1,0 +1,141 @@
+"""Build suite tasks into a bank: train (or import) each task's oracle, score it, store it with its checkpoints.
+
+Resumable: a task whose final adapter is already in the bank is skipped, and a task is stored in one go only after
+training finishes, so an interrupted build loses at most the task in progress.
+
+Usage::
+
+    from bank.store import Bank
+    from bank.suite.build import build_suite
+    with Bank.open("bank.duckdb") as bank:
+        summary = build_suite(bank, load_suite(0)[:12])
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from bank.lora.peft_format import load_peft
+from bank.records import TaskRecord
+from bank.suite.classifier import SuiteClassifier
+from bank.suite.data import task_data
+from bank.suite.train import TrainConfig, TrainResult, train_task_adapter
+
+logger = logging.getLogger(__name__)
+
+# Builds a task's oracle: from training, or from pre-trained PEFT directories.
+OracleSource = Callable[[TaskRecord, SuiteClassifier], TrainResult]
+
+
+@dataclass
+class BuildSummary:
+    """What a build did: tasks trained and skipped, per-task seconds and accuracies."""
+
+    built: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    test_accuracy: dict[str, float] = field(default_factory=dict)
+    base_accuracy: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        n = max(1, len(self.built))
+        return {
+            "built": len(self.built), "skipped": len(self.skipped),
+            "mean_seconds_per_task": sum(self.seconds.values()) / n,
+            "mean_test_accuracy": sum(self.test_accuracy.values()) / n if self.built else None,
+            "mean_base_accuracy": sum(self.base_accuracy.values()) / n if self.built else None,
+        }
+
+
+def trained_oracles(config: TrainConfig | None = None) -> OracleSource:
+    """Oracle source that trains each task with the Lightning recipe."""
+    return lambda spec, clf: train_task_adapter(spec, config or TrainConfig(), clf)
+
+
+def imported_oracles(root: str | Path, fallback: OracleSource | None = None) -> OracleSource:
+    """Oracle source reading pre-trained PEFT dirs `<root>/<task name, "/" -> "__">/{final,ckpt-<step>}`.
+
+    Tasks missing there are trained with `fallback` (default: the standard recipe). Scores recorded in
+    `<root>/results.jsonl` (lines {"name", "metrics": {"test_accuracy", "base_accuracy", ...}}) are reused.
+    """
+    root, fallback = Path(root), fallback or trained_oracles()
+    log = root / "results.jsonl"
+    recorded = {r["name"]: r["metrics"] for r in map(json.loads, log.read_text().splitlines())} if log.exists() else {}
+
+    def load(spec: TaskRecord, clf: SuiteClassifier) -> TrainResult:
+        task_root = root / spec.name.replace("/", "__")
+        if not (task_root / "final" / "adapter_config.json").is_file():
+            return fallback(spec, clf)
+        meta = {"task": spec.name, "description": spec.description}
+        ckpts = sorted(task_root.glob("ckpt-*"), key=lambda p: int(p.name.split("-")[1]))
+        checkpoints = [load_peft(p).with_metadata(**meta, kind="checkpoint", step=int(p.name.split("-")[1]))
+                       for p in ckpts]
+        final = load_peft(task_root / "final").with_metadata(**meta, kind="final")
+        scores = {k: v for k, v in recorded.get(spec.name, {}).items()
+                  if k in ("test_accuracy", "base_accuracy", "steps", "train_seconds")}
+        return TrainResult(final=final, checkpoints=checkpoints, metrics={"imported_from": str(task_root), **scores})
+
+    return load
+
+
+def build_task(bank, spec: TaskRecord, classifier: SuiteClassifier, oracle: OracleSource) -> dict:
+    """Train (or import) one task's oracle, score it on the test split, store task, final and checkpoints.
+
+    Returns:
+        The metrics stored with the final adapter.
+    """
+    start = time.perf_counter()
+    result = oracle(spec, classifier)
+    n = len(spec.labels)
+    metrics = {k: v for k, v in result.metrics.items() if k != "config"}
+    # Imported oracles may come with their scores on the same test split; others are scored here.
+    if "test_accuracy" not in metrics or "base_accuracy" not in metrics:
+        test = task_data(spec).test
+        metrics.setdefault("test_accuracy", classifier.accuracy(test, result.final, n))
+        metrics.setdefault("base_accuracy", classifier.accuracy(test, None, n))
+    metrics["split"] = spec.split
+    metrics["seconds"] = time.perf_counter() - start
+    bank.add_task(spec)
+    source = f"suite/{spec.data_ref.get('version', 1)}"
+    for ckpt in result.checkpoints:
+        bank.add(ckpt, task=spec.name, description=spec.description, kind="checkpoint", source=source,
+                 metrics={"step": ckpt.metadata.get("step")}, on_duplicate="skip")
+    # The final adapter goes in last: its presence marks the task as built (resume skips it).
+    bank.add(result.final, task=spec.name, description=spec.description, kind="final", source=source,
+             metrics=metrics, on_duplicate="skip")
+    return metrics
+
+
+def build_suite(bank, tasks: Sequence[TaskRecord], oracle: OracleSource | None = None,
+                classifier: SuiteClassifier | None = None, progress: bool = True) -> BuildSummary:
+    """Build `tasks` into `bank`, skipping those already built.
+
+    Args:
+        bank: an open `bank.store.Bank`.
+        tasks: suite tasks (e.g. `load_suite(seed)` or a subset).
+        oracle: where oracles come from (default: `trained_oracles()`).
+        classifier: shared classifier (default: a new `SuiteClassifier()`).
+        progress: show a tqdm progress bar.
+    """
+    oracle = oracle or trained_oracles()
+    summary = BuildSummary()
+    built = {r.task for r in bank.adapters(kind="final")}
+    todo = [t for t in tasks if t.name not in built]
+    summary.skipped = [t.name for t in tasks if t.name in built]
+    classifier = classifier or (SuiteClassifier() if todo else None)
+    bar = tqdm(todo, desc="bank build", unit="task", disable=not progress)
+    for spec in bar:
+        metrics = build_task(bank, spec, classifier, oracle)
+        summary.built.append(spec.name)
+        summary.seconds[spec.name] = metrics["seconds"]
+        summary.test_accuracy[spec.name] = metrics["test_accuracy"]
+        summary.base_accuracy[spec.name] = metrics["base_accuracy"]
+        bar.set_postfix(task=spec.name, acc=f"{metrics['test_accuracy']:.2f}", s=f"{metrics['seconds']:.1f}")
+    return summary

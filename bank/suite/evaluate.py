@@ -1,0 +1,293 @@
+"""Evaluation harness: accuracy of every adapter source on the suite's evaluation splits, and normalised gain.
+
+Methods compared (all scored with the same `SuiteClassifier` on each task's test examples):
+    base        no adapter (the fixed prototype head alone: near chance);
+    oracle      the task's own trained adapter from the bank (the ceiling);
+    mean        the mean ΔW of all in-bank final adapters (one adapter for every task);
+    multitask   one LoRA trained on the pooled data of all in-bank tasks (it cannot read descriptions);
+    retrieval   the bank adapter whose description is nearest to the request's (`RetrievalGenerator`),
+                excluding the task itself and every held-out task;
+    plus any `AdapterGenerator` passed in (CVAE, ABMLL, ...).
+
+Normalised gain = (acc - acc_base) / (acc_oracle - acc_base) on accuracies aggregated over the split: per-task base
+accuracy swings widely with a fixed head (and base(B, A) = 1 - base(A, B)), so per-task ratios are unstable.
+
+Usage::
+
+    with Bank.open(path) as bank:
+        report = evaluate(bank, {"cvae": my_generator})
+    print(report.table()); report.save_json("bench/results/eval.json"); report.plot("bench/results/eval.png")
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from bank.generator import AdapterGenerator, GenerationRequest
+from bank.lora.adapter import LoraAdapter
+from bank.lora.merge import combine
+from bank.records import TaskRecord
+from bank.suite.classifier import SuiteClassifier
+from bank.suite.data import task_data
+from bank.suite.tasks import EVAL_SPLITS, EvalSplit, eval_descriptions, split_tasks
+from bank.suite.train import TrainConfig, train_multitask_adapter
+
+logger = logging.getLogger(__name__)
+
+BASELINES = ("base", "oracle", "mean", "multitask", "retrieval")
+MEAN_RANK = 16  # rank of the SVD-compressed mean adapter
+
+
+class RetrievalGenerator:
+    """Nearest bank adapter by description: the simplest generator, and the service's fallback.
+
+    Only final adapters of in-bank tasks are candidates (held-out tasks and `request.exclude_tasks` never are).
+
+    Args:
+        bank: an open `bank.store.Bank`.
+        kind: adapter kind to return ("final" by default; checkpoints share their task's description).
+        candidates: how many search hits are examined before giving up on finding `n_samples` adapters.
+    """
+
+    name = "retrieval"
+
+    def __init__(self, bank, kind: str = "final", candidates: int = 64) -> None:
+        self.bank, self.kind, self.candidates = bank, kind, candidates
+
+    def _excluded(self, request: GenerationRequest) -> set[str]:
+        return {t.name for t in self.bank.tasks(split="heldout")} | set(request.exclude_tasks)
+
+    def generate(self, request: GenerationRequest) -> list[LoraAdapter]:
+        """The `request.n_samples` nearest adapters, nearest first.
+
+        Raises:
+            NotFoundError: the bank has no eligible adapter.
+        """
+        from bank.errors import NotFoundError
+
+        hits = self.bank.search_text(request.description, k=self.candidates, exclude_tasks=self._excluded(request))
+        ids = [h.id for h in hits if self.bank.record(h.id).kind == self.kind][: request.n_samples]
+        if not ids:
+            raise NotFoundError(f"no {self.kind} adapter in the bank to retrieve for {request.description[:60]!r}; "
+                                "build the bank first (`loragen bank build`)")
+        return [self.bank.get(i) for i in ids]
+
+
+class FixedGenerator:
+    """Returns the same adapter whatever the request (the mean and multi-task baselines)."""
+
+    def __init__(self, name: str, adapter: LoraAdapter) -> None:
+        self.name, self.adapter = name, adapter
+
+    def generate(self, request: GenerationRequest) -> list[LoraAdapter]:
+        return [self.adapter] * request.n_samples
+
+
+@dataclass
+class EvalReport:
+    """Per-task accuracies and per-split aggregates.
+
+    Attributes:
+        rows: one dict per (split, task, method): accuracy (mean over the split's wordings of the task).
+        summary: split -> method -> {"accuracy", "normalised_gain", "n_tasks"}.
+        config: how the evaluation ran (examples per task, seed, tasks per split).
+    """
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def methods(self) -> list[str]:
+        seen = {r["method"]: None for r in self.rows}
+        return list(seen)
+
+    def table(self) -> str:
+        """Plain-text table: accuracy and normalised gain per method (rows) and split (columns)."""
+        splits = list(self.summary)
+        head = f"{'method':<12}" + "".join(f"{s + ' acc':>24}{'gain':>8}" for s in splits)
+        lines = [head, "-" * len(head)]
+        for m in self.methods():
+            cells = []
+            for s in splits:
+                cell = self.summary[s].get(m)
+                gain = cell["normalised_gain"] if cell else None
+                acc = f"{cell['accuracy']:>24.3f}" if cell else f"{'-':>24}"
+                cells.append(acc + (f"{gain:>8.3f}" if gain is not None else f"{'-':>8}"))
+            lines.append(f"{m:<12}" + "".join(cells))
+        lines.append("tasks: " + ", ".join(f"{s}={next(iter(self.summary[s].values()))['n_tasks']}"
+                                           for s in splits if self.summary[s]))
+        return "\n".join(lines)
+
+    def save_json(self, path: str | os.PathLike) -> Path:
+        """Write {"summary", "config", "per_task"} as JSON (atomically)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps({"summary": self.summary, "config": self.config, "per_task": self.rows}, indent=1))
+        os.replace(tmp, path)
+        return path
+
+    def plot(self, path: str | os.PathLike) -> Path:
+        """Bar chart of accuracy per method, grouped by split (matplotlib, Agg backend)."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        splits, methods = list(self.summary), self.methods()
+        width = 0.8 / max(1, len(methods))
+        fig, ax = plt.subplots(figsize=(2.5 + 2.2 * len(splits), 4))
+        for i, m in enumerate(methods):
+            xs = [j + i * width for j in range(len(splits))]
+            ax.bar(xs, [self.summary[s].get(m, {}).get("accuracy", 0.0) for s in splits], width, label=m)
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(splits))], splits)
+        ax.set_ylabel("test accuracy")
+        ax.set_ylim(0, 1)
+        ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+        ax.legend(fontsize=8, ncols=2)
+        ax.set_title("loragen suite: accuracy per method and split")
+        fig.tight_layout()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return path
+
+
+def _final_adapters(bank, tasks: Collection[str]) -> dict[str, str]:
+    """Task name -> id of its (latest) final adapter, for the given tasks."""
+    return {r.task: r.id for r in bank.adapters(kind="final") if r.task in tasks}
+
+
+def mean_adapter(adapters: Sequence[LoraAdapter], rank: int = MEAN_RANK) -> LoraAdapter:
+    """The mean ΔW of `adapters` as one LoRA (SVD-compressed to `rank`)."""
+    return combine(list(adapters), [1.0 / len(adapters)] * len(adapters), method="svd", rank=rank)
+
+
+class _Scorer:
+    """Accuracy of an adapter on a task's test examples, cached by (task, adapter checksum)."""
+
+    def __init__(self, classifier: SuiteClassifier, max_examples: int | None) -> None:
+        self.classifier, self.max_examples = classifier, max_examples
+        self._data: dict[str, list[tuple[str, int]]] = {}
+        self._cache: dict[tuple[str, str], float] = {}
+
+    def __call__(self, task: TaskRecord, adapter: LoraAdapter | None) -> float:
+        key = (task.name, adapter.sha256() if adapter is not None else "base")
+        if key not in self._cache:
+            if task.name not in self._data:
+                self._data[task.name] = task_data(task).test[: self.max_examples]
+            self._cache[key] = self.classifier.accuracy(self._data[task.name], adapter, len(task.labels))
+        return self._cache[key]
+
+
+def _baseline_generators(bank, tasks: Sequence[TaskRecord], finals: Mapping[str, str], classifier: SuiteClassifier,
+                         include: Collection[str], multitask_config: TrainConfig) -> dict[str, AdapterGenerator]:
+    in_bank = [t for t in tasks if t.split == "train" and t.name in finals]
+    gens: dict[str, AdapterGenerator] = {}
+    if "mean" in include and in_bank:
+        gens["mean"] = FixedGenerator("mean", mean_adapter([bank.get(finals[t.name]) for t in in_bank]))
+    if "multitask" in include and in_bank:
+        logger.info("training the multi-task LoRA on %d in-bank tasks", len(in_bank))
+        result = train_multitask_adapter(in_bank, multitask_config, classifier)
+        gens["multitask"] = FixedGenerator("multitask", result.final)
+    if "retrieval" in include:
+        gens["retrieval"] = RetrievalGenerator(bank)
+    return gens
+
+
+def _sample(tasks: list[TaskRecord], k: int | None, seed: int) -> list[TaskRecord]:
+    if k is None or k >= len(tasks):
+        return tasks
+    keep = set(random.Random(seed).sample(range(len(tasks)), k))
+    return [t for i, t in enumerate(tasks) if i in keep]
+
+
+def _aggregate(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+    summary: dict[str, dict[str, dict[str, float]]] = {}
+    for split in dict.fromkeys(r["split"] for r in rows):
+        per_method: dict[str, list[float]] = {}
+        for r in rows:
+            if r["split"] == split:
+                per_method.setdefault(r["method"], []).append(r["accuracy"])
+        acc = {m: sum(v) / len(v) for m, v in per_method.items()}
+        base, oracle = acc.get("base"), acc.get("oracle")
+        summary[split] = {}
+        for m, a in acc.items():
+            gain = (a - base) / (oracle - base) if base is not None and oracle is not None and oracle != base else None
+            summary[split][m] = {"accuracy": a, "normalised_gain": gain, "n_tasks": len(per_method[m])}
+    return summary
+
+
+def evaluate(
+    bank,
+    methods: Mapping[str, AdapterGenerator] | None = None,
+    splits: Sequence[EvalSplit] = EVAL_SPLITS,
+    *,
+    baselines: Collection[str] = BASELINES,
+    tasks: Sequence[str] | None = None,
+    max_examples: int | None = 64,
+    max_tasks: int | None = None,
+    classifier: SuiteClassifier | None = None,
+    multitask_config: TrainConfig | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> EvalReport:
+    """Score base, oracle, mean, multi-task, retrieval and the given generators on the suite's splits.
+
+    Args:
+        bank: an open bank built with `loragen bank build` (tasks without a final adapter are skipped).
+        methods: extra generators by name; each gets a `GenerationRequest` with the split's wording, the labels,
+            seed `seed` and `exclude_tasks={task}`.
+        splits: evaluation splits ("in_bank", "heldout_task", "heldout_paraphrase").
+        baselines: which of `BASELINES` to include ("base" and "oracle" are needed for the normalised gain).
+        tasks: restrict to these task names.
+        max_examples: test examples per task (None: all).
+        max_tasks: evaluate at most this many tasks per split (a fixed random sample, from `seed`).
+        classifier: shared `SuiteClassifier`.
+        multitask_config: recipe of the multi-task LoRA (default: `TrainConfig(steps=300, batch_size=32)`).
+        seed: the generators' sampling seed.
+        progress: show a progress bar.
+
+    Raises:
+        ValueError: an unknown split or baseline name, or a bank with no built task.
+    """
+    unknown = [b for b in baselines if b not in BASELINES] + [s for s in splits if s not in EVAL_SPLITS]
+    if unknown:
+        raise ValueError(f"unknown baselines/splits {unknown}; baselines: {BASELINES}, splits: {EVAL_SPLITS}")
+    all_tasks = [t for t in bank.tasks() if tasks is None or t.name in set(tasks)]
+    finals = _final_adapters(bank, {t.name for t in all_tasks})
+    all_tasks = [t for t in all_tasks if t.name in finals]
+    if not all_tasks:
+        raise ValueError(f"the bank {bank.path} has no built suite task; run `loragen bank build` first")
+    classifier = classifier or SuiteClassifier()
+    config = multitask_config or TrainConfig(steps=300, min_steps=300, batch_size=32, stop_loss=0.0)
+    gens = {**_baseline_generators(bank, all_tasks, finals, classifier, baselines, config), **(methods or {})}
+    score = _Scorer(classifier, max_examples)
+    chosen = {s: _sample(split_tasks(all_tasks, s), max_tasks, seed) for s in splits}
+    work = [(s, t) for s in splits for t in chosen[s]]
+    rows: list[dict[str, Any]] = []
+    for split, task in tqdm(work, desc="eval", unit="task", disable=not progress):
+        fixed = {"base": None, "oracle": bank.get(finals[task.name])}
+        for m in [b for b in ("base", "oracle") if b in baselines]:
+            rows.append({"split": split, "task": task.name, "method": m, "accuracy": score(task, fixed[m])})
+        for m, gen in gens.items():
+            accs = []
+            for description in eval_descriptions(task, split):
+                request = GenerationRequest(description, labels=task.labels, n_samples=1, seed=seed,
+                                            exclude_tasks=frozenset({task.name}))
+                accs.append(score(task, gen.generate(request)[0]))
+            rows.append({"split": split, "task": task.name, "method": m, "accuracy": sum(accs) / len(accs)})
+    counts = {s: len(chosen[s]) for s in splits}
+    cfg = {"max_examples": max_examples, "max_tasks": max_tasks, "seed": seed, "tasks_per_split": counts,
+           "methods": list(gens)}
+    return EvalReport(rows=rows, summary=_aggregate(rows), config=cfg)
