@@ -37,7 +37,8 @@ class ABMLLConfig:
         posterior_scale_init: initial σ of the amortized posterior q(φ_t) in units of std(W₀).
         hyper_loc_scale: std of the hyperprior p(θ_loc) = N(0, hyper_loc_scale²) (in absolute units).
         hyper_rho_scale: std of the hyperprior on θ_ρ around its initial value.
-        embed_dim: size of the description embedding (MiniLM: 384).
+        max_slots: label slots of the order-aware description embedding (`meta.condition`).
+        embed_dim: size of the description embedding: (max_slots + 1) · 384 for the slot encoder over MiniLM.
         hidden_dim: width of the amortization MLP.
         code_dim: size of the task code the MLP produces; the posterior loc/scale are linear in it.
     """
@@ -50,7 +51,8 @@ class ABMLLConfig:
     posterior_scale_init: float = 0.05
     hyper_loc_scale: float = 1.0
     hyper_rho_scale: float = 1.0
-    embed_dim: int = 384
+    max_slots: int = 3
+    embed_dim: int = 1536
     hidden_dim: int = 256
     code_dim: int = 64
 

@@ -36,11 +36,12 @@ class Posterior:
     refined: bool
 
 
-def default_encoder() -> Encode:
-    """The bank's description encoder (MiniLM sentence embeddings, L2-normalised)."""
+def default_encoder(max_slots: int = 3) -> Encode:
+    """The order-aware slot encoder over the bank's description encoder (MiniLM, L2-normalised)."""
     from bank.embed import TextEncoder
+    from meta.condition import SlotDescriptionEncoder
 
-    return TextEncoder().encode
+    return SlotDescriptionEncoder(TextEncoder().encode, max_slots)
 
 
 def _num_labels(request: GenerationRequest) -> int:
@@ -85,7 +86,7 @@ class ABMLLGenerator:
     def embed(self, texts: Sequence[str]) -> torch.Tensor:
         """Description embeddings (n, embed_dim) as float tensors on the guide's device."""
         if self._encode is None:
-            self._encode = default_encoder()
+            self._encode = default_encoder(self.model.config.max_slots)
         emb = self._encode(list(texts))
         emb = torch.as_tensor(np.asarray(emb) if not isinstance(emb, torch.Tensor) else emb)
         return emb.float().to(self.guide.theta_loc.device)

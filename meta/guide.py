@@ -55,6 +55,16 @@ class ABMLLGuide(nn.Module):
             floor = model.floor
             q_scale = floor * (cfg.posterior_scale_init / cfg.scale_floor)
         self.rho_q = nn.Parameter(inverse_softplus(q_scale - floor))
+        # Standardisation of the description embeddings, fitted on the training wordings (`fit_standardisation`):
+        # MiniLM embeddings share a large common component that would otherwise swamp the task-specific part.
+        self.register_buffer("emb_mean", torch.zeros(cfg.embed_dim))
+        self.register_buffer("emb_std", torch.ones(cfg.embed_dim))
+
+    def fit_standardisation(self, embeddings: torch.Tensor) -> None:
+        """Set the per-dimension mean and std of the description embeddings (N, embed_dim)."""
+        with torch.no_grad():
+            self.emb_mean.copy_(embeddings.mean(0))
+            self.emb_std.copy_(embeddings.std(0).clamp_min(1e-3) if embeddings.shape[0] > 1 else 1.0)
 
     @property
     def abmll(self) -> ABMLLModel:
@@ -63,7 +73,8 @@ class ABMLLGuide(nn.Module):
     # ---- the amortized posterior --------------------------------------------------------------------
     def posterior(self, embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(loc, scale) of q(φ_t), each (T, D), from description embeddings (T, embed_dim)."""
-        h = self.encoder(embeddings.to(self.theta_loc.device, self.theta_loc.dtype))  # (T, code_dim)
+        x = embeddings.to(self.theta_loc.device, self.theta_loc.dtype)
+        h = self.encoder((x - self.emb_mean) / self.emb_std)  # (T, code_dim)
         loc = self.theta_loc + self.loc_head(h)
         scale = F.softplus(self.rho_q + self.rho_head(h)) + self.abmll.floor
         return loc, scale

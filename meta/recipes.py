@@ -43,6 +43,7 @@ def fit_suite(output: str | Path, config: MetaConfig, *, bank=None, oracle_dir: 
     """
     from bank.embed import TextEncoder
     from bank.suite import SuiteClassifier, load_suite
+    from meta.condition import SlotDescriptionEncoder
     from meta.data import bank_adapters, cache_adapters, meta_tasks, suite_examples
 
     if tasks is None:
@@ -63,7 +64,8 @@ def fit_suite(output: str | Path, config: MetaConfig, *, bank=None, oracle_dir: 
     adapters = {k: a for k, a in adapters.items() if tuple(a.modules) == model.layout.modules and a.r == config.model.r}
     log.info("ABMLL: %d tasks, %d with a known adapter for the warm start", len(tasks), len(adapters))
     encoder = TextEncoder()
-    train_tasks = meta_tasks(tasks, encoder.encode, suite_examples(), model.layout, adapters)
+    slots = SlotDescriptionEncoder(encoder.encode, config.model.max_slots)
+    train_tasks = meta_tasks(tasks, slots, suite_examples(), model.layout, adapters)
     history = train(model, guide, train_tasks, config.train, progress=progress)
     extra = {"tasks": [t.name for t in tasks], "warm_start_tasks": len(adapters), "encoder": encoder.name,
              "elbo": history["elbo"], "warm_start_mse": history["warm_start_mse"][-1:] or None,

@@ -145,6 +145,24 @@ class Scorer:
         cols += [np.full(n, np.nan if v is None else v) for v in (desc_sim, weight_sim)]
         return np.stack(cols, axis=1)
 
+    def features(self, description: str, adapters: Sequence[LoraAdapter], inputs: Sequence[str],
+                 exclude_tasks: Iterable[str] = (), num_labels: int = 2):
+        """Per-input features (n, len(FEATURES)), the predictive stats, and (description sim, its task, weight sim).
+
+        Raises:
+            ValueError: no adapters or no inputs.
+        """
+        if not adapters:
+            raise ValueError("score needs at least one adapter")
+        if not inputs:
+            raise ValueError("score needs inputs: pass inputs=[...] or build the Scorer with probe_texts")
+        stats = {k: v.cpu() for k, v in predictive_stats(self.class_probs(adapters, inputs, num_labels)).items()}
+        desc_sim, task, weight_sim = None, None, None
+        if self.bank is not None:
+            desc_sim, task = self.description_neighbour(description, exclude_tasks)
+            weight_sim = self.weight_neighbour(adapters, exclude_tasks)
+        return self.feature_matrix(stats, desc_sim, weight_sim), stats, (desc_sim, task, weight_sim)
+
     # ---- the score ----------------------------------------------------------------------------------
     def score(self, description: str, adapters: Sequence[LoraAdapter], inputs: Sequence[str] | None = None,
               exclude_tasks: Iterable[str] = (), num_labels: int = 2) -> UncertaintyScore:
@@ -160,17 +178,8 @@ class Scorer:
         Raises:
             ValueError: no adapters, or no inputs and no probe texts.
         """
-        if not adapters:
-            raise ValueError("score needs at least one adapter")
         inputs = list(inputs) if inputs else self.probe_texts
-        if not inputs:
-            raise ValueError("score needs inputs: pass inputs=[...] or build the Scorer with probe_texts")
-        stats = {k: v.cpu() for k, v in predictive_stats(self.class_probs(adapters, inputs, num_labels)).items()}
-        desc_sim, task, weight_sim = None, None, None
-        if self.bank is not None:
-            desc_sim, task = self.description_neighbour(description, exclude_tasks)
-            weight_sim = self.weight_neighbour(adapters, exclude_tasks)
-        x = self.feature_matrix(stats, desc_sim, weight_sim)
+        x, stats, (desc_sim, task, weight_sim) = self.features(description, adapters, inputs, exclude_tasks, num_labels)
         if self.calibrator is not None:
             cols = [FEATURES.index(f) for f in self.calibrator.features]
             per_input = self.calibrator(x[:, cols])

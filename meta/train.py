@@ -128,6 +128,7 @@ def train(model: ABMLLModel, guide: ABMLLGuide, tasks: Sequence[MetaTask], confi
     model.beta, model.gamma = config.beta, config.gamma
     guide.inner_steps, guide.inner_lr = config.inner_steps, config.inner_lr
     start = time.perf_counter()
+    guide.fit_standardisation(torch.cat([t.wordings() for t in tasks]))
     history = {"warm_start_mse": warm_start(guide, tasks, config), "elbo": []}
     svi = SVI(model, guide, Adam({"lr": config.lr}), TraceMeanField_ELBO(num_particles=config.num_particles))
     bar = tqdm(range(config.steps), desc="ABMLL SVI", disable=not progress)

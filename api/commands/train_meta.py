@@ -30,6 +30,7 @@ def add_parser(targets: argparse._SubParsersAction) -> None:
     p.add_argument("--inner-steps", type=int, default=None, help="override train.inner_steps (ABML refinement)")
     p.add_argument("--seed", type=int, default=None, help="override train.seed")
     p.add_argument("--max-tasks", type=int, default=None, help="train on at most this many in-bank tasks")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no-progress-bar", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
 
@@ -49,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
     from meta.recipes import fit_suite
 
     config = load_config(args)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.oracles is not None and args.bank is None:
         _, _, history = fit_suite(args.output, config, oracle_dir=args.oracles, max_tasks=args.max_tasks,
                                   progress=not args.no_progress_bar)
