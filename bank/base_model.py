@@ -81,3 +81,18 @@ def load_tokenizer(name_or_path: str | os.PathLike | None = None):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(resolve_base_model(name_or_path)))
+
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
+                    "vocab.json", "merges.txt", "tokenizer.model", "added_tokens.json")
+
+
+def copy_tokenizer_files(name_or_path: str | os.PathLike | None, target: str | os.PathLike) -> list[str]:
+    """Copy the base model's tokenizer files (those that exist) next to a derived model; returns their names."""
+    import shutil
+
+    src = resolve_base_model(name_or_path)
+    copied = [f for f in _TOKENIZER_FILES if (src / f).is_file()]
+    for f in copied:
+        shutil.copy2(src / f, Path(target) / f)
+    return copied

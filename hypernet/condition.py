@@ -110,7 +110,8 @@ def count_slots(
     if labels:
         n = len(labels)
     else:
-        seen = [i for i in _indices(description)] + [y for _, y in examples or ()]
+        # Numbers beyond the slot count are not label indices ("classify the 100 sentences").
+        seen = [i for i in _indices(description) if i < max_slots] + [y for _, y in examples or ()]
         n = max([1, *seen]) + 1
     if n > max_slots:
         raise ValueError(

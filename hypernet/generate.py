@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from bank.base_model import canonical_base_model_id
@@ -42,8 +44,10 @@ class CVAEGenerator:
 
     name = "cvae"
 
-    def __init__(self, model: CVAE, config: HypernetConfig, encode: TextEncode, source: str = "") -> None:
-        self.model, self.config, self.encode, self.source = model.eval(), config, encode, source
+    def __init__(self, model: CVAE, config: HypernetConfig, encode: TextEncode, source: str = "",
+                 cache_size: int = 4096) -> None:
+        self.model, self.config, self.source = model.eval(), config, source
+        self.encode = _LRUEncode(encode, cache_size)  # class names and wordings repeat across requests
         self.layout = model.layout
 
     @classmethod
@@ -124,3 +128,32 @@ class CVAEGenerator:
         if len(adapters) == 1:
             return [save_peft(adapters[0], out)]
         return [save_peft(a, out / f"sample-{i}") for i, a in enumerate(adapters)]
+
+
+class _LRUEncode:
+    """An LRU cache of text embeddings around an encoder (the text encoder dominates generation latency)."""
+
+    def __init__(self, encode: TextEncode, size: int) -> None:
+        from collections import OrderedDict
+
+        self._encode, self._size = encode, size
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        fresh = dict(zip(missing, np.asarray(self._encode(missing), dtype=np.float32))) if missing else {}
+        with self._lock:
+            out = []
+            for t in texts:
+                v = fresh.get(t)
+                if v is None:
+                    v = self._cache[t]
+                    self._cache.move_to_end(t)
+                out.append(v)
+            for t, v in fresh.items():
+                self._cache[t] = v
+            while len(self._cache) > self._size:
+                self._cache.popitem(last=False)
+        return np.stack(out) if out else np.zeros((0, 0), dtype=np.float32)

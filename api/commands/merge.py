@@ -27,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bank.base_model import load_base_model, load_tokenizer
+    from bank.base_model import copy_tokenizer_files, load_base_model
     from bank.device import resolve_device, resolve_dtype
     from bank.lora import load_peft, merge
 
@@ -35,6 +35,6 @@ def run(args: argparse.Namespace) -> int:
     model = load_base_model(args.base_model, dtype=resolve_dtype(args.dtype), device=resolve_device(args.device))
     merge(model, adapters, args.weights, method=args.method, rank=args.rank, density=args.density)
     model.save_pretrained(args.output)
-    load_tokenizer(args.base_model).save_pretrained(args.output)
+    copy_tokenizer_files(args.base_model, args.output)
     print(f"merged {len(adapters)} adapter(s) into {args.output}")
     return 0
