@@ -53,7 +53,8 @@ def test_serve_subprocess_and_predict(bank_template, tmp_path):
 
     texts = tmp_path / "texts.jsonl"
     texts.write_text('{"text": "Maria Kowalska"}\n"Kraków"\n')
-    out = subprocess.run([sys.executable, "-m", "api", "predict", str(adapter_dir), "--file", str(texts), "--json"],
+    out = subprocess.run([sys.executable, "-m", "api", "predict", str(adapter_dir), "--file", str(texts), "--json",
+                          "--labels", "person,city"],
                          env=_env(tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     rows = [json.loads(line) for line in out.stdout.splitlines()]
