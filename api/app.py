@@ -44,6 +44,10 @@ def create_app(*, settings: Settings, service: Service | None = None) -> FastAPI
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = service is None
+        if settings.torch_threads is not None:
+            import torch
+
+            torch.set_num_threads(settings.torch_threads)  # process-wide: requests run in parallel on workers
         # Starting the service loads models and opens the bank: slow and blocking, so not on the event loop.
         svc = await asyncio.to_thread(Service.start, settings) if owned else service
         _attach_metrics(svc, metrics)

@@ -167,7 +167,7 @@ class Service:
             scores["nearest_task"] = hits[0].task
         if len(adapters) > 1:
             scores["sample_dispersion"] = _dispersion(adapters)
-        inputs = probe_inputs(self.bank, request.description, request.examples)
+        inputs = probe_inputs(self.bank, request.description, request.examples, hits)
         with self._model_lock:
             scores.update(score_adapters(self._scorer, request.description, adapters, inputs, _num_labels(request)))
         return scores

@@ -35,11 +35,12 @@ def build_scorer(classifier: Any, bank: Any, calibrator: Path | None = None) -> 
     return Scorer.from_files(classifier, bank=bank, calibrator_path=calibrator)
 
 
-def probe_inputs(bank: Any, description: str, examples: Sequence[tuple[str, int]] | None) -> list[str]:
-    """The texts to evaluate the adapters on (see the module docstring)."""
+def probe_inputs(bank: Any, description: str, examples: Sequence[tuple[str, int]] | None,
+                 hits: Sequence[Any] | None = None) -> list[str]:
+    """The texts to evaluate the adapters on (see the module docstring); `hits` saves a search already made."""
     if examples:
         return [text for text, _ in examples][:PROBE_TEXTS]
-    hits = bank.search_text(description, k=1)
+    hits = bank.search_text(description, k=1) if hits is None else hits
     if not hits or not hits[0].task:
         return []
     return list(_suite_texts(bank, hits[0].task))

@@ -142,7 +142,8 @@ def main() -> int:
             server.wait(timeout=60)
     result = {"clients": args.clients, "requests_per_client": args.requests, "method": args.method,
               "server_workers": args.workers, **result,
-              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                          "load_average_1m_at_end": os.getloadavg()[0]},
               "command": " ".join(["bench/load.py", *sys.argv[1:]])}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
