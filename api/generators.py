@@ -28,7 +28,7 @@ class GeneratorContext:
         bank: the service's open `bank.store.Bank`.
         device: where models run ("auto", "cpu", "cuda").
         checkpoint: the method's trained checkpoint (None: the training command's default location).
-        classifier: returns the shared suite classifier (built on first use; ABMLL refines with it).
+        classifier: returns a suite classifier for the generator to use (ABMLL refines with it).
     """
 
     bank: Any

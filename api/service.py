@@ -1,11 +1,13 @@
 """The service's operations as plain, synchronous, thread-safe methods: what the HTTP routes and the in-process SDK
 both call, so the two clients give the same results by construction.
 
-Heavy resources (the bank with its encoder and indexes, the generators, a base model for shape checks, the
-suite classifier) are created once by `Service.start` and shared. Bank access and generation are serialised by
-the bank itself (one writer at a time, a DuckDB cursor per thread, index snapshots swapped atomically); generation
-runs one at a time behind a lock, because generators keep mutable state (Pyro's parameter store, cached
-encoders) and on a CPU box torch already spreads one forward pass over every core.
+Heavy resources (the bank with its encoder and indexes, the generators, the suite classifier) are created once
+by `Service.start` and shared by the worker threads. Thread safety:
+- the bank is safe to share (one writer at a time, a DuckDB cursor per thread, index snapshots swapped atomically);
+- each generator runs one request at a time behind its own lock (generators keep mutable state: caches, Pyro's
+  parameter store), so different methods still run in parallel;
+- the shared suite classifier gets LoRA forward hooks while it scores or predicts, so it has one user at a time
+  (`_model_lock`); ABMLL, which refines with a classifier, gets its own instance.
 """
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ class Service:
         self.bank = bank
         self.generators = generators
         self.unavailable = unavailable
-        self._model_lock = threading.Lock()  # the shared base model gets LoRA hooks: one user at a time
+        self._model_lock = threading.Lock()  # the shared classifier gets LoRA hooks: one user at a time
+        self._generator_locks = {method: threading.Lock() for method in REGISTRY}
         self._allowed_bases = {canonical_base_model_id(b) for b in settings.base_models}
         self._scheduler: Any = None
         self.on_generate: Any = None  # optional callback(method, seconds, n) for metrics
@@ -83,7 +86,7 @@ class Service:
         checkpoints = {"cvae": settings.cvae_checkpoint, "abmll": settings.abmll_checkpoint}
         service = cls(settings=settings, bank=bank, generators={}, unavailable={})
         contexts = {m: GeneratorContext(bank=bank, device=settings.device, checkpoint=checkpoints.get(m),
-                                        classifier=lambda: service._classifier) for m in settings.methods}
+                                        classifier=service._new_classifier) for m in settings.methods}
         service.generators, service.unavailable = build_generators(settings.methods, contexts)
         return service
 
@@ -110,7 +113,7 @@ class Service:
         generator = self._generator(request.method)
         gen_request = self._generation_request(request)
         start = time.perf_counter()
-        with self._model_lock:
+        with self._generator_locks[request.method]:
             adapters = generator.generate(gen_request)
         if not adapters:
             raise ApiError(500, "internal", f"generator {request.method!r} returned no adapter")
@@ -293,10 +296,13 @@ class Service:
 
     @cached_property
     def _classifier(self) -> Any:
+        return self._new_classifier()
+
+    def _new_classifier(self) -> Any:
         try:
             from bank.suite import SuiteClassifier
         except ImportError as err:
-            raise ApiError(503, "unavailable", f"predict needs the built-in suite (bank.suite): {err}") from None
+            raise ApiError(503, "unavailable", f"this needs the built-in suite classifier (bank.suite): {err}") from None
         return SuiteClassifier(device=self.settings.device)
 
     def _check_base(self, name: str) -> str:

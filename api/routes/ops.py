@@ -19,7 +19,9 @@ async def health(request: Request, svc: Service = Depends(service)) -> HealthRes
 
 @router.get("/metrics", response_class=Response, operation_id="metrics",
             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus exposition format"}})
-async def metrics(request: Request) -> Response:
+async def metrics(request: Request, svc: Service = Depends(service)) -> Response:
     """Prometheus metrics: requests, latency, generations, re-indexes, bank size."""
+    health = await offload(request, svc.health)
+    request.app.state.metrics.adapters.set(health.adapters)
     body, content_type = request.app.state.metrics.render()
     return Response(body, media_type=content_type)

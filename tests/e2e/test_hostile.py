@@ -178,6 +178,7 @@ def test_metrics_and_openapi(http, server):
     http.get("/healthz")
     text = http.get("/metrics").text
     assert 'loragen_http_requests_total{method="GET",route="/healthz",status="200"}' in text
+    assert f"loragen_bank_adapters {float(server.service.health().adapters)}" in text
     saved = json.loads((Path(__file__).parent / "openapi.json").read_text())
     assert http.get("/openapi.json").json() == saved, (
         "the served OpenAPI schema changed; if intended, regenerate tests/e2e/openapi.json with "
