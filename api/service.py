@@ -302,7 +302,7 @@ class Service:
         try:
             from bank.suite import SuiteClassifier
         except ImportError as err:
-            raise ApiError(503, "unavailable", f"this needs the built-in suite classifier (bank.suite): {err}") from None
+            raise ApiError(503, "unavailable", f"this needs the suite classifier (bank.suite): {err}") from None
         return SuiteClassifier(device=self.settings.device)
 
     def _check_base(self, name: str) -> str:

@@ -11,12 +11,11 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
-from safetensors.torch import save as save_safetensors
 
 from api.archive import pack
 from bank.lora import save_peft
-from tests.e2e.conftest import TOKEN, minilm_adapter
 from tests._models import random_adapter, tiny_llama
+from tests.e2e.conftest import TOKEN, minilm_adapter
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 GENERATE = {"description": "label 0 if the sentence is Polish, label 1 if it is Czech", "method": "retrieve"}

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from api import Client
-from api.sdk import ClientError
 from api.schemas import AdapterInfo, GenerateResponse, SearchResponse
+from api.sdk import ClientError
 from bank.base_model import DEFAULT_BASE_MODEL, load_base_model, load_tokenizer
 from bank.lora import load_peft, save_peft
 from bank.lora.functional import lora_applied
