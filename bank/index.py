@@ -193,8 +193,15 @@ class VectorIndex:
         return len(self.delta_ids)
 
     def with_added(self, vectors: np.ndarray, ids: np.ndarray) -> VectorIndex:
-        """A new snapshot with (n, dim) `vectors` appended to the delta (ids must be > max_seq)."""
+        """A new snapshot with (n, dim) `vectors` appended to the delta; ids the main index already covers are skipped.
+
+        (A re-index can pick up an adapter committed just before it started but published to the delta just after.)
+        """
+        ids = np.asarray(ids, dtype=np.int64)
         vectors = np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1)
+        if self.main is not None:
+            fresh = ids > self.max_seq
+            ids, vectors = ids[fresh], vectors[fresh]
         dim = self.dim or vectors.shape[1]
         if vectors.shape[1] != dim:
             raise ValueError(f"vector length {vectors.shape[1]} does not match the index's {dim}")
@@ -205,7 +212,7 @@ class VectorIndex:
             max_seq=self.max_seq,
             info=self.info,
             delta_vectors=np.concatenate([old_v, vectors]),
-            delta_ids=np.concatenate([self.delta_ids, np.asarray(ids, dtype=np.int64)]),
+            delta_ids=np.concatenate([self.delta_ids, ids]),
         )
 
     def with_main(self, main: faiss.Index, max_seq: int, info: dict[str, Any], dim: int) -> VectorIndex:

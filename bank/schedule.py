@@ -52,6 +52,17 @@ class ReindexSchedule:
         if self.cron is not None:
             self.trigger()  # parse now, so a bad expression fails where the config is read
 
+    @classmethod
+    def parse(cls, spec: str, timezone: str = "UTC") -> ReindexSchedule:
+        """From one config string: a number of seconds ("3600", "90.5") or a 5-field crontab ("0 3 * * *")."""
+        spec = spec.strip()
+        try:
+            return cls(interval_s=float(spec), timezone=timezone)
+        except ValueError as err:
+            if "interval_s" in str(err):
+                raise
+        return cls(cron=spec, timezone=timezone)
+
     def trigger(self):
         """The APScheduler trigger for this schedule.
 

@@ -19,7 +19,8 @@ Guarantees:
   existing id (`on_duplicate="error"`, the default), or returns the existing id unchanged (`on_duplicate="skip"`).
 - Threads: one `Bank` may be shared by threads of one process (the service). Writes are serialised; searches read
   immutable index snapshots and never wait for a write or a re-index. DuckDB lets only one process open the file
-  read-write: a second process gets a `BankError` saying so.
+  read-write: a second process gets a `BankError` saying so. Open one `Bank` per file per process and share it
+  (two `Bank` objects on one file would each keep their own index snapshots).
 """
 
 from __future__ import annotations
@@ -314,8 +315,7 @@ class Bank:
             raise ValueError(f"on_duplicate must be 'error' or 'skip', got {on_duplicate!r}")
         adapter.check_finite()
         base_model = self._check_base_model(adapter)
-        canon = canonicalize(adapter.to("cpu"))
-        canon = replace(canon, base_model=base_model)
+        canon = replace(canonicalize(adapter.to("cpu")), base_model=base_model)
         sha = canon.sha256()
         existing = self._id_by_sha(sha)
         if existing is not None:
@@ -324,41 +324,50 @@ class Bank:
         description = description or adapter.metadata.get("description") or (
             task_record.description if task_record else None
         )
-        text_vec = self._text_vector(description, task_record)
-        weight_vec = weight_embedding(canon)  # (256,)
-        adapter_id = uuid.uuid4().hex[:16]
         metadata = {k: v for k, v in canon.metadata.items() if k not in ("id", "task", "description")}
         if keep_original:
             metadata["original"] = {"r": adapter.r, "lora_alpha": adapter.lora_alpha, "use_rslora": adapter.use_rslora}
+        adapter_id = uuid.uuid4().hex[:16]
+        row = [
+            adapter_id, base_model, canon.r, canon.lora_alpha, _js(sorted(canon.target_modules)), canon.fan_in_fan_out,
+            canon.use_rslora, keep_original, len(canon.modules), task, description, kind, source, _js(metrics or {}),
+            _js(metadata), sha, adapter.sha256() if keep_original else None,
+        ]
+        tensors = _tensor_rows(adapter_id, canon, "canonical")
+        if keep_original:
+            tensors += _tensor_rows(adapter_id, adapter.to("cpu"), "original")
+        vectors = {"weight": weight_embedding(canon), "text": self._text_vector(description, task_record)}
         try:
-            with self._transaction() as cur:
-                again = cur.execute("SELECT id FROM adapters WHERE sha256 = ?", [sha]).fetchone()
-                if again is not None:  # another thread stored it between the check above and this transaction
-                    raise _Duplicate(again[0])
-                seq = cur.execute("SELECT nextval('adapter_seq')").fetchone()[0]
-                cur.execute(
-                    "INSERT INTO adapters VALUES (?, ?, ?, ?, ?, ?, ?, ?, true, ?, ?, ?, ?, ?, ?, now(), ?, ?, ?, ?)",
-                    [
-                        adapter_id, seq, base_model, canon.r, canon.lora_alpha, _js(sorted(canon.target_modules)),
-                        canon.fan_in_fan_out, canon.use_rslora, keep_original, len(canon.modules), task, description,
-                        kind, source, _js(metrics or {}), _js(metadata), sha,
-                        adapter.sha256() if keep_original else None,
-                    ],
-                )
-                cur.executemany("INSERT INTO tensors VALUES (?, ?, ?, ?, ?, ?, ?, ?)", _tensor_rows(adapter_id, canon,
-                                "canonical"))
-                if keep_original:
-                    cur.executemany("INSERT INTO tensors VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                                    _tensor_rows(adapter_id, adapter.to("cpu"), "original"))
-                self._insert_embedding(cur, adapter_id, "weight", WEIGHT_MODEL, weight_vec)
-                if text_vec is not None:
-                    self._insert_embedding(cur, adapter_id, "text", self.encoder.name, text_vec)
-                    cur.execute("INSERT OR IGNORE INTO meta VALUES ('text_model', ?)", [self.encoder.name])
+            seq = self._write_adapter(row, tensors, vectors)
         except _Duplicate as dup:
             return self._duplicate(dup.existing, on_duplicate)
-        self._publish(seq, _Entry(adapter_id, task, description), {"weight": weight_vec, "text": text_vec})
+        self._publish(seq, _Entry(adapter_id, task, description), vectors)
         logger.debug("bank: added adapter %s (task %s, seq %d)", adapter_id, task, seq)
         return adapter_id
+
+    def _write_adapter(self, row: list, tensors: list[list], vectors: dict[str, np.ndarray | None]) -> int:
+        """Insert an adapter's row, tensors and embeddings in one transaction; returns its seq.
+
+        Raises:
+            _Duplicate: another thread stored the same adapter since `add` checked.
+        """
+        adapter_id, sha = row[0], row[15]
+        with self._transaction() as cur:
+            again = cur.execute("SELECT id FROM adapters WHERE sha256 = ?", [sha]).fetchone()
+            if again is not None:
+                raise _Duplicate(again[0])
+            seq = cur.execute("SELECT nextval('adapter_seq')").fetchone()[0]
+            # Column order of `adapters` (bank/schema.py): id, seq, base_model ... canonical (always true) ...
+            cur.execute(
+                "INSERT INTO adapters VALUES (?, ?, ?, ?, ?, ?, ?, ?, true, ?, ?, ?, ?, ?, ?, now(), ?, ?, ?, ?)",
+                [row[0], seq, *row[1:]],
+            )
+            cur.executemany("INSERT INTO tensors VALUES (?, ?, ?, ?, ?, ?, ?, ?)", tensors)
+            self._insert_embedding(cur, adapter_id, "weight", WEIGHT_MODEL, vectors["weight"])
+            if vectors["text"] is not None:
+                self._insert_embedding(cur, adapter_id, "text", self.encoder.name, vectors["text"])
+                cur.execute("INSERT OR IGNORE INTO meta VALUES ('text_model', ?)", [self.encoder.name])
+        return int(seq)
 
     def _duplicate(self, existing: str, on_duplicate: OnDuplicate) -> str:
         if on_duplicate == "skip":

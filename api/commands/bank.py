@@ -94,7 +94,7 @@ def _add_search(bank_sub) -> None:
     p.add_argument("-k", type=int, default=5, help="number of hits (default 5)")
     p.add_argument("--json", action="store_true", help="print hits as JSON lines")
     _bank_arg(p)
-    p.set_defaults(func=_run_search)
+    p.set_defaults(func=_run_search, search_parser=p)
 
 
 def _add_simple(bank_sub, name: str, help_text: str, func) -> None:
@@ -162,7 +162,7 @@ def _run_search(args: argparse.Namespace) -> int:
     from bank.lora.peft_format import load_peft
 
     if (args.query is None) == (args.adapter is None):
-        raise SystemExit("loragen bank search: give either a QUERY or --adapter DIR (not both)")
+        args.search_parser.error("give either a QUERY or --adapter DIR (not both)")  # exits 2
     with _open(args) as bank:
         hits = bank.search_text(args.query, k=args.k) if args.query else bank.search_adapter(
             load_peft(args.adapter), k=args.k)

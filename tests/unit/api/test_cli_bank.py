@@ -60,3 +60,9 @@ def test_bank_parser_lists_every_subcommand():
     sub = next(a for a in parser._actions if a.dest == "command").choices["bank"]
     bank_sub = next(a for a in sub._actions if a.dest == "bank_command")
     assert {"add", "import", "export", "search", "reindex", "stats"} <= set(bank_sub.choices)
+
+
+def test_bank_search_needs_exactly_one_of_query_or_adapter(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["bank", "search", "--bank", str(tmp_path / "b.duckdb")])
+    assert exc.value.code == 2 and "either a QUERY or --adapter" in capsys.readouterr().err

@@ -77,3 +77,11 @@ def test_vector_index_merges_main_and_delta_and_snapshots_are_immutable():
     assert np.array_equal(swapped.search(x[3], 5)[1], brute)
     with pytest.raises(ValueError, match="does not match"):
         grown.with_added(_unit(1, 8, 0), np.array([99]))
+
+
+def test_delta_skips_ids_the_main_index_already_covers():
+    x = _unit(5, 8, 2)
+    main, info = build_index(x[:4], np.arange(1, 5))
+    snap = VectorIndex(dim=8).with_main(main, 4, info, 8).with_added(x[3:], np.array([4, 5]))
+    assert snap.delta_ids.tolist() == [5]
+    assert snap.search(x[3], 5)[1].tolist().count(4) == 1

@@ -24,6 +24,12 @@ def test_schedule_config_is_validated():
     with pytest.raises(ValueError, match="'61 3 \\* \\* \\*' is not a 5-field crontab"):
         ReindexSchedule(cron="61 3 * * *")
     assert "CronTrigger" in type(ReindexSchedule(cron="0 3 * * *").trigger()).__name__
+    assert ReindexSchedule.parse("3600") == ReindexSchedule(interval_s=3600.0)
+    assert ReindexSchedule.parse(" 0 3 * * * ") == ReindexSchedule(cron="0 3 * * *")
+    with pytest.raises(ValueError, match="interval_s must be > 0"):
+        ReindexSchedule.parse("-5")
+    with pytest.raises(ValueError, match="'every hour' is not a 5-field crontab"):
+        ReindexSchedule.parse("every hour")
 
 
 def test_interval_schedule_reindexes_one_run_at_a_time(tmp_path, caplog):
