@@ -7,8 +7,10 @@ Every config is a plain dataclass of JSON-serialisable values, so a checkpoint's
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,9 @@ class ModelConfig:
         representation: the weight space generated in: "subspace" (ΔW·V on a per-module basis fitted on the
             training adapters, linear in ΔW) or "canonical" (SVD canonical factors); see hypernet.space.
         subspace_rank: R, the subspace width; generated adapters have rank R.
+        decoder: "additive" (the adapter is a sum of one decoding per class slot, each seeing its slot and the
+            global token: held-out combinations compose from seen classes) or "joint" (module tokens attend
+            to all slots at once).
     """
 
     d_model: int = 128
@@ -89,12 +94,14 @@ class ModelConfig:
     enc_layers: int = 1
     dropout: float = 0.0
     representation: str = "subspace"
-    subspace_rank: int = 8
+    subspace_rank: int = 16
+    decoder: str = "additive"
 
     def __post_init__(self) -> None:
         p: list[str] = []
         _check(p, self.representation in ("subspace", "canonical"),
                f"representation must be 'subspace' or 'canonical', got {self.representation!r}")
+        _check(p, self.decoder in ("additive", "joint"), f"decoder must be 'additive' or 'joint', got {self.decoder!r}")
         _check(p, self.subspace_rank >= 1, f"subspace_rank must be >= 1, got {self.subspace_rank}")
         _check(p, self.d_model > 0 and self.d_model % max(self.n_heads, 1) == 0,
                f"d_model ({self.d_model}) must be positive and divisible by n_heads ({self.n_heads})")
@@ -182,3 +189,18 @@ class HypernetConfig:
                 log.warning("ignoring unknown %s config keys %s (written by a newer loragen?)", f.name, unknown)
             parts[f.name] = sub_cls(**{k: v for k, v in raw.items() if k in known})
         return cls(**parts)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> HypernetConfig:
+        """Read a JSON or YAML file with optional `model`, `condition` and `train` sections."""
+        path = Path(path)
+        text = path.read_text()
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping with model/condition/train sections, got {type(data).__name__}")
+        return cls.from_dict(data)

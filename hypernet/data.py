@@ -12,10 +12,13 @@ lookups, so a step costs the model's forward/backward only.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -101,6 +104,38 @@ class BankSource:
         records = [r for r in self.bank.adapters(task=task) if r.kind in ("final", "checkpoint")]
         records.sort(key=lambda r: (r.kind != "final", r.created_at, r.id))
         return [(self.bank.get(r.id), r.kind) for r in records]
+
+    def examples(self, task: TaskRecord, n: int, seed: int) -> list[tuple[str, int]]:
+        return suite_examples(task, n, seed)
+
+
+class PeftDirSource:
+    """A `TaskSource` over a directory of PEFT adapters: `<root>/tasks.json` (TaskRecords as JSON, plus a "status"
+    of "done" once trained) and `<root>/<task name with / as __>/{final,ckpt-<step>}/` PEFT directories, as the
+    suite's oracle cache builder writes them. Examples come from the suite's training data."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        index = self.root / "tasks.json"
+        if not index.is_file():
+            raise FileNotFoundError(f"{index}: no tasks.json; is {self.root} an oracle cache directory?")
+        fields = {f.name for f in dataclasses.fields(TaskRecord)}
+        self._rows = [r for r in json.loads(index.read_text()) if r.get("status") == "done"]
+        self._tasks = [TaskRecord(**{k: tuple(v) if isinstance(v, list) and k != "data_ref" else v
+                                     for k, v in r.items() if k in fields}) for r in self._rows]
+        self.metrics = {r["name"]: r for r in self._rows}
+
+    def tasks(self) -> list[TaskRecord]:
+        return list(self._tasks)
+
+    def adapters(self, task: str) -> list[tuple[LoraAdapter, str]]:
+        from bank.lora.peft_format import load_peft
+
+        folder = self.root / task.replace("/", "__")
+        if not (folder / "final").is_dir():
+            return []
+        ckpts = sorted(folder.glob("ckpt-*"), key=lambda p: int(p.name.split("-")[1]))
+        return [(load_peft(folder / "final"), "final")] + [(load_peft(p), "checkpoint") for p in ckpts]
 
     def examples(self, task: TaskRecord, n: int, seed: int) -> list[tuple[str, int]]:
         return suite_examples(task, n, seed)

@@ -39,6 +39,7 @@ class CVAE(nn.Module):
         self.space = WeightSpace(layout, mc.representation, mc.subspace_rank)
         d, m, t = mc.d_model, layout.n_modules, self.space.dim
         self.latent_dim = mc.latent_dim
+        self.additive = mc.decoder == "additive"
         self.condition = ConditionEncoder(cc.text_dim, d, cc.max_slots, cc.whiten_eps, whiten=cc.whiten)
         layer_ids, type_ids = layout.layer_ids(), layout.type_ids()
         self.register_buffer("layer_ids", layer_ids, persistent=False)
@@ -104,8 +105,29 @@ class CVAE(nn.Module):
     def decode(self, z: torch.Tensor, cond: torch.Tensor, cond_pad: torch.Tensor) -> torch.Tensor:
         """p(W | z, c): z (B, latent) -> normalised tokens (B, M, T)."""
         queries = self._module_pos()[None] + self.z_proj(z)[:, None]  # (B, M, d)
-        h = self.decoder(queries, cond, memory_key_padding_mask=cond_pad)
-        return self.head(self.out_norm(h)) * self.token_mask
+        if not self.additive:
+            h = self.decoder(queries, cond, memory_key_padding_mask=cond_pad)
+            return self.head(self.out_norm(h)) * self.token_mask
+        return self._decode_additive(queries, cond, cond_pad)
+
+    def _decode_additive(self, queries: torch.Tensor, cond: torch.Tensor, cond_pad: torch.Tensor) -> torch.Tensor:
+        """One decoding per class slot (seeing only that slot's token) plus one of the global token, summed.
+
+        Each class contributes its own term, so a held-out combination of classes seen in other tasks is the sum
+        of terms learned from those tasks (in the subspace weight space, a sum of tokens is a sum of ΔW). The
+        global term sees the whole description; measured on the synthetic bank, letting every slot term see it
+        too made held-out combinations worse (relative ΔW error 0.58 / 1.62 against 0.33 / 0.54 for "joint").
+        """
+        b, s1, d = cond.shape
+        keep = ~cond_pad  # (B, S+1): valid slots and the global token
+        bi, si = keep.nonzero(as_tuple=True)  # (V,), (V,)
+        h = self.out_norm(self.decoder(queries[bi], cond[bi, si][:, None]))  # (V, M, d), one-token memories
+        # The head is linear, so the sum of the terms is the head of the summed hidden states (plus one bias per
+        # term): the (d -> T) head then runs on B·M rows, not V·M (5x less compute in training).
+        summed = h.new_zeros(b, *h.shape[1:]).index_add(0, bi, h)  # (B, M, d)
+        n_terms = keep.sum(1).to(h.dtype)[:, None, None]  # (B, 1, 1)
+        out = summed @ self.head.weight.T + n_terms * self.head.bias
+        return out * self.token_mask
 
     def forward(self, tokens: torch.Tensor, cond_batch: dict[str, torch.Tensor],
                 with_mean: bool = False) -> dict[str, torch.Tensor]:

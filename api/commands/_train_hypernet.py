@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from api.commands.train import add_lightning_args, trainer_kwargs
@@ -36,15 +35,7 @@ def add_parser(targets: argparse._SubParsersAction) -> None:
 def load_config(args: argparse.Namespace):
     from hypernet.config import HypernetConfig
 
-    data = {}
-    if args.config is not None:
-        text = args.config.read_text()
-        if args.config.suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text) or {}
-        else:
-            data = json.loads(text)
+    data = HypernetConfig.from_file(args.config).to_dict() if args.config is not None else {}
     for section, key, value in (("train", "batch_size", args.batch_size), ("train", "lr", args.lr),
                                 ("train", "kl_weight", args.kl_weight), ("train", "seed", args.seed),
                                 ("model", "representation", args.representation)):

@@ -53,6 +53,6 @@ def test_generate_command_writes_a_peft_directory(trained, tiny_llama_dir, tmp_p
                  "-o", str(out), "--checkpoint", str(ckpt), "--base-model", str(tiny_llama_dir)])
     assert code == 0 and str(out) in capsys.readouterr().out
     adapter = load_peft(out)
-    assert adapter.metadata["generator"] == "cvae" and adapter.r == 8
+    assert adapter.metadata["generator"] == "cvae" and adapter.r == 16
     code = main(["generate", "label 0 if x", "-o", str(tmp_path / "bad"), "--checkpoint", str(ckpt)])
     assert code == 1 and "base model" in capsys.readouterr().err  # the packaged MiniLM is not this checkpoint's

@@ -32,3 +32,12 @@ def test_kl_annealing_is_linear_then_constant():
     tc = TrainConfig(kl_weight=0.2, kl_anneal_steps=100)
     assert [tc.beta(s) for s in (0, 50, 100, 1000)] == [0.0, 0.1, 0.2, 0.2]
     assert TrainConfig(kl_weight=0.2, kl_anneal_steps=0).beta(0) == 0.2
+
+
+def test_shipped_configs_load():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).resolve().parents[3] / "hypernet" / "configs").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        assert isinstance(HypernetConfig.from_file(path), HypernetConfig)
