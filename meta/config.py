@@ -81,7 +81,9 @@ class TrainConfig:
     Args:
         beta: KL weight of the task posteriors against the global prior (fidelity of φ_t to θ).
         gamma: KL weight of the global parameters against their hyperprior.
-        lr: Adam learning rate of the guide and the global parameters.
+        lr: Adam learning rate of the amortization network and the scales.
+        theta_lr_scale: the global mean θ̂_loc learns at lr · theta_lr_scale (its raw entries are ~0.01-0.05, and
+            every task's posterior moves with it).
         steps: SVI steps (each one minibatch of tasks).
         tasks_per_batch: tasks per SVI step.
         examples_per_task: labelled examples per task per step (a random subset of the task's training split).
@@ -99,6 +101,7 @@ class TrainConfig:
     beta: float = 1e-3
     gamma: float = 1e-5
     lr: float = 3e-3
+    theta_lr_scale: float = 0.1
     steps: int = 300
     tasks_per_batch: int = 4
     examples_per_task: int = 32
@@ -114,7 +117,7 @@ class TrainConfig:
         p: list[str] = []
         for name in ("beta", "gamma"):
             _check(p, getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("lr", "inner_lr", "warm_start_lr"):
+        for name in ("lr", "inner_lr", "warm_start_lr", "theta_lr_scale"):
             _check(p, getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("steps", "tasks_per_batch", "examples_per_task", "num_particles", "log_every"):
             _check(p, int(getattr(self, name)) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")

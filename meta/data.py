@@ -83,7 +83,8 @@ def cache_adapters(directory: str | Path, tasks: Sequence[TaskRecord]) -> dict[s
     """Oracle adapters from a directory of PEFT adapters with a tasks.json index (the suite's dev cache).
 
     tasks.json maps task name -> subdirectory (a dict, or a list of {"name"/"task", "path"/"dir"} entries);
-    without it, subdirectory names are task names with "/" written as "__".
+    without it, subdirectory names are task names with "/" written as "__". The final adapter is the directory
+    itself or its `final/` subdirectory (trajectory checkpoints sit beside it).
     """
     from bank.lora import load_peft
 
@@ -101,9 +102,10 @@ def cache_adapters(directory: str | Path, tasks: Sequence[TaskRecord]) -> dict[s
     out = {}
     for task in tasks:
         sub = index.get(task.name) or task.name.replace("/", "__")
-        path = directory / sub
-        if (path / "adapter_config.json").is_file():
-            out[task.name] = load_peft(path)
+        for path in (directory / sub, directory / sub / "final"):
+            if (path / "adapter_config.json").is_file():
+                out[task.name] = load_peft(path)
+                break
     return out
 
 

@@ -4,7 +4,7 @@ q(θ) is a point mass (δ at θ̂; with γ the ELBO term becomes γ·log p(θ̂)
 q(φ_t) = N(loc_t, scale_t²) with
 
     h_t     = MLP(e_t)                                     e_t: the description embedding
-    loc_t   = θ̂_loc + U h_t                               the global mean is the starting point of every task
+    loc_t   = θ̂_loc + σ₀ ⊙ U h_t                          the global mean is the starting point of every task
     scale_t = softplus(ρ_q + V h_t) + c
 
 When labelled examples are given, q(φ_t) is refined ABML-style: a few Adam steps on the task's ELBO
@@ -55,6 +55,9 @@ class ABMLLGuide(nn.Module):
             floor = model.floor
             q_scale = floor * (cfg.posterior_scale_init / cfg.scale_floor)
         self.rho_q = nn.Parameter(inverse_softplus(q_scale - floor))
+        # σ₀: the initial prior scale per entry. U h is measured in these units, so one optimiser step moves every
+        # module's factors by a similar fraction of its own scale (raw LoRA entries are ~0.01-0.05).
+        self.register_buffer("unit", floor * (cfg.prior_scale_init / cfg.scale_floor))
         # Standardisation of the description embeddings, fitted on the training wordings (`fit_standardisation`):
         # MiniLM embeddings share a large common component that would otherwise swamp the task-specific part.
         self.register_buffer("emb_mean", torch.zeros(cfg.embed_dim))
@@ -75,7 +78,7 @@ class ABMLLGuide(nn.Module):
         """(loc, scale) of q(φ_t), each (T, D), from description embeddings (T, embed_dim)."""
         x = embeddings.to(self.theta_loc.device, self.theta_loc.dtype)
         h = self.encoder((x - self.emb_mean) / self.emb_std)  # (T, code_dim)
-        loc = self.theta_loc + self.loc_head(h)
+        loc = self.theta_loc + self.unit * self.loc_head(h)
         scale = F.softplus(self.rho_q + self.rho_head(h)) + self.abmll.floor
         return loc, scale
 

@@ -90,7 +90,8 @@ def warm_start(guide: ABMLLGuide, tasks: Sequence[MetaTask], config: TrainConfig
     target = torch.cat([t.adapter.float().expand(t.wordings().shape[0], -1) for t in known])  # (ΣP, D)
     with torch.no_grad():
         guide.theta_loc.copy_(target.mean(0))
-    params = [guide.theta_loc, *guide.encoder.parameters(), *guide.loc_head.parameters()]
+    # θ̂_loc stays at the adapters' mean: the network explains the deviations from it.
+    params = [*guide.encoder.parameters(), *guide.loc_head.parameters()]
     opt = torch.optim.Adam(params, lr=config.warm_start_lr)
     norm = target.var(0).sum().clamp_min(1e-12)  # the MSE relative to predicting the mean adapter
     losses = []
@@ -130,7 +131,11 @@ def train(model: ABMLLModel, guide: ABMLLGuide, tasks: Sequence[MetaTask], confi
     start = time.perf_counter()
     guide.fit_standardisation(torch.cat([t.wordings() for t in tasks]))
     history = {"warm_start_mse": warm_start(guide, tasks, config), "elbo": []}
-    svi = SVI(model, guide, Adam({"lr": config.lr}), TraceMeanField_ELBO(num_particles=config.num_particles))
+    def per_param(module_name: str, param_name: str) -> dict:
+        lr = config.lr * (config.theta_lr_scale if param_name.endswith("theta_loc") else 1.0)
+        return {"lr": lr}
+
+    svi = SVI(model, guide, Adam(per_param), TraceMeanField_ELBO(num_particles=config.num_particles))
     bar = tqdm(range(config.steps), desc="ABMLL SVI", disable=not progress)
     for step in bar:
         batch_tasks = rng.sample(list(tasks), min(config.tasks_per_batch, len(tasks)))

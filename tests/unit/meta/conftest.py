@@ -47,6 +47,6 @@ def trained_toy(toy_classifier, toy_tasks):
     torch.manual_seed(0)
     pyro.clear_param_store()
     model, guide = build(toy_classifier)
-    cfg = TrainConfig(steps=40, tasks_per_batch=4, examples_per_task=16, lr=1e-2, warm_start_steps=0, seed=0)
+    cfg = TrainConfig(steps=40, tasks_per_batch=4, examples_per_task=16, lr=1e-1, warm_start_steps=0, seed=0)
     history = train(model, guide, toy_tasks, cfg, progress=False)
     return model, guide, history

@@ -24,8 +24,9 @@ def test_trained_posterior_fits_each_toy_task(trained_toy, toy_tasks):
         for t, task in enumerate(toy_tasks):
             logits = model.logits(loc[t], [x for x, _ in task.examples])
             accs.append((logits.argmax(-1) == torch.tensor([y for _, y in task.examples])).float().mean().item())
-    # both orders of each pair are present, so > chance on all four needs the description
-    assert min(accs) > 0.6, accs
+    # Both orders of each pair are present, so the base model's mean accuracy over the four is exactly 0.5
+    # (base(B, A) = 1 - base(A, B)); beating it on average, and on every task, needs the description.
+    assert sum(accs) / 4 > 0.58 and min(accs) > 0.5, accs
 
 
 def test_checkpoint_roundtrip_without_pickle(trained_toy, tmp_path, toy_classifier):
