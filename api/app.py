@@ -50,6 +50,8 @@ def create_app(*, settings: Settings, service: Service | None = None) -> FastAPI
             torch.set_num_threads(settings.torch_threads)  # process-wide: requests run in parallel on workers
         # Starting the service loads models and opens the bank: slow and blocking, so not on the event loop.
         svc = await asyncio.to_thread(Service.start, settings) if owned else service
+        if owned:
+            await asyncio.to_thread(svc.warm_up)
         _attach_metrics(svc, metrics)
         app.state.service = svc
         app.state.executor = ThreadPoolExecutor(settings.generation_workers, thread_name_prefix="loragen")

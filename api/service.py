@@ -90,6 +90,15 @@ class Service:
         service.generators, service.unavailable = build_generators(settings.methods, contexts)
         return service
 
+    def warm_up(self) -> None:
+        """Load the models requests would otherwise load on first use (the description encoder, the classifier),
+        so the first request is as fast as the others."""
+        self.bank.encoder.encode(["warm up"])
+        try:
+            _ = self._scorer  # builds the shared suite classifier too
+        except ApiError as err:
+            log.warning("no suite classifier: %s", err.message)
+
     def close(self) -> None:
         """Stop the schedule and close the bank."""
         self.stop_schedule()
