@@ -45,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
 
     from api.settings import default_home
 
-    start = time.perf_counter()
+    global _T0
+    start = _T0 = time.perf_counter()
     home = (args.home or default_home() / "demo").expanduser()
     home.mkdir(parents=True, exist_ok=True)
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
@@ -63,8 +64,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+_T0 = time.perf_counter()
+
+
 def _step(message: str) -> None:
-    print(f"==> {message}", flush=True)
+    print(f"==> [{time.perf_counter() - _T0:6.1f} s] {message}", flush=True)
 
 
 def _run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
