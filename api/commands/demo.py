@@ -36,6 +36,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task", default=None, help="held-out suite task to generate for (default: a language pair)")
     p.add_argument("--samples", type=int, default=8, help="samples drawn for the uncertainty score (default 8)")
     p.add_argument("--seed", type=int, default=0, help="suite and sampling seed")
+    p.add_argument("--oracles", type=Path, default=None,
+                   help="folder of pre-trained oracle PEFT dirs (<task with / as __>/final) to import instead of "
+                   "training; tasks missing there are trained")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
@@ -76,7 +79,7 @@ def _run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     from bank.lora import save_peft
     from bank.store import Bank
     from bank.suite import SuiteClassifier, load_suite, task_data
-    from bank.suite.build import build_suite
+    from bank.suite.build import build_suite, imported_oracles
 
     specs = load_suite(args.seed)
     target = pick_heldout(specs, args.task)
@@ -89,7 +92,8 @@ def _run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     with Bank.open(home / "bank.duckdb") as bank:
         _step(f"bank: {len(bank_tasks)} in-bank tasks related to the held-out task {target.name!r} "
               f"({home / 'bank.duckdb'})")
-        build_suite(bank, bank_tasks, classifier=classifier)
+        oracle = imported_oracles(args.oracles) if args.oracles else None
+        build_suite(bank, bank_tasks, oracle=oracle, classifier=classifier)
         bank.reindex()
         checkpoint = train_generator(bank, home, args.epochs, args.seed)
         _step(f"generate for the held-out description: {description!r}")
@@ -130,11 +134,19 @@ def pick_heldout(specs: list, name: str | None):
 
 
 def related_tasks(specs: list, target, n: int) -> list:
-    """`n` in-bank tasks of the target's family, those sharing a label with it first (deterministic order)."""
+    """`n` in-bank tasks of the target's family, closest first (deterministic order).
+
+    Closest means sharing a label *in the same position* (for "0 = English, 1 = German": "0 = English, 1 = X" and
+    "0 = X, 1 = German"), then sharing a label at all. Label order matters: a bank of "German = 0" tasks teaches
+    the reverse of the held-out task, and both its nearest neighbour and the generator then score about 0.
+    """
     pool = [s for s in specs if s.split == "train" and s.family == target.family]
-    shared = set(target.labels)
-    pool.sort(key=lambda s: (-len(shared & set(s.labels)), s.name))
-    return pool[:n]
+
+    def closeness(spec) -> tuple[int, int, str]:
+        same_place = sum(a == b for a, b in zip(spec.labels, target.labels))
+        return -same_place, -len(set(spec.labels) & set(target.labels)), spec.name
+
+    return sorted(pool, key=closeness)[:n]
 
 
 def train_generator(bank, home: Path, epochs: int, seed: int) -> Path:
