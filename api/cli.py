@@ -17,15 +17,21 @@ from bank.errors import LoragenError
 
 # name -> module defining `add_parser(subparsers)`. One table, checked against the parser by a test.
 COMMANDS: dict[str, str] = {
+    "demo": "api.commands.demo",
     "merge": "api.commands.merge",
+    "bank": "api.commands.bank",
+    "serve": "api.commands.serve",
+    "predict": "api.commands.predict",
     "train": "api.commands.train",
     "generate": "api.commands.generate",
-    "bank": "api.commands.bank",
     "eval": "api.commands.eval",
 }
 
 EPILOG = """examples:
+  loragen demo                     # the whole loop on the built-in suite, in a few minutes
   loragen merge ./my-adapter --base-model ./tiny-llama -o ./merged
+  loragen serve --port 8000
+  loragen predict ./my-adapter --text "Dzień dobry" --json
   loragen train hypernet --bank bank.duckdb -o ckpt/ --max-epochs 300
   loragen generate "label 0 if the text is written in Polish, label 1 if it is written in Czech" -o out/pl-cs
   loragen bank build --tasks 12 && loragen eval

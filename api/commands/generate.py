@@ -6,16 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-# method -> function(args) -> AdapterGenerator. Other methods (retrieval, abmll) add one line each.
-METHODS: dict[str, str] = {
-    "cvae": "api.commands.generate:_cvae",
-}
-
-
-def _cvae(args: argparse.Namespace):
-    from hypernet.generate import CVAEGenerator
-
-    return CVAEGenerator.from_checkpoint(args.checkpoint, base_model=args.base_model)
+# The methods are the service's registry (api/generators.py): one table for the CLI, the service and the SDK.
+METHODS = ("cvae", "abmll", "retrieve")
 
 
 def _examples(path: Path | None) -> tuple[tuple[str, int], ...] | None:
@@ -47,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("description", help="the task, saying what each label means")
     p.add_argument("-o", "--output", type=Path, required=True, help="PEFT directory (sample-<i>/ inside for several)")
-    p.add_argument("--method", choices=sorted(METHODS), default="cvae", help="generator (default cvae)")
+    p.add_argument("--method", choices=METHODS, default="cvae", help="generator (default cvae)")
     p.add_argument("--labels", nargs="+", default=None, help="class names in label order")
     p.add_argument("--examples", type=Path, default=None, help="JSONL labelled examples: {\"text\":..., \"label\":k}")
     p.add_argument("--samples", type=int, default=1, help="adapters to sample (1: the point estimate)")
@@ -55,6 +47,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bank", type=Path, default=None, help="bank file, for methods that read it (default bank)")
     p.add_argument("--checkpoint", type=Path, default=None, help="generator checkpoint (default location)")
     p.add_argument("--base-model", default=None, help="base model the adapter is for (default: packaged MiniLM)")
+    p.add_argument("--no-score", action="store_true", help="skip the uncertainty scores")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.set_defaults(func=run)
 
 
@@ -73,10 +67,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import importlib
+    from contextlib import ExitStack
 
+    from api.generators import REGISTRY, GeneratorContext
     from bank.base_model import DEFAULT_BASE_MODEL, canonical_base_model_id
     from bank.generator import GenerationRequest
+    from bank.lora import save_peft
 
     request = GenerationRequest(
         description=args.description,
@@ -86,13 +82,79 @@ def _run(args: argparse.Namespace) -> int:
         n_samples=args.samples,
         seed=args.seed,
     )
-    module, func = METHODS[args.method].split(":")
-    generator = getattr(importlib.import_module(module), func)(args)
-    adapters = generator.generate(request)
-    from bank.lora import save_peft
-
-    paths = [save_peft(adapters[0], args.output)] if len(adapters) == 1 else [
-        save_peft(a, args.output / f"sample-{i}") for i, a in enumerate(adapters)]
-    for path in paths:
-        print(path)
+    with ExitStack() as stack:
+        bank = _open_bank(args, stack)
+        classifier = _Lazy(lambda: _classifier(args.device))
+        ctx = GeneratorContext(bank=bank, device=args.device, checkpoint=args.checkpoint, classifier=classifier)
+        adapters = REGISTRY[args.method].build(ctx).generate(request)
+        paths = [save_peft(adapters[0], args.output)] if len(adapters) == 1 else [
+            save_peft(a, args.output / f"sample-{i}") for i, a in enumerate(adapters)]
+        for path in paths:
+            print(path)
+        if not args.no_score:
+            _print_scores(request, adapters, bank, classifier)
     return 0
+
+
+class _Lazy:
+    """Build a value on first call, then return the same one."""
+
+    def __init__(self, build):
+        self._build, self._value = build, None
+
+    def __call__(self):
+        if self._value is None:
+            self._value = self._build()
+        return self._value
+
+
+def _classifier(device: str):
+    from bank.suite import SuiteClassifier
+
+    return SuiteClassifier(device=device)
+
+
+def _open_bank(args: argparse.Namespace, stack):
+    """The bank when --bank is given or the method reads it (retrieval); it also feeds the bank-distance scores."""
+    from bank.store import Bank, default_bank_path
+
+    if args.bank is None and args.method != "retrieve":
+        return None
+    if args.bank is None and not default_bank_path().exists():
+        from bank.errors import LoragenError
+
+        raise LoragenError(f"no bank at {default_bank_path()}; build one (`loragen bank build`) or pass --bank")
+    return stack.enter_context(Bank.open(args.bank))
+
+
+def _print_scores(request, adapters, bank, classifier) -> None:
+    """Uncertainty of the generated adapter(s) (meta's scorer), evaluated on the examples' texts or, without
+    examples, on texts of the nearest bank task."""
+    from api.uncertainty import build_scorer, probe_inputs, score
+    from bank.base_model import DEFAULT_BASE_MODEL
+    from bank.errors import LoragenError
+
+    if request.base_model != DEFAULT_BASE_MODEL:
+        print(f"uncertainty: not scored (the scorer's classifier runs {DEFAULT_BASE_MODEL}, not {request.base_model})")
+        return
+    inputs = probe_inputs(bank, request.description, request.examples) if bank is not None else \
+        [t for t, _ in request.examples or ()]
+    if not inputs:
+        print("uncertainty: not scored (pass --examples, or --bank to probe with texts of the nearest bank task)")
+        return
+    n = len(request.labels) if request.labels else max(2, 1 + max((y for _, y in request.examples or ()), default=1))
+    try:
+        scores = score(build_scorer(classifier(), bank), request.description, adapters, inputs, num_labels=n)
+    except LoragenError as err:
+        print(f"uncertainty: not scored ({err})")
+        return
+    if not scores:
+        print("uncertainty: not scored (the meta package is not installed)")
+        return
+    kind = "calibrated" if scores.get("calibrated") else "uncalibrated"
+    print(f"uncertainty: confidence {scores['confidence']:.3f} ({kind}), predictive entropy "
+          f"{scores['predictive_entropy']:.4f}, mutual information {scores['mutual_information']:.4f} nats "
+          f"({scores['n_adapters']} adapter(s) on {scores['n_inputs']} texts)")
+    if scores.get("description_similarity") is not None:
+        print(f"nearest bank task: {scores.get('nearest_task')} (description similarity "
+              f"{scores['description_similarity']:.3f})")

@@ -1,0 +1,91 @@
+"""The FastAPI app factory. Heavy resources start once in `lifespan` and are shared by every request.
+
+Run it with `loragen serve` (uvicorn), or build it yourself::
+
+    from api.app import create_app
+    from api.settings import Settings
+    app = create_app(settings=Settings.from_env())
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api import __version__
+from api.errors import install_error_handlers
+from api.metrics import Metrics, MetricsMiddleware
+from api.routes import ROUTERS
+from api.security import GuardMiddleware
+from api.service import Service
+from api.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(*, settings: Settings, service: Service | None = None) -> FastAPI:
+    """Build the loragen HTTP app.
+
+    Args:
+        settings: the service settings (token, limits, bank path, merge root, schedule, methods).
+        service: an already started service to serve (the caller keeps ownership and closes it); by default the
+            app starts its own in `lifespan` and closes it on shutdown.
+
+    Returns:
+        The FastAPI app; the OpenAPI schema is at /openapi.json and the docs at /docs.
+    """
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = service is None
+        if settings.torch_threads is not None:
+            import torch
+
+            torch.set_num_threads(settings.torch_threads)  # process-wide: requests run in parallel on workers
+        # Starting the service loads models and opens the bank: slow and blocking, so not on the event loop.
+        svc = await asyncio.to_thread(Service.start, settings) if owned else service
+        if owned:
+            await asyncio.to_thread(svc.warm_up)
+        _attach_metrics(svc, metrics)
+        app.state.service = svc
+        app.state.executor = ThreadPoolExecutor(settings.generation_workers, thread_name_prefix="loragen")
+        if owned:
+            svc.start_schedule()
+        log.info("loragen %s serving; methods ready: %s; unavailable: %s", __version__, sorted(svc.generators),
+                 svc.unavailable)
+        try:
+            yield
+        finally:
+            app.state.executor.shutdown(wait=True)
+            if owned:
+                await asyncio.to_thread(svc.close)
+
+    app = FastAPI(title="loragen", version=__version__, lifespan=lifespan,
+                  description="Turn a plain-language task description into a LoRA adapter (PEFT format) with an "
+                  "honest uncertainty score. Every write needs `Authorization: Bearer <token>` when the server "
+                  "has a token.")
+    app.state.metrics = metrics
+    app.state.settings = settings
+    for router in ROUTERS:
+        app.include_router(router)
+    install_error_handlers(app)
+    # Added last = outermost: metrics see every request, including those the guard refuses.
+    app.add_middleware(GuardMiddleware, token=settings.token, max_request_bytes=settings.max_request_bytes,
+                       max_upload_bytes=settings.max_upload_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app
+
+
+def _attach_metrics(svc: Service, metrics: Metrics) -> None:
+    def on_generate(method: str, seconds: float, n: int) -> None:
+        metrics.generations.labels(method).inc(n)
+        metrics.generation_seconds.labels(method).observe(seconds)
+
+    svc.on_generate = on_generate
+    svc.on_reindex = lambda trigger: metrics.reindexes.labels(trigger).inc()

@@ -1,0 +1,95 @@
+"""The generation methods the service offers, by name: one registry, no special cases in the service.
+
+Each entry builds an `AdapterGenerator` from the service's context. A method whose package or trained checkpoint
+is missing is reported as unavailable (with the reason and the command that fixes it) instead of failing the
+whole service, so a bank-only install still serves `retrieve`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bank.device import resolve_device
+from bank.errors import LoragenError
+from bank.generator import AdapterGenerator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GeneratorContext:
+    """What a generator builder may use: the open bank, a checkpoint path, the device, the suite classifier.
+
+    Attributes:
+        bank: the service's open `bank.store.Bank`.
+        device: where models run ("auto", "cpu", "cuda").
+        checkpoint: the method's trained checkpoint (None: the training command's default location).
+        classifier: returns a suite classifier for the generator to use (ABMLL refines with it).
+    """
+
+    bank: Any
+    device: str = "auto"
+    checkpoint: Path | None = None
+    classifier: Callable[[], Any] | None = None
+
+
+def _retrieve(ctx: GeneratorContext) -> AdapterGenerator:
+    from bank.suite.evaluate import RetrievalGenerator
+
+    return RetrievalGenerator(ctx.bank)
+
+
+def _cvae(ctx: GeneratorContext) -> AdapterGenerator:
+    from hypernet.generate import CVAEGenerator
+
+    return CVAEGenerator.from_checkpoint(ctx.checkpoint)
+
+
+def _abmll(ctx: GeneratorContext) -> AdapterGenerator:
+    from api.settings import default_home
+    from meta.generate import ABMLLGenerator
+
+    path = ctx.checkpoint or default_home() / "meta"
+    classifier = ctx.classifier() if ctx.classifier else None
+    return ABMLLGenerator.from_checkpoint(path, classifier=classifier, device=resolve_device(ctx.device))
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """How to build a method's generator, and how to tell users to make it available."""
+
+    build: Callable[[GeneratorContext], AdapterGenerator]
+    hint: str
+
+
+REGISTRY: dict[str, MethodSpec] = {
+    "retrieve": MethodSpec(_retrieve, "it needs a bank with adapters: `loragen bank build`"),
+    "cvae": MethodSpec(_cvae, "train it first: `loragen train hypernet`"),
+    "abmll": MethodSpec(_abmll, "train it first: `loragen train meta`"),
+}
+
+
+def build_generators(methods: tuple[str, ...], contexts: dict[str, GeneratorContext]
+                     ) -> tuple[dict[str, AdapterGenerator], dict[str, str]]:
+    """Build every requested method's generator.
+
+    Returns:
+        (method -> generator ready to serve, method -> why it is unavailable).
+    """
+    ready: dict[str, AdapterGenerator] = {}
+    unavailable: dict[str, str] = {}
+    for method in methods:
+        spec = REGISTRY[method]
+        try:
+            ready[method] = spec.build(contexts[method])
+        except ImportError as err:
+            unavailable[method] = f"not installed in this build ({err}); {spec.hint}"
+        except (LoragenError, OSError, ValueError, KeyError) as err:
+            unavailable[method] = f"{err}; {spec.hint}"
+        if method in unavailable:
+            log.warning("generation method %r unavailable: %s", method, unavailable[method])
+    return ready, unavailable

@@ -1,0 +1,71 @@
+"""Adapter routes: generate, metadata, PEFT download, upload."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
+
+from api.archive import ArchiveLimits, pack, unpack
+from api.routes._deps import ERRORS, WRITE, WRITE_ERRORS, offload, service
+from api.schemas import AdapterInfo, GenerateRequest, GenerateResponse
+from api.service import Service
+
+router = APIRouter(prefix="/v1", tags=["adapters"])
+
+
+@router.post("/adapters:generate", response_model=GenerateResponse, operation_id="generate_adapter",
+             dependencies=WRITE, responses=WRITE_ERRORS)
+async def generate(body: GenerateRequest, request: Request, svc: Service = Depends(service)) -> GenerateResponse:
+    """Generate an adapter for a task description, store it in the bank and return its id, uncertainty scores
+    and nearest bank neighbours."""
+    return await offload(request, svc.generate, body)
+
+
+@router.get("/adapters/{adapter_id}", response_model=AdapterInfo, operation_id="get_adapter", responses=ERRORS)
+async def get_adapter(adapter_id: str, request: Request, svc: Service = Depends(service)) -> AdapterInfo:
+    """An adapter's metadata."""
+    return await offload(request, svc.get, adapter_id)
+
+
+@router.get("/adapters/{adapter_id}/peft", response_class=Response, operation_id="download_adapter",
+            responses={**ERRORS, 200: {"content": {"application/zip": {}},
+                                       "description": "the PEFT adapter directory as a zip archive"}})
+async def download(adapter_id: str, request: Request, svc: Service = Depends(service)) -> Response:
+    """The adapter as a PEFT directory (adapter_config.json + adapter_model.safetensors) in a zip archive."""
+    data = await offload(request, _export_zip, svc, adapter_id)
+    return Response(data, media_type="application/zip",
+                    headers={"Content-Disposition": f'attachment; filename="{_safe_filename(adapter_id)}.zip"'})
+
+
+@router.post("/adapters", response_model=AdapterInfo, status_code=201, operation_id="upload_adapter",
+             dependencies=WRITE, responses=WRITE_ERRORS)
+async def upload(request: Request, archive: UploadFile = File(description="zip of a PEFT adapter directory"),
+                 description: str = Form(min_length=1, max_length=2000), task: str | None = Form(None),
+                 svc: Service = Depends(service)) -> AdapterInfo:
+    """Upload a PEFT adapter (zip archive) with its description into the bank. The archive is checked (paths,
+    links, sizes, file types) and the adapter validated (format, base model, shapes) before anything is stored."""
+    return await offload(request, _import_zip, svc, archive, description, task)
+
+
+def _export_zip(svc: Service, adapter_id: str) -> bytes:
+    with tempfile.TemporaryDirectory(prefix="loragen-export-") as tmp:
+        return pack(svc.export(adapter_id, Path(tmp) / "adapter"))
+
+
+def _import_zip(svc: Service, archive: UploadFile, description: str, task: str | None) -> AdapterInfo:
+    s = svc.settings
+    limits = ArchiveLimits(max_members=s.max_archive_members, max_member_bytes=s.max_member_bytes,
+                           max_ratio=s.max_compression_ratio)
+    tmp = Path(tempfile.mkdtemp(prefix="loragen-upload-"))
+    try:
+        directory = unpack(archive.file, tmp / "adapter", limits=limits)
+        return svc.upload_dir(directory, description=description, task=task)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _safe_filename(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:100] or "adapter"

@@ -1,0 +1,27 @@
+"""Operations routes: health and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from api.routes._deps import offload, service
+from api.schemas import HealthResponse
+from api.service import Service
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", response_model=HealthResponse, operation_id="health")
+async def health(request: Request, svc: Service = Depends(service)) -> HealthResponse:
+    """Liveness and what the server can do: version, ready generation methods, bank size."""
+    return await offload(request, svc.health)
+
+
+@router.get("/metrics", response_class=Response, operation_id="metrics",
+            responses={200: {"content": {"text/plain": {}}, "description": "Prometheus exposition format"}})
+async def metrics(request: Request, svc: Service = Depends(service)) -> Response:
+    """Prometheus metrics: requests, latency, generations, re-indexes, bank size."""
+    health = await offload(request, svc.health)
+    request.app.state.metrics.adapters.set(health.adapters)
+    body, content_type = request.app.state.metrics.render()
+    return Response(body, media_type=content_type)

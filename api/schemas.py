@@ -1,0 +1,160 @@
+"""Pydantic request and response models: the HTTP contract, and the SDK's typed results for both clients.
+
+The in-process SDK returns these same models, so code written against `Client()` runs unchanged against
+`Client(url=...)`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bank.generator import MAX_DESCRIPTION_CHARS, MAX_EXAMPLES
+from bank.records import AdapterRecord, SearchHit
+
+Method = Literal["retrieve", "cvae", "abmll"]
+MergeMethod = Literal["linear", "svd", "ties"]
+MAX_TEXTS = 256
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+
+class ErrorDetail(_Model):
+    status: int
+    code: str = Field(description="machine-readable error code, e.g. 'not_found', 'unauthorized', 'bad_archive'")
+    message: str = Field(description="what was wrong and what to do about it")
+
+
+class ErrorBody(_Model):
+    """The one error body every failing request gets."""
+
+    error: ErrorDetail
+
+
+class AdapterInfo(_Model):
+    """An adapter's metadata as the bank holds it (the tensors come from `GET /v1/adapters/{id}/peft`)."""
+
+    id: str
+    base_model: str
+    r: int
+    lora_alpha: float
+    target_modules: list[str]
+    sha256: str
+    task: str | None = None
+    description: str | None = None
+    kind: str = "final"
+    source: str = ""
+    canonical: bool = True
+    created_at: str = ""
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def from_record(cls, record: AdapterRecord) -> AdapterInfo:
+        return cls(
+            id=record.id, base_model=record.base_model, r=record.r, lora_alpha=record.lora_alpha,
+            target_modules=list(record.target_modules), sha256=record.sha256, task=record.task,
+            description=record.description, kind=record.kind, source=record.source, canonical=record.canonical,
+            created_at=str(record.created_at), metrics=dict(record.metrics), metadata=dict(record.metadata),
+        )
+
+
+class Hit(_Model):
+    """A search result: higher `score` is closer."""
+
+    id: str
+    score: float
+    task: str | None = None
+    description: str | None = None
+
+    @classmethod
+    def from_hit(cls, hit: SearchHit) -> Hit:
+        return cls(id=hit.id, score=float(hit.score), task=hit.task, description=hit.description)
+
+
+class Example(_Model):
+    text: str = Field(min_length=1, max_length=4000)
+    label: int = Field(ge=0)
+
+
+class GenerateRequest(_Model):
+    """What `POST /v1/adapters:generate` takes."""
+
+    description: str = Field(min_length=1, max_length=MAX_DESCRIPTION_CHARS,
+                             examples=["label 0 if the sentence is Polish, label 1 if it is Czech"])
+    labels: list[str] | None = Field(default=None, min_length=2, max_length=64)
+    examples: list[Example] | None = Field(default=None, max_length=MAX_EXAMPLES)
+    base_model: str | None = Field(default=None, description="default: the packaged all-MiniLM-L6-v2")
+    method: Method = "retrieve"
+    samples: int = Field(default=1, ge=1, le=64, description="1: the point estimate; more: that many samples")
+    seed: int | None = Field(default=None, ge=0)
+
+
+class GenerateResponse(_Model):
+    """The stored adapter(s), the uncertainty scores and the nearest bank neighbours."""
+
+    id: str = Field(description="the point estimate (the first adapter)")
+    ids: list[str] = Field(description="every stored adapter, the point estimate first")
+    method: Method
+    adapter: AdapterInfo
+    uncertainty: dict[str, float | bool | str | None] = Field(
+        default_factory=dict, description="uncertainty scores: nearest_task_similarity always; with the meta "
+        "package also predictive_entropy, mutual_information, confidence (calibrated: true when fitted), ...")
+    neighbours: list[Hit]
+    seconds: float
+
+
+class SearchResponse(_Model):
+    query: str
+    hits: list[Hit]
+
+
+class MergeRequest(_Model):
+    """Merge bank adapters into the base model and write it under the server's merge root."""
+
+    adapter_ids: list[str] = Field(min_length=1, max_length=32)
+    weights: list[float] | None = None
+    method: MergeMethod = "linear"
+    rank: int | None = Field(default=None, ge=1, le=1024)
+    density: float = Field(default=0.2, gt=0, le=1)
+    base_model: str | None = None
+    output: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._-]+$",
+                        description="folder name created under the server's merge root (no slashes)")
+
+
+class MergeResponse(_Model):
+    output_dir: str
+    adapter_ids: list[str]
+    method: MergeMethod
+    base_model: str
+
+
+class PredictRequest(_Model):
+    """Apply a bank adapter (or none: the base classifier) to texts of the built-in classification suite."""
+
+    adapter_id: str | None = None
+    texts: list[str] = Field(min_length=1, max_length=MAX_TEXTS)
+    num_labels: int | None = Field(default=None, ge=2, le=16,
+                                   description="label count (default: that of the adapter's task, else 2)")
+
+
+class PredictResponse(_Model):
+    probabilities: list[list[float]] = Field(description="(n_texts, n_labels) label probabilities")
+    predictions: list[int]
+    labels: list[str] | None = None
+
+
+class ReindexResponse(_Model):
+    seconds: float
+    stats: dict[str, Any]
+
+
+class HealthResponse(_Model):
+    status: Literal["ok"] = "ok"
+    version: str
+    methods: list[str] = Field(description="generation methods ready to serve")
+    unavailable: dict[str, str] = Field(default_factory=dict, description="method -> why it is not available")
+    adapters: int

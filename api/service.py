@@ -1,0 +1,378 @@
+"""The service's operations as plain, synchronous, thread-safe methods: what the HTTP routes and the in-process SDK
+both call, so the two clients give the same results by construction.
+
+Heavy resources (the bank with its encoder and indexes, the generators, the suite classifier) are created once
+by `Service.start` and shared by the worker threads. Thread safety:
+- the bank is safe to share (one writer at a time, a DuckDB cursor per thread, index snapshots swapped atomically);
+- each generator runs one request at a time behind its own lock (generators keep mutable state: caches, Pyro's
+  parameter store), so different methods still run in parallel;
+- the shared suite classifier gets LoRA forward hooks while it scores or predicts, so it has one user at a time
+  (`_model_lock`); ABMLL, which refines with a classifier, gets its own instance.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from api.errors import ApiError
+from api.generators import REGISTRY, GeneratorContext, build_generators
+from api.schemas import (
+    AdapterInfo,
+    GenerateRequest,
+    GenerateResponse,
+    HealthResponse,
+    Hit,
+    MergeRequest,
+    MergeResponse,
+    PredictRequest,
+    PredictResponse,
+    ReindexResponse,
+    SearchResponse,
+)
+from api.settings import Settings
+from api.uncertainty import Scores, build_scorer, probe_inputs
+from api.uncertainty import score as score_adapters
+from bank.base_model import DEFAULT_BASE_MODEL, canonical_base_model_id, load_base_model, load_tokenizer
+from bank.errors import LoragenError, NotFoundError, UnknownBaseModelError
+from bank.generator import AdapterGenerator, GenerationRequest
+from bank.lora import LoraAdapter, combine, load_peft, merge
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    """loragen's operations over one bank.
+
+    Usage::
+
+        with Service.start(Settings.from_env()) as service:
+            result = service.generate(GenerateRequest(description="label 0 if Polish, 1 if Czech"))
+
+    Args:
+        settings: the service settings.
+        bank: an open `bank.store.Bank`.
+        generators: method name -> generator.
+        unavailable: method name -> why it is not served.
+    """
+
+    def __init__(self, *, settings: Settings, bank: Any, generators: dict[str, AdapterGenerator],
+                 unavailable: dict[str, str]) -> None:
+        self.settings = settings
+        self.bank = bank
+        self.generators = generators
+        self.unavailable = unavailable
+        self._model_lock = threading.Lock()  # the shared classifier gets LoRA hooks: one user at a time
+        self._generator_locks = {method: threading.Lock() for method in REGISTRY}
+        self._allowed_bases = {canonical_base_model_id(b) for b in settings.base_models}
+        self._scheduler: Any = None
+        self.on_generate: Any = None  # optional callback(method, seconds, n) for metrics
+        self.on_reindex: Any = None  # optional callback(trigger)
+
+    @classmethod
+    def start(cls, settings: Settings) -> Service:
+        """Open the bank and build every configured generator (the slow part of starting the server)."""
+        from bank.store import Bank
+
+        bank = Bank.open(settings.bank_path)
+        checkpoints = {"cvae": settings.cvae_checkpoint, "abmll": settings.abmll_checkpoint}
+        service = cls(settings=settings, bank=bank, generators={}, unavailable={})
+        contexts = {m: GeneratorContext(bank=bank, device=settings.device, checkpoint=checkpoints.get(m),
+                                        classifier=service._new_classifier) for m in settings.methods}
+        service.generators, service.unavailable = build_generators(settings.methods, contexts)
+        return service
+
+    def warm_up(self) -> None:
+        """Load the models requests would otherwise load on first use (the description encoder, the classifier),
+        so the first request is as fast as the others."""
+        self.bank.encoder.encode(["warm up"])
+        try:
+            _ = self._scorer  # builds the shared suite classifier too
+        except ApiError as err:
+            log.warning("no suite classifier: %s", err.message)
+
+    def close(self) -> None:
+        """Stop the schedule and close the bank."""
+        self.stop_schedule()
+        self.bank.close()
+
+    def __enter__(self) -> Service:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- generation -------------------------------------------------------------------------------------------
+
+    def generate(self, request: GenerateRequest) -> GenerateResponse:
+        """Generate adapter(s) for a description, store them with their provenance, score and place them.
+
+        Raises:
+            ApiError: 503 when the method is not available on this server.
+            ValueError / LoragenError: an invalid request or base model (mapped to 4xx).
+        """
+        generator = self._generator(request.method)
+        gen_request = self._generation_request(request)
+        start = time.perf_counter()
+        with self._generator_locks[request.method]:
+            adapters = generator.generate(gen_request)
+        if not adapters:
+            raise ApiError(500, "internal", f"generator {request.method!r} returned no adapter")
+        # Scored before storing, so the bank signals compare with what the bank knew, not with the new adapter.
+        uncertainty = self._uncertainty(gen_request, adapters)
+        provenance = _provenance(request, gen_request)
+        ids = [self._store(a, request.description, provenance) for a in adapters]
+        info = AdapterInfo.from_record(self.bank.record(ids[0]))
+        neighbours = [Hit.from_hit(h) for h in self.bank.search_adapter(adapters[0], k=self.settings.neighbours + 1)
+                      if h.id != ids[0]][: self.settings.neighbours]
+        seconds = time.perf_counter() - start
+        if self.on_generate is not None:
+            self.on_generate(request.method, seconds, len(adapters))
+        return GenerateResponse(id=ids[0], ids=ids, method=request.method, adapter=info, uncertainty=uncertainty,
+                                neighbours=neighbours, seconds=seconds)
+
+    def _generator(self, method: str) -> AdapterGenerator:
+        if method in self.generators:
+            return self.generators[method]
+        reason = self.unavailable.get(method) or f"not enabled (LORAGEN_METHODS); {REGISTRY[method].hint}"
+        raise ApiError(503, "method_unavailable", f"generation method {method!r} is not available on this "
+                       f"server: {reason}. Available: {sorted(self.generators) or 'none'}.")
+
+    def _generation_request(self, request: GenerateRequest) -> GenerationRequest:
+        base = self._check_base(request.base_model or DEFAULT_BASE_MODEL)
+        examples = tuple((e.text, e.label) for e in request.examples) if request.examples else None
+        return GenerationRequest(description=request.description, labels=tuple(request.labels or ()) or None,
+                                 examples=examples, base_model=base, n_samples=request.samples, seed=request.seed)
+
+    def _store(self, adapter: LoraAdapter, description: str, provenance: dict[str, Any]) -> str:
+        """Add a generated adapter to the bank and return its id.
+
+        An adapter that is already in the bank is not stored twice: a retrieved adapter (it carries its bank id
+        and its tensors still match that record's checksum) or one with the same canonical tensors.
+        """
+        adapter.check_finite()  # never let a NaN delta into the bank
+        known = adapter.metadata.get("id")
+        if known is not None:
+            try:
+                if self.bank.record(str(known)).sha256 == adapter.sha256():
+                    return str(known)
+            except NotFoundError:
+                pass
+        return self.bank.add(adapter.with_metadata(provenance=provenance), description=description,
+                             kind="generated", source=f"generate:{provenance['method']}", on_duplicate="skip")
+
+    def _uncertainty(self, request: GenerationRequest, adapters: list[LoraAdapter]) -> Scores:
+        """Cheap, honest signals always; meta's scores (entropy, mutual information, confidence) when installed."""
+        scores: Scores = {}
+        hits = self.bank.search_text(request.description, k=1)
+        if hits:
+            # How close the request is to a task the bank knows: low similarity means extrapolation.
+            scores["nearest_task_similarity"] = min(1.0, float(hits[0].score))
+            scores["nearest_task"] = hits[0].task
+        if len(adapters) > 1:
+            scores["sample_dispersion"] = _dispersion(adapters)
+        inputs = probe_inputs(self.bank, request.description, request.examples, hits)
+        with self._model_lock:
+            scores.update(score_adapters(self._scorer, request.description, adapters, inputs, _num_labels(request)))
+        return scores
+
+    @cached_property
+    def _scorer(self) -> Any:
+        try:
+            return build_scorer(self._classifier, self.bank, self.settings.calibrator)
+        except ApiError as err:  # no suite classifier in this build
+            log.warning("uncertainty scores limited to bank signals: %s", err.message)
+            return None
+
+    # ---- bank ---------------------------------------------------------------------------------------------------
+
+    def get(self, adapter_id: str) -> AdapterInfo:
+        """An adapter's metadata. Raises NotFoundError (404) for an unknown id."""
+        return AdapterInfo.from_record(self.bank.record(adapter_id))
+
+    def export(self, adapter_id: str, directory: str | Path) -> Path:
+        """Write an adapter as a PEFT directory."""
+        return self.bank.export_peft(adapter_id, directory)
+
+    def upload_dir(self, directory: str | Path, *, description: str, task: str | None = None) -> AdapterInfo:
+        """Validate a PEFT directory (format, base model, shapes, finiteness) and add it to the bank.
+
+        Raises:
+            AdapterFormatError / AdapterShapeError / UnknownBaseModelError / NonFiniteError: the adapter is refused
+                and the bank is unchanged.
+        """
+        if not description.strip():
+            raise ApiError(422, "invalid_request", "description is empty; say what the adapter does.")
+        adapter = load_peft(directory)
+        self._check_base(adapter.base_model or "")
+        # The bank checks every module against the base model's layers and finiteness before writing anything.
+        adapter_id = self.bank.add(adapter, task=task, description=description, kind="uploaded", source="upload")
+        return AdapterInfo.from_record(self.bank.record(adapter_id))
+
+    def search(self, query: str, k: int = 5) -> SearchResponse:
+        """Bank adapters whose descriptions are closest to `query`."""
+        if not query.strip():
+            raise ApiError(422, "invalid_request", "query is empty; describe the task you are looking for.")
+        hits = self.bank.search_text(query, k=k)
+        return SearchResponse(query=query, hits=[Hit.from_hit(h) for h in hits])
+
+    def reindex(self, trigger: str = "request") -> ReindexResponse:
+        """Rebuild the bank's indexes (atomically; searches keep answering from the old ones meanwhile)."""
+        start = time.perf_counter()
+        self.bank.reindex()  # the bank allows one re-index at a time; searches go on meanwhile
+        stats = self.bank.stats()
+        seconds = time.perf_counter() - start
+        log.info("bank re-indexed (%s) in %.2fs: %s", trigger, seconds, stats)
+        if self.on_reindex is not None:
+            self.on_reindex(trigger)
+        return ReindexResponse(seconds=seconds, stats=_jsonable(stats))
+
+    def health(self) -> HealthResponse:
+        from api import __version__
+
+        count = len(self.bank.adapters())
+        return HealthResponse(version=__version__, methods=sorted(self.generators), unavailable=self.unavailable,
+                              adapters=count)
+
+    # ---- merge and predict --------------------------------------------------------------------------------------
+
+    def merge(self, request: MergeRequest) -> MergeResponse:
+        """Merge bank adapters into a fresh base model and save it under the merge root.
+
+        Raises:
+            ApiError: 409 when the output folder exists; 422 for adapters of another base model.
+        """
+        base = self._check_base(request.base_model or DEFAULT_BASE_MODEL)
+        root = self.settings.merge_root.resolve()
+        output = (root / request.output).resolve()
+        if output.parent != root:  # the schema forbids slashes; this guards '.' and '..' too
+            raise ApiError(422, "invalid_request", f"output {request.output!r} must be a plain folder name.")
+        if output.exists():
+            raise ApiError(409, "exists", f"{request.output!r} already exists under the merge root; pick a new name.")
+        adapters = [self.bank.get(i) for i in request.adapter_ids]
+        wrong = [a.metadata.get("id") for a in adapters if canonical_base_model_id(a.base_model) != base]
+        if wrong:
+            raise ApiError(422, "base_model_mismatch", f"adapters {wrong} are not for base model {base!r}.")
+        combined = combine(adapters, request.weights, method=request.method, rank=request.rank,
+                           density=request.density)
+        self._write_merged(combined, base, output)
+        return MergeResponse(output_dir=str(output), adapter_ids=request.adapter_ids, method=request.method,
+                             base_model=base)
+
+    def _write_merged(self, adapter: LoraAdapter, base: str, output: Path) -> None:
+        model = load_base_model(base)  # fresh copy: merging modifies it in place
+        merge(model, adapter)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+        try:
+            model.save_pretrained(tmp)
+            load_tokenizer(base).save_pretrained(tmp)
+            tmp.rename(output)  # atomic: a reader sees no folder or a complete model
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def predict(self, request: PredictRequest) -> PredictResponse:
+        """Label probabilities of the built-in suite classifier for `texts`, with a bank adapter applied.
+
+        The label count and names come from the adapter's task when the bank knows it.
+        """
+        adapter, labels = None, None
+        if request.adapter_id is not None:
+            adapter = self.bank.get(request.adapter_id)
+            labels = self._task_labels(adapter.metadata.get("task"))
+        num_labels = request.num_labels or (len(labels) if labels else 2)
+        if labels is not None and len(labels) != num_labels:
+            labels = None
+        classifier = self._classifier
+        with self._model_lock:
+            return predict_texts(classifier, request.texts, adapter, num_labels=num_labels, labels=labels)
+
+    def _task_labels(self, task: str | None) -> list[str] | None:
+        if not task:
+            return None
+        try:
+            return list(self.bank.get_task(task).labels)
+        except LoragenError:  # a task name the bank has no record of
+            return None
+
+    @cached_property
+    def _classifier(self) -> Any:
+        return self._new_classifier()
+
+    def _new_classifier(self) -> Any:
+        try:
+            from bank.suite import SuiteClassifier
+        except ImportError as err:
+            raise ApiError(503, "unavailable", f"this needs the suite classifier (bank.suite): {err}") from None
+        return SuiteClassifier(device=self.settings.device)
+
+    def _check_base(self, name: str) -> str:
+        try:
+            base = canonical_base_model_id(name) if name else ""
+        except UnknownBaseModelError as err:
+            raise UnknownBaseModelError(f"{err} This server accepts {sorted(self._allowed_bases)}.") from None
+        if base not in self._allowed_bases:
+            raise UnknownBaseModelError(f"the adapter or request is for base model {name!r}; this server accepts "
+                                        f"{sorted(self._allowed_bases)}.")
+        return base
+
+    # ---- scheduled re-index -------------------------------------------------------------------------------------
+
+    def start_schedule(self) -> None:
+        """Re-index the bank on the configured interval or cron expression (bank/schedule.py: at most one run at
+        a time, each logged with its duration and size). Does nothing when both are off."""
+        from bank.schedule import ReindexSchedule, start_reindex_schedule
+
+        if self.settings.reindex_cron:
+            schedule = ReindexSchedule(cron=self.settings.reindex_cron)
+        elif self.settings.reindex_interval_s > 0:
+            schedule = ReindexSchedule(interval_s=self.settings.reindex_interval_s)
+        else:
+            return
+        self._scheduler = start_reindex_schedule(self.bank, schedule)
+
+    def stop_schedule(self) -> None:
+        """Stop the schedule, waiting for a running re-index to finish."""
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=True)
+            self._scheduler = None
+
+
+def predict_texts(classifier: Any, texts: list[str], adapter: LoraAdapter | None, *, num_labels: int = 2,
+                  labels: list[str] | None = None) -> PredictResponse:
+    """Run the suite classifier on `texts` (with `adapter` applied) and return label probabilities."""
+    logits = classifier.logits(list(texts), adapter, num_labels=num_labels)  # (n, num_labels)
+    probs = torch.softmax(logits.float(), dim=-1)
+    return PredictResponse(probabilities=probs.tolist(), predictions=probs.argmax(-1).tolist(), labels=labels)
+
+
+def _provenance(request: GenerateRequest, gen_request: GenerationRequest) -> dict[str, Any]:
+    return {"method": request.method, "seed": request.seed, "samples": request.samples,
+            "labels": list(gen_request.labels or ()), "n_examples": len(gen_request.examples or ()),
+            "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def _dispersion(adapters: list[LoraAdapter]) -> float:
+    """Mean relative distance of the samples' ΔW from their mean (0: the samples agree)."""
+    deltas = torch.stack([torch.cat([a.delta_weight(m).flatten() for m in a.modules]) for a in adapters])  # (S, D)
+    mean = deltas.mean(0)
+    return float((deltas - mean).norm(dim=1).mean() / mean.norm().clamp_min(1e-12))
+
+
+def _num_labels(request: GenerationRequest) -> int:
+    if request.labels:
+        return len(request.labels)
+    return max(2, 1 + max((y for _, y in request.examples or ()), default=1))
+
+
+def _jsonable(stats: dict[str, Any]) -> dict[str, Any]:
+    return {str(k): (v if isinstance(v, (int, float, str, bool, type(None), list, dict)) else str(v))
+            for k, v in stats.items()}

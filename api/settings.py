@@ -1,0 +1,139 @@
+"""Service settings: one frozen, keyword-only dataclass that checks itself, with environment overrides.
+
+Every field can be set from the environment as ``LORAGEN_<FIELD>`` (upper case), e.g. ``LORAGEN_TOKEN``,
+``LORAGEN_BANK_PATH``, ``LORAGEN_MERGE_ROOT``, ``LORAGEN_REINDEX_INTERVAL_S``. Explicit keyword arguments to
+`Settings.from_env` win over the environment, which wins over the defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bank.base_model import DEFAULT_BASE_MODEL
+
+MiB = 1 << 20
+METHODS = ("retrieve", "cvae", "abmll")
+
+
+def default_home() -> Path:
+    """$LORAGEN_HOME, else the platform's user data directory for loragen."""
+    if os.environ.get("LORAGEN_HOME"):
+        return Path(os.environ["LORAGEN_HOME"]).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("loragen"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """How the service runs.
+
+    Attributes:
+        bank_path: the bank's DuckDB file (None: the bank's own default under $LORAGEN_HOME).
+        token: API token required (as ``Authorization: Bearer <token>``) on every write; None disables auth.
+        max_request_bytes: largest accepted body for JSON requests.
+        max_upload_bytes: largest accepted body for an adapter upload (the zip archive).
+        max_archive_members: most files an uploaded archive may hold.
+        max_member_bytes: largest uncompressed size of one archive member.
+        max_compression_ratio: largest uncompressed/compressed ratio of a member (zip-bomb guard).
+        merge_root: the only directory under which `POST /v1/merge` writes merged models.
+        reindex_interval_s: seconds between scheduled bank re-indexes (0 disables the schedule).
+        reindex_cron: a crontab expression ("0 3 * * *") used instead of the interval when set.
+        generation_workers: threads running generation and bank work off the event loop.
+        methods: generation methods the service offers (each is started at startup if it can be).
+        base_models: base models the service accepts adapters for.
+        device: where models run ("auto", "cpu", "cuda").
+        cvae_checkpoint: the trained ICM-LoRA CVAE (None: the hypernet package's default location).
+        abmll_checkpoint: the trained ABMLL model (None: the meta package's default location).
+        calibrator: a fitted confidence calibrator (JSON from meta); None reports the raw, uncalibrated confidence.
+        neighbours: how many bank neighbours a generation reports.
+        torch_threads: torch intra-op threads in the server process (None: torch's default). The server runs
+            requests in parallel on `generation_workers` threads; splitting each small forward pass over more
+            threads as well made a generate request 6x slower on a loaded 2-core machine (1.2 s vs 0.2 s).
+    """
+
+    bank_path: Path | None = None
+    token: str | None = None
+    max_request_bytes: int = 1 * MiB
+    max_upload_bytes: int = 64 * MiB
+    max_archive_members: int = 8
+    max_member_bytes: int = 256 * MiB
+    max_compression_ratio: float = 200.0
+    merge_root: Path = field(default_factory=lambda: default_home() / "merged")
+    reindex_interval_s: float = 3600.0
+    reindex_cron: str | None = None
+    generation_workers: int = 2
+    methods: tuple[str, ...] = METHODS
+    base_models: tuple[str, ...] = (DEFAULT_BASE_MODEL,)
+    device: str = "auto"
+    cvae_checkpoint: Path | None = None
+    abmll_checkpoint: Path | None = None
+    calibrator: Path | None = None
+    neighbours: int = 5
+    torch_threads: int | None = 1
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("max_request_bytes", "max_upload_bytes", "max_archive_members", "max_member_bytes",
+                     "generation_workers", "neighbours"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.torch_threads is not None and self.torch_threads < 1:
+            problems.append(f"torch_threads must be >= 1 or unset, got {self.torch_threads}")
+        if self.max_compression_ratio <= 1:
+            problems.append(f"max_compression_ratio must be > 1, got {self.max_compression_ratio}")
+        if self.reindex_interval_s < 0:
+            problems.append(f"reindex_interval_s must be >= 0 (0 disables it), got {self.reindex_interval_s}")
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            problems.append(f"methods {unknown} are unknown; choose from {list(METHODS)}")
+        if self.token is not None and len(self.token) < 8:
+            problems.append("token must have at least 8 characters (or be unset to disable auth)")
+        if self.reindex_cron:
+            from bank.schedule import ReindexSchedule
+
+            try:
+                ReindexSchedule(cron=self.reindex_cron)  # parse now: a bad expression fails at startup
+            except ValueError as err:
+                problems.append(f"reindex_cron: {err}")
+        if problems:
+            raise ValueError("invalid service settings: " + "; ".join(problems))
+        object.__setattr__(self, "merge_root", Path(self.merge_root).expanduser())
+        for name in ("bank_path", "cvae_checkpoint", "abmll_checkpoint", "calibrator"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, Path(getattr(self, name)).expanduser())
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from ``LORAGEN_<FIELD>`` variables, then `overrides` (None values are ignored)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(f"LORAGEN_{f.name.upper()}")
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f.name, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+_INTS = {"max_request_bytes", "max_upload_bytes", "max_archive_members", "max_member_bytes",
+         "generation_workers", "neighbours", "torch_threads"}
+_FLOATS = {"max_compression_ratio", "reindex_interval_s"}
+_TUPLES = {"methods", "base_models"}
+
+
+def _parse(name: str, raw: str) -> Any:
+    try:
+        if name in _INTS:
+            return int(raw)
+        if name in _FLOATS:
+            return float(raw)
+    except ValueError:
+        raise ValueError(f"LORAGEN_{name.upper()}={raw!r} is not a number") from None
+    if name in _TUPLES:
+        return tuple(x.strip() for x in raw.split(",") if x.strip())
+    return raw
