@@ -83,7 +83,10 @@ def canonicalize(adapter: LoraAdapter, rank: int | None = None) -> LoraAdapter:
     for modules in stack_shapes(adapter).values():
         b = torch.stack([adapter.lora_B[m] for m in modules])
         a = torch.stack([adapter.lora_A[m] for m in modules])
-        new_b, new_a, _ = canonical_factors(b, a, adapter.scaling, k)
+        if k == adapter.r and adapter.scaling == 1.0 and _already_canonical(b, a):
+            new_b, new_a = b, a  # keep the exact bytes: canonicalising twice must not change checksums
+        else:
+            new_b, new_a, _ = canonical_factors(b, a, adapter.scaling, k)
         for i, m in enumerate(modules):
             lora_B[m], lora_A[m] = new_b[i].contiguous(), new_a[i].contiguous()
     return replace(
@@ -95,6 +98,28 @@ def canonicalize(adapter: LoraAdapter, rank: int | None = None) -> LoraAdapter:
         lora_B=lora_B,
         metadata={**adapter.metadata, "canonical": True},
     )
+
+
+def _already_canonical(b: torch.Tensor, a: torch.Tensor, tol: float = 1e-5) -> bool:
+    """Whether batched factors already are canonical: Bᵀ B = A Aᵀ = diag(S), S descending, signs fixed.
+
+    Checked on the numbers rather than trusted from metadata, so an adapter that merely claims to be canonical
+    is still canonicalised.
+    """
+    b64, a64 = b.to(torch.float64), a.to(torch.float64)
+    gram_b = b64.transpose(-1, -2) @ b64  # (..., r, r) = diag(S) when canonical
+    gram_a = a64 @ a64.transpose(-1, -2)
+    s = torch.diagonal(gram_b, dim1=-2, dim2=-1)
+    scale = s.amax(dim=-1, keepdim=True).clamp(min=torch.finfo(torch.float64).tiny)
+    off_b = (gram_b - torch.diag_embed(s)).abs().amax(dim=(-2, -1))
+    off_a = (gram_a - torch.diag_embed(s)).abs().amax(dim=(-2, -1))
+    if ((off_b > tol * scale[..., 0]) | (off_a > tol * scale[..., 0])).any():
+        return False
+    if (s[..., 1:] > s[..., :-1] * (1 + tol) + tol * scale).any():  # singular values must be descending
+        return False
+    idx = b64.abs().argmax(dim=-2, keepdim=True)
+    lead = torch.gather(b64, -2, idx)
+    return bool(((lead > 0) | (s.unsqueeze(-2) <= tol * scale.unsqueeze(-1))).all())
 
 
 def is_canonical(adapter: LoraAdapter) -> bool:

@@ -54,7 +54,13 @@ def test_canonical_is_idempotent_and_zero_adapters_stay_zero(tiny_llama_model):
     adapter = random_adapter(tiny_llama_model, ("q_proj",), r=4)
     once = canonicalize(adapter)
     twice = canonicalize(once)
-    assert all(torch.allclose(once.lora_B[m], twice.lora_B[m], atol=1e-6) for m in once.modules)
+    assert twice.sha256() == once.sha256()  # bit-identical, so the bank's checksum de-duplication holds
+    # a non-canonical adapter claiming to be canonical is still canonicalised (the check is numeric)
+    liar = adapter.with_metadata(canonical=True)
+    liar = LoraAdapter(liar.base_model, liar.r, float(liar.r), liar.lora_A,
+                       {m: b * liar.scaling for m, b in liar.lora_B.items()}, metadata=liar.metadata)
+    assert canonicalize(liar).sha256() != liar.sha256()
+    assert all(torch.allclose(canonicalize(liar).lora_B[m], once.lora_B[m], atol=1e-5) for m in once.modules)
     zero = LoraAdapter("t", 4, 4.0, {"m": torch.randn(4, 8)}, {"m": torch.zeros(5, 4)})
     cz = canonicalize(zero)
     assert cz.lora_A["m"].abs().max() == 0 and cz.lora_B["m"].abs().max() == 0

@@ -132,6 +132,9 @@ def test_duplicate_import_raises_naming_the_existing_id_or_skips(bank, tmp_path)
     assert bank.import_peft(src, on_duplicate="skip") == first
     assert _snapshot_counts(bank) == before
     assert len([r for r in bank.adapters() if r.id == first]) == 1
+    # an adapter read back from the bank (already canonical) and added again is the same adapter too
+    with pytest.raises(DuplicateAdapterError, match=first):
+        bank.add(bank.get(first), description="again")
 
 
 @pytest.mark.parametrize("case", ["wrong_shape_for_base", "inconsistent_shapes", "pickle", "not_safetensors",
