@@ -39,6 +39,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--oracles", type=Path, default=None,
                    help="folder of pre-trained oracle PEFT dirs (<task with / as __>/final) to import instead of "
                    "training; tasks missing there are trained")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: MiniLM-sized steps are too small to split, and a second "
+                   "thread on a busy 2-core machine waits at barriers, up to 10x slower)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
@@ -47,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from api.settings import default_home
+    from bank.device import torch_threads
 
     global _T0
     start = _T0 = time.perf_counter()
@@ -58,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     for message in (".*LeafSpec.*", ".*Total length of .* across ranks is zero.*", ".*does not have many workers.*"):
         warnings.filterwarnings("ignore", message=message)
     torch.manual_seed(args.seed)
-    result = _run(args, home)
+    with torch_threads(args.threads):
+        result = _run(args, home)
     result["seconds"] = round(time.perf_counter() - start, 1)
     if args.json:
         print(json.dumps(result, indent=2))
