@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -159,7 +160,10 @@ def main() -> None:
     ev = _Evaluator(source, gen, args.max_tasks)
     report = {"oracle_cache": str(args.oracles), "checkpoint": str(ckpt), "train_seconds": train_s,
               "n_in_bank_tasks": len(ev.train_tasks), "n_heldout_tasks": len(ev.heldout),
-              "meta": json.loads((Path(ckpt) / "config.json").read_text())["extra"], "splits": {}}
+              "command": " ".join(sys.argv), "splits": {}}
+    saved = json.loads((Path(ckpt) / "config.json").read_text())
+    # The run's full config travels with its numbers (checkpoints are gitignored; --config may name a scratch file).
+    report["meta"], report["hypernet_config"] = saved["extra"], saved["hypernet"]
     for split in args.splits:
         report["splits"][split] = ev.run_split(split)
         print(split, json.dumps(report["splits"][split]["summary"], indent=1))
