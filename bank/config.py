@@ -17,6 +17,18 @@ log = logging.getLogger(__name__)
 T = TypeVar("T", bound="SectionedConfig")
 
 
+def check(problems: list[str], ok: bool, message: str) -> None:
+    """Record `message` when a config check fails; configs collect every problem, then `raise_problems` once."""
+    if not ok:
+        problems.append(message)
+
+
+def raise_problems(owner: str, problems: list[str]) -> None:
+    """Raise one ValueError listing every problem found in `owner` (a config class name), if any."""
+    if problems:
+        raise ValueError(f"invalid {owner}: " + "; ".join(problems))
+
+
 class SectionedConfig:
     """Mixin for a dataclass whose every field is a dataclass section with a default factory."""
 

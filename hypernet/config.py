@@ -9,19 +9,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from bank.config import SectionedConfig
+from bank.config import SectionedConfig, check, raise_problems
 
 log = logging.getLogger(__name__)
-
-
-def _check(problems: list[str], ok: bool, message: str) -> None:
-    if not ok:
-        problems.append(message)
-
-
-def _raise(owner: str, problems: list[str]) -> None:
-    if problems:
-        raise ValueError(f"invalid {owner}: " + "; ".join(problems))
 
 
 @dataclass
@@ -54,16 +44,16 @@ class ConditionConfig:
 
     def __post_init__(self) -> None:
         p: list[str] = []
-        _check(p, 2 <= self.max_slots <= 64, f"max_slots must be in [2, 64], got {self.max_slots}")
-        _check(p, self.text_dim > 0, f"text_dim must be positive, got {self.text_dim}")
-        _check(p, self.whiten_eps > 0, f"whiten_eps must be positive, got {self.whiten_eps}")
+        check(p, 2 <= self.max_slots <= 64, f"max_slots must be in [2, 64], got {self.max_slots}")
+        check(p, self.text_dim > 0, f"text_dim must be positive, got {self.text_dim}")
+        check(p, self.whiten_eps > 0, f"whiten_eps must be positive, got {self.whiten_eps}")
         for name in ("p_labels", "p_examples", "p_drop_global"):
             value = getattr(self, name)
-            _check(p, 0.0 <= value <= 1.0, f"{name} must be in [0, 1], got {value}")
-        _check(p, self.n_examples >= 1, f"n_examples must be >= 1, got {self.n_examples}")
-        _check(p, self.example_pool >= self.n_examples,
+            check(p, 0.0 <= value <= 1.0, f"{name} must be in [0, 1], got {value}")
+        check(p, self.n_examples >= 1, f"n_examples must be >= 1, got {self.n_examples}")
+        check(p, self.example_pool >= self.n_examples,
                f"example_pool ({self.example_pool}) must be >= n_examples ({self.n_examples})")
-        _raise("ConditionConfig", p)
+        raise_problems("ConditionConfig", p)
 
 
 @dataclass
@@ -97,17 +87,17 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         p: list[str] = []
-        _check(p, self.representation in ("subspace", "canonical"),
+        check(p, self.representation in ("subspace", "canonical"),
                f"representation must be 'subspace' or 'canonical', got {self.representation!r}")
-        _check(p, self.decoder in ("additive", "joint"), f"decoder must be 'additive' or 'joint', got {self.decoder!r}")
-        _check(p, self.subspace_rank >= 1, f"subspace_rank must be >= 1, got {self.subspace_rank}")
-        _check(p, self.d_model > 0 and self.d_model % max(self.n_heads, 1) == 0,
+        check(p, self.decoder in ("additive", "joint"), f"decoder must be 'additive' or 'joint', got {self.decoder!r}")
+        check(p, self.subspace_rank >= 1, f"subspace_rank must be >= 1, got {self.subspace_rank}")
+        check(p, self.d_model > 0 and self.d_model % max(self.n_heads, 1) == 0,
                f"d_model ({self.d_model}) must be positive and divisible by n_heads ({self.n_heads})")
-        _check(p, self.latent_dim >= 1, f"latent_dim must be >= 1, got {self.latent_dim}")
-        _check(p, self.n_layers >= 1, f"n_layers must be >= 1, got {self.n_layers}")
-        _check(p, self.enc_layers >= 1, f"enc_layers must be >= 1, got {self.enc_layers}")
-        _check(p, 0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
-        _raise("ModelConfig", p)
+        check(p, self.latent_dim >= 1, f"latent_dim must be >= 1, got {self.latent_dim}")
+        check(p, self.n_layers >= 1, f"n_layers must be >= 1, got {self.n_layers}")
+        check(p, self.enc_layers >= 1, f"enc_layers must be >= 1, got {self.enc_layers}")
+        check(p, 0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
+        raise_problems("ModelConfig", p)
 
 
 @dataclass
@@ -145,16 +135,16 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         p: list[str] = []
-        _check(p, self.lr > 0, f"lr must be positive, got {self.lr}")
-        _check(p, self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
-        _check(p, self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
-        _check(p, self.kl_weight >= 0, f"kl_weight must be >= 0, got {self.kl_weight}")
-        _check(p, self.kl_anneal_steps >= 0, f"kl_anneal_steps must be >= 0, got {self.kl_anneal_steps}")
-        _check(p, self.free_bits >= 0, f"free_bits must be >= 0, got {self.free_bits}")
-        _check(p, self.mean_weight >= 0, f"mean_weight must be >= 0, got {self.mean_weight}")
-        _check(p, self.checkpoint_weight >= 0, f"checkpoint_weight must be >= 0, got {self.checkpoint_weight}")
-        _check(p, 0.0 <= self.val_fraction < 1.0, f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        _raise("TrainConfig", p)
+        check(p, self.lr > 0, f"lr must be positive, got {self.lr}")
+        check(p, self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        check(p, self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        check(p, self.kl_weight >= 0, f"kl_weight must be >= 0, got {self.kl_weight}")
+        check(p, self.kl_anneal_steps >= 0, f"kl_anneal_steps must be >= 0, got {self.kl_anneal_steps}")
+        check(p, self.free_bits >= 0, f"free_bits must be >= 0, got {self.free_bits}")
+        check(p, self.mean_weight >= 0, f"mean_weight must be >= 0, got {self.mean_weight}")
+        check(p, self.checkpoint_weight >= 0, f"checkpoint_weight must be >= 0, got {self.checkpoint_weight}")
+        check(p, 0.0 <= self.val_fraction < 1.0, f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        raise_problems("TrainConfig", p)
 
     def beta(self, step: int) -> float:
         """The KL weight at optimisation step `step` (linear warm-up)."""

@@ -12,13 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-
-from bank.config import SectionedConfig
-
-
-def _check(problems: list[str], ok: bool, message: str) -> None:
-    if not ok:
-        problems.append(message)
+from bank.config import SectionedConfig, check, raise_problems
 
 
 @dataclass
@@ -57,15 +51,14 @@ class ABMLLConfig:
     def __post_init__(self) -> None:
         self.target_modules = tuple(self.target_modules)
         p: list[str] = []
-        _check(p, isinstance(self.r, int) and self.r >= 1, f"r must be a positive integer, got {self.r!r}")
-        _check(p, self.lora_alpha > 0, f"lora_alpha must be > 0, got {self.lora_alpha}")
-        _check(p, len(self.target_modules) > 0, "target_modules is empty; name at least one layer, e.g. ('query',)")
+        check(p, isinstance(self.r, int) and self.r >= 1, f"r must be a positive integer, got {self.r!r}")
+        check(p, self.lora_alpha > 0, f"lora_alpha must be > 0, got {self.lora_alpha}")
+        check(p, len(self.target_modules) > 0, "target_modules is empty; name at least one layer, e.g. ('query',)")
         for name in ("scale_floor", "prior_scale_init", "posterior_scale_init", "hyper_loc_scale", "hyper_rho_scale"):
-            _check(p, getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")
+            check(p, getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("embed_dim", "hidden_dim", "code_dim"):
-            _check(p, int(getattr(self, name)) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
-        if p:
-            raise ValueError("invalid ABMLLConfig: " + "; ".join(p))
+            check(p, int(getattr(self, name)) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        raise_problems("ABMLLConfig", p)
 
     @property
     def scaling(self) -> float:
@@ -115,15 +108,14 @@ class TrainConfig:
     def __post_init__(self) -> None:
         p: list[str] = []
         for name in ("beta", "gamma"):
-            _check(p, getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+            check(p, getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("lr", "inner_lr", "warm_start_lr", "mean_lr_scale"):
-            _check(p, getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")
+            check(p, getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("steps", "tasks_per_batch", "examples_per_task", "num_particles", "log_every"):
-            _check(p, int(getattr(self, name)) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+            check(p, int(getattr(self, name)) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("inner_steps", "warm_start_steps"):
-            _check(p, int(getattr(self, name)) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
-        if p:
-            raise ValueError("invalid TrainConfig: " + "; ".join(p))
+            check(p, int(getattr(self, name)) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        raise_problems("TrainConfig", p)
 
 
 @dataclass
@@ -144,12 +136,11 @@ class GenerateConfig:
 
     def __post_init__(self) -> None:
         p: list[str] = []
-        _check(p, self.n_samples >= 1, f"n_samples must be >= 1, got {self.n_samples}")
-        _check(p, self.refine_steps >= 0, f"refine_steps must be >= 0, got {self.refine_steps}")
-        _check(p, self.refine_lr > 0, f"refine_lr must be > 0, got {self.refine_lr}")
-        _check(p, self.beta >= 0, f"beta must be >= 0, got {self.beta}")
-        if p:
-            raise ValueError("invalid GenerateConfig: " + "; ".join(p))
+        check(p, self.n_samples >= 1, f"n_samples must be >= 1, got {self.n_samples}")
+        check(p, self.refine_steps >= 0, f"refine_steps must be >= 0, got {self.refine_steps}")
+        check(p, self.refine_lr > 0, f"refine_lr must be > 0, got {self.refine_lr}")
+        check(p, self.beta >= 0, f"beta must be >= 0, got {self.beta}")
+        raise_problems("GenerateConfig", p)
 
 
 @dataclass
