@@ -4,7 +4,7 @@ Layout: <out>/<task name, "/" -> "__">/{final,ckpt-<step>}/ (PEFT dirs) and <out
 JSON plus, once trained, test_accuracy, base_accuracy, steps, seconds). Resumable: finished tasks are skipped.
 Runs on one torch thread so the shared machine stays usable.
 
-    PYTHONPATH=. python scripts/build_oracle_cache.py --out /work/cache/oracles
+    PYTHONPATH=. python bench/build_oracle_cache.py --out /work/cache/oracles
 """
 
 from __future__ import annotations
