@@ -9,6 +9,9 @@ decoder. Timed side by side, on the same weights:
   worth the name, i.e. the memory-bandwidth floor of any in-place merge;
 - dense add: `w.add_(d)` with a precomputed full-size delta `d` (what a merge that materialises ΔW does at
   best: reads W and ΔW, writes W). Reported for reference.
+- compute floor: a merge must also do r multiply-adds per weight (2·r·N flops); at the device's measured
+  dense-matmul peak (a square fp32/bf16 matmul timed in the same run) that gives a second floor. Whichever
+  floor is higher bounds any merge; on a 2-core CPU at r=16 it is the compute one.
 
 Outputs are checked: the logits of the loragen-merged and PEFT-merged models must agree.
 
@@ -77,6 +80,14 @@ def timed(fn, device: torch.device) -> float:
     return time.perf_counter() - t0
 
 
+def matmul_peak_flops(device: torch.device, dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+    """The device's dense-matmul throughput (flop/s): the best of a few square n×n matmuls."""
+    x = torch.randn(n, n, device=device, dtype=dtype)
+    y = torch.randn(n, n, device=device, dtype=dtype)
+    x @ y  # warm-up (library init, clocks)
+    return 2 * n**3 / min(timed(lambda: x @ y, device) for _ in range(repeats))
+
+
 def targeted_weights(model: torch.nn.Module) -> list[torch.Tensor]:
     return [m.weight for n, m in model.named_modules() if n.rsplit(".", 1)[-1] in TARGETS]
 
@@ -141,6 +152,9 @@ def run(args: argparse.Namespace) -> dict:
 
     max_diff = (ours_logits - peft_logits).abs().max().item()
     t_floor, t_dense, t_ours, t_peft = (statistics.median(x) for x in (floor, dense, ours, peft))
+    peak = matmul_peak_flops(device, dtype)
+    n_weights = sum(w.numel() for w in weights)
+    t_compute = 2 * args.rank * n_weights / peak
     result = {
         "machine": platform.processor() or platform.machine(),
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
@@ -157,6 +171,11 @@ def run(args: argparse.Namespace) -> dict:
         "loragen_gb_per_s": 2 * nbytes / t_ours / 1e9,
         "floor_gb_per_s": 2 * nbytes / t_floor / 1e9,
         "fraction_of_dense_add_time": t_dense / t_ours,
+        "matmul_peak_gflops": peak / 1e9,
+        "compute_floor_seconds": t_compute,
+        "fraction_of_compute_floor": t_compute / t_ours,
+        "bound_by": "compute" if t_compute > t_floor else "memory",
+        "best_possible_fraction_of_floor_bandwidth": min(1.0, t_floor / t_compute),
         "max_abs_logit_diff_vs_peft": max_diff,
         "max_abs_logit_change_from_base": (ours_logits - base_logits).abs().max().item(),
     }

@@ -32,19 +32,33 @@ CombineMethod = Literal["linear", "svd", "ties"]
 _BLOCK_ELEMENTS = 1 << 22
 
 
+@dataclass(frozen=True)
+class LowRankUpdate:
+    """ΔW = alpha · b @ a for one module, with the factors in fp32 on the weight's device.
+
+    A single adapter's factors are used as they are when already fp32 (its scaling goes into `alpha`), so a merge
+    copies nothing; several adapters are concatenated along the rank axis with their scalings folded into `b`.
+    """
+
+    b: torch.Tensor
+    a: torch.Tensor
+    alpha: float = 1.0
+
+
 @dataclass
 class MergeHandle:
     """What `merge` did, so that `unmerge` can undo it exactly.
 
     Attributes:
         model: the model that was modified.
-        factors: module -> (B', A') with the weights and scalings folded into B', on the layer's device.
+        factors: module -> the low-rank update that was added, on the layer's device (it may share storage
+            with the merged adapter's factors: do not modify an adapter in place while it is merged).
         originals: module -> original weight copy, kept for low-precision weights where subtracting again
             would not restore the bits exactly.
     """
 
     model: nn.Module
-    factors: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    factors: dict[str, LowRankUpdate]
     originals: dict[str, torch.Tensor] = field(default_factory=dict)
     merged: bool = True
 
@@ -54,12 +68,12 @@ class MergeHandle:
             raise RuntimeError("these adapters were already unmerged; unmerging twice would corrupt the weights.")
         weights = dict(self.model.named_modules())
         with torch.no_grad():
-            for name, (b, a) in self.factors.items():
+            for name, update in self.factors.items():
                 weight = weights[name].weight
                 if name in self.originals:
                     weight.copy_(self.originals[name])
                 else:
-                    _add_low_rank(weight, b, a, _is_transposed(weights[name]), alpha=-1.0)
+                    _add_low_rank(weight, update, _is_transposed(weights[name]), sign=-1.0)
         self.originals.clear()
         self.merged = False
 
@@ -108,12 +122,12 @@ def merge(
     factors = fused_factors(adapters, weights, devices={m: w.device for m, (w, _) in layers.items()})
     handle = MergeHandle(model=model, factors=factors)
     with torch.no_grad():
-        for name, (b, a) in factors.items():
+        for name, update in factors.items():
             weight, transposed = layers[name]
             keep = keep_original if keep_original is not None else weight.dtype not in (torch.float32, torch.float64)
             if keep:
                 handle.originals[name] = weight.detach().clone()
-            _add_low_rank(weight, b, a, transposed)
+            _add_low_rank(weight, update, transposed)
     return handle
 
 
@@ -131,25 +145,33 @@ def fused_factors(
     adapters: Sequence[LoraAdapter],
     weights: Sequence[float],
     devices: dict[str, torch.device] | None = None,
-) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Per module, (B', A') in fp32 with B' = [w_1 s_1 B_1 | w_2 s_2 B_2 | ...] and A' = [A_1; A_2; ...].
+) -> dict[str, LowRankUpdate]:
+    """Per module, one update with B' = [w_1 s_1 B_1 | w_2 s_2 B_2 | ...] and A' = [A_1; A_2; ...] in fp32.
 
-    B' @ A' equals the weighted sum of the adapters' ΔW, so one matmul applies them all.
+    B' @ A' equals the weighted sum of the adapters' ΔW, so one matmul applies them all. A module that only one
+    adapter targets keeps that adapter's factors (no copy when already fp32) with w·s as the update's alpha.
     """
-    parts: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
+    parts: dict[str, list[tuple[torch.Tensor, torch.Tensor, float]]] = {}
     for adapter, w in zip(adapters, weights):
         factor = w * adapter.scaling
         for m, a, b in adapter.items():
             device = devices[m] if devices else a.device
-            bs, as_ = parts.setdefault(m, ([], []))
-            bs.append(b.to(device=device, dtype=torch.float32) * factor)
-            as_.append(a.to(device=device, dtype=torch.float32))
-    return {m: (torch.cat(bs, dim=1), torch.cat(as_, dim=0)) for m, (bs, as_) in parts.items()}
+            fp32 = dict(device=device, dtype=torch.float32)
+            parts.setdefault(m, []).append((b.to(**fp32), a.to(**fp32), factor))
+    fused = {}
+    for m, ps in parts.items():
+        if len(ps) == 1:
+            fused[m] = LowRankUpdate(*ps[0])
+        else:
+            b = torch.cat([b * factor for b, _, factor in ps], dim=1)
+            fused[m] = LowRankUpdate(b, torch.cat([a for _, a, _ in ps], dim=0))
+    return fused
 
 
-def _add_low_rank(weight: torch.Tensor, b: torch.Tensor, a: torch.Tensor, transposed: bool, alpha: float = 1.0):
-    """weight += alpha · b @ a (or its transpose for (in, out) weights), accumulating in fp32."""
-    w = weight.data
+def _add_low_rank(weight: torch.Tensor, update: LowRankUpdate, transposed: bool, sign: float = 1.0) -> None:
+    """weight += sign · alpha · b @ a (or its transpose for (in, out) weights), accumulating in fp32."""
+    w, alpha = weight.data, sign * update.alpha
+    b, a = update.b, update.a
     left, right = (a.T, b.T) if transposed else (b, a)  # w is (rows, cols) = left @ right
     if w.dtype in (torch.float32, torch.float64):
         w.addmm_(left.to(w.dtype), right.to(w.dtype), alpha=alpha)
@@ -190,7 +212,7 @@ def combine(
             if shapes.setdefault(m, shape) != shape:
                 raise AdapterShapeError(f"{m}: adapters disagree on its shape ({shapes[m]} vs {shape}).")
     padded = [_pad_modules(a, shapes) for a in adapters]
-    fused = fused_factors(padded, weights)
+    fused = {m: (u.b * u.alpha, u.a) for m, u in fused_factors(padded, weights).items()}
     k = rank or max(a.r for a in adapters)
     first = adapters[0]
     meta = {"combined_from": [a.metadata.get("id") for a in adapters], "combine_method": method, "weights": weights}
