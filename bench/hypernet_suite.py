@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from bank.suite import few_shot_examples
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -44,21 +46,6 @@ def _train(source, args) -> Path:
     )
     print(f"trained {trainer.global_step} steps -> {path}")
     return path
-
-
-def _examples(task, seed: int = 0) -> tuple[tuple[str, int], ...]:
-    """N_EXAMPLES training examples with every label present (stratified round-robin)."""
-    from bank.suite import task_data
-
-    train = list(task_data(task).train)
-    random.Random(seed).shuffle(train)
-    by_label = {k: [e for e in train if e[1] == k] for k in range(len(task.labels))}
-    out, i = [], 0
-    while len(out) < N_EXAMPLES:
-        pool = by_label[i % len(task.labels)]
-        out.append(pool[len([e for e in out if e[1] == i % len(task.labels)])])
-        i += 1
-    return tuple(out)
 
 
 class _Evaluator:
@@ -112,7 +99,7 @@ class _Evaluator:
                     "cvae+labels": lambda: self._cvae(task, text, labels=task.labels),
                 }
                 if split != "heldout_paraphrase":  # examples and baselines do not depend on the wording
-                    methods["cvae+8examples"] = lambda: self._cvae(task, text, examples=_examples(task))
+                    methods["cvae+8examples"] = lambda: self._cvae(task, text, examples=few_shot_examples(task, N_EXAMPLES))
                     methods["retrieval"] = lambda: self._retrieve(task, text)
                     methods["mean"] = lambda: self.mean
                 for name, make in methods.items():

@@ -73,6 +73,11 @@ class ModelConfig:
         decoder: "additive" (the adapter is a sum of one decoding per class slot, each seeing its slot and the
             global token: held-out combinations compose from seen classes) or "joint" (module tokens attend
             to all slots at once).
+        readout: add the closed-form additive ridge readout (hypernet.readout) to the decoder: it gives the mean
+            adapter, fitted exactly on the bank; the transformer then models what it leaves.
+        readout_rank: K, width of the readout's output basis (capped by the number of training adapters).
+        readout_ridge: ridge strength of the readout, relative to the mean feature energy.
+        readout_draws: labelled-example subsets drawn per training wording when fitting the examples patterns.
     """
 
     d_model: int = 128
@@ -84,12 +89,19 @@ class ModelConfig:
     representation: str = "subspace"
     subspace_rank: int = 16
     decoder: str = "additive"
+    readout: bool = True
+    readout_rank: int = 256
+    readout_ridge: float = 0.1
+    readout_draws: int = 2
 
     def __post_init__(self) -> None:
         p: list[str] = []
         check(p, self.representation in ("subspace", "canonical"),
                f"representation must be 'subspace' or 'canonical', got {self.representation!r}")
         check(p, self.decoder in ("additive", "joint"), f"decoder must be 'additive' or 'joint', got {self.decoder!r}")
+        check(p, self.readout_rank >= 1, f"readout_rank must be >= 1, got {self.readout_rank}")
+        check(p, self.readout_ridge > 0, f"readout_ridge must be > 0, got {self.readout_ridge}")
+        check(p, self.readout_draws >= 1, f"readout_draws must be >= 1, got {self.readout_draws}")
         check(p, self.subspace_rank >= 1, f"subspace_rank must be >= 1, got {self.subspace_rank}")
         check(p, self.d_model > 0 and self.d_model % max(self.n_heads, 1) == 0,
                f"d_model ({self.d_model}) must be positive and divisible by n_heads ({self.n_heads})")

@@ -186,18 +186,38 @@ class HypernetDataset(Dataset):
         if not self.train:
             return self.tokens[i], self.weights[i], entry.wordings[0]
         base = entry.wordings[rng.randrange(len(entry.wordings))]
-        slots, present = base.slots.clone(), base.present.clone()
-        if rng.random() < self.cc.p_labels:
-            n = entry.labels.shape[0]
-            slots[:n, LABEL], present[:n, LABEL] = entry.labels, True
+        labels = rng.random() < self.cc.p_labels
+        ys = None
         if entry.example_ys.numel() and rng.random() < self.cc.p_examples:
-            pick = rng.sample(range(entry.example_ys.numel()), min(self.cc.n_examples, entry.example_ys.numel()))
-            ex, ys = entry.example_vecs[pick], entry.example_ys[pick]
-            for k in range(base.n_slots):
-                if (ys == k).any():
-                    slots[k, EXAMPLES], present[k, EXAMPLES] = ex[ys == k].mean(0), True
-        glob = base.glob if rng.random() >= self.cc.p_drop_global else torch.zeros_like(base.glob)
-        return self.tokens[i], self.weights[i], RawCondition(slots, present, base.n_slots, glob)
+            ys = _example_subset(entry, self.cc.n_examples, rng)
+        cond = _with_channels(entry, base, labels=labels, examples=ys)
+        if rng.random() < self.cc.p_drop_global:
+            cond.glob = torch.zeros_like(base.glob)
+        return self.tokens[i], self.weights[i], cond
+
+
+def _example_subset(entry: _TaskEntry, n: int, rng: random.Random) -> torch.Tensor:
+    """The pool's labels with all but a random `n` of them set to -1 (unused)."""
+    pick = rng.sample(range(entry.example_ys.numel()), min(n, entry.example_ys.numel()))
+    ys = torch.full_like(entry.example_ys, -1)
+    ys[pick] = entry.example_ys[pick]
+    return ys
+
+
+def _with_channels(entry: _TaskEntry, wording: RawCondition, labels: bool,
+                   examples: torch.Tensor | None) -> RawCondition:
+    """`wording` with the task's label names (if `labels`) and the mean embedding per label of the pool examples
+    whose entry in `examples` (labels aligned with the pool, -1 = unused) is that label."""
+    slots, present = wording.slots.clone(), wording.present.clone()
+    n = entry.labels.shape[0]
+    if labels:
+        slots[:n, LABEL], present[:n, LABEL] = entry.labels, True
+    if examples is not None:
+        for k in range(n):
+            mask = examples == k
+            if mask.any():
+                slots[k, EXAMPLES], present[k, EXAMPLES] = entry.example_vecs[mask].mean(0), True
+    return RawCondition(slots, present, wording.n_slots, wording.glob)
 
 
 def collate(items) -> dict[str, torch.Tensor | dict[str, torch.Tensor]]:
@@ -238,7 +258,7 @@ class HypernetDataModule(L.LightningDataModule):
         rng = random.Random(tc.seed)
         val_names = set(t.name for t in rng.sample(tasks, int(len(tasks) * tc.val_fraction)))
         entries = self._entries(tasks)
-        train, val = ([], [], []), ([], [], [])
+        train, val = ([], [], [], []), ([], [], [], [])
         for ti, task in enumerate(tqdm(tasks, desc="canonical tokens", disable=len(tasks) < 20)):
             for adapter, kind in self.source.adapters(task.name):
                 if kind != "final" and not tc.use_checkpoints:
@@ -249,9 +269,11 @@ class HypernetDataModule(L.LightningDataModule):
                 into[0].append(self.layout.to_tokens(adapter))
                 into[1].append(1.0 if kind == "final" else tc.checkpoint_weight)
                 into[2].append(ti)
+                into[3].append(kind == "final")
         if not train[0]:
             raise ValueError("no training adapters found: the bank has no final/checkpoint adapters for in-bank tasks")
         self.entries = entries
+        self.train_finals = [i for i, final in enumerate(train[3]) if final]
         self.train_set = HypernetDataset(torch.stack(train[0]), torch.tensor(train[1]), train[2], entries,
                                          self.config, tc.seed)
         if val[0]:
@@ -292,15 +314,35 @@ class HypernetDataModule(L.LightningDataModule):
         conds = []
         for entry in self.entries:
             for w in entry.wordings:
-                slots, present = w.slots.clone(), w.present.clone()
-                n = entry.labels.shape[0]
-                slots[:n, LABEL], present[:n, LABEL] = entry.labels, True
-                for k in range(n):
-                    mask = entry.example_ys == k
-                    if mask.any():
-                        slots[k, EXAMPLES], present[k, EXAMPLES] = entry.example_vecs[mask].mean(0), True
-                conds.append(RawCondition(slots, present, w.n_slots, w.glob))
+                conds.append(_with_channels(entry, w, labels=True, examples=entry.example_ys))
         return collate_conditions(conds)
+
+    def readout_sample(self) -> dict[int, tuple[dict[str, torch.Tensor], torch.Tensor]]:
+        """Per condition pattern (hypernet.readout.PATTERNS), the conditions to fit the readout on and the index of
+        each one's adapter in `train_set.tokens`: every final adapter with every training wording, with label
+        names per the pattern, and with `readout_draws` random subsets of `n_examples` examples for the example
+        patterns (what a request with examples looks like)."""
+        from hypernet.readout import PATTERNS
+
+        assert self.train_set is not None, "call setup() first"
+        cc, mc = self.config.condition, self.config.model
+        out = {}
+        for p, channels in enumerate(PATTERNS):
+            rng = random.Random(f"{self.config.train.seed}-readout-{p}")
+            with_examples = EXAMPLES in channels
+            conds, index = [], []
+            for i in self.train_finals:
+                entry = self.entries[self.train_set.task_ids[i]]
+                if with_examples and not entry.example_ys.numel():
+                    continue
+                for w in entry.wordings:
+                    for _ in range(mc.readout_draws if with_examples else 1):
+                        ys = _example_subset(entry, cc.n_examples, rng) if with_examples else None
+                        conds.append(_with_channels(entry, w, labels=LABEL in channels, examples=ys))
+                        index.append(i)
+            if conds:
+                out[p] = (collate_conditions(conds), torch.as_tensor(index))
+        return out
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None, "call setup() first"

@@ -11,7 +11,9 @@ model stays small:
              to the condition tokens (hypernet.condition) -> shared head -> normalised module tokens
 
 Tokens are normalised with a per-coordinate mean and a per-module scale fitted on the training adapters and kept
-as buffers (so they travel in the checkpoint).
+as buffers (so they travel in the checkpoint). With `model.readout` (the default) the decoder's output is added to
+a closed-form additive ridge readout of the condition (hypernet.readout), fitted on the bank before training: the
+readout carries the mean adapter, the transformer learns the residual.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from torch import nn
 from hypernet.condition import ConditionEncoder
 from hypernet.config import HypernetConfig
 from hypernet.layout import AdapterLayout
+from hypernet.readout import RidgeReadout
 from hypernet.space import WeightSpace
 
 
@@ -62,8 +65,12 @@ class CVAE(nn.Module):
         self.decoder = nn.TransformerDecoder(dec_layer, mc.n_layers)
         self.out_norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, t)
-        nn.init.zeros_(self.head.weight)  # start at the mean adapter
+        nn.init.zeros_(self.head.weight)  # start at the mean adapter (or at the readout)
         nn.init.zeros_(self.head.bias)
+        self.readout = None
+        if mc.readout:
+            n_valid = int(self.token_mask.sum())
+            self.readout = RidgeReadout(cc.max_slots, cc.text_dim, n_valid, mc.readout_rank, mc.readout_ridge)
 
     @property
     def token_mask(self) -> torch.Tensor:
@@ -83,6 +90,23 @@ class CVAE(nn.Module):
         scale = (centred.pow(2).sum(-1, keepdim=True).mean(0) / counts).sqrt().clamp_min(1e-8)
         self.token_mean.copy_(mean)
         self.token_scale.copy_(scale)
+
+    @torch.no_grad()
+    def fit_readout(self, canon: torch.Tensor, samples: dict[int, tuple[dict[str, torch.Tensor], torch.Tensor]]):
+        """Fit the readout (after `fit_normalisation`) on (N, M, T) canonical training tokens; `samples` maps a
+        condition pattern to (condition batch, index of each item's adapter in `canon`)."""
+        if self.readout is not None:
+            targets = self.normalise(self.space.encode(canon))[:, self.token_mask]  # (N, T_valid)
+            self.readout.fit(targets, samples)
+
+    def readout_tokens(self, cond_batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """The readout's normalised tokens (B, M, dim), or None without a readout."""
+        if self.readout is None:
+            return None
+        flat = self.readout(cond_batch)
+        out = flat.new_zeros(flat.shape[0], *self.token_mask.shape)
+        out[:, self.token_mask] = flat
+        return out
 
     def normalise(self, tokens: torch.Tensor) -> torch.Tensor:
         return (tokens - self.token_mean) / self.token_scale * self.token_mask
@@ -137,11 +161,14 @@ class CVAE(nn.Module):
         n_samples=1 returns)."""
         cond, cond_pad = self.condition(cond_batch)
         x = self.normalise(self.space.encode(tokens))
+        base = self.readout_tokens(cond_batch)
         z_loc, z_scale = self.encode(x, cond, cond_pad)
         z = z_loc + z_scale * torch.randn_like(z_loc)
-        out = {"target": x, "recon": self.decode(z, cond, cond_pad), "z_loc": z_loc, "z_scale": z_scale}
+        recon = self.decode(z, cond, cond_pad)
+        out = {"target": x, "recon": recon if base is None else base + recon, "z_loc": z_loc, "z_scale": z_scale}
         if with_mean:
-            out["mean"] = self.decode(torch.zeros_like(z), cond, cond_pad)
+            mean = self.decode(torch.zeros_like(z), cond, cond_pad)
+            out["mean"] = mean if base is None else base + mean
         return out
 
     @torch.no_grad()
@@ -158,6 +185,9 @@ class CVAE(nn.Module):
         cond = cond.repeat_interleave(n_samples, 0)
         cond_pad = cond_pad.repeat_interleave(n_samples, 0)
         out = self.decode(z.reshape(b * n_samples, -1), cond, cond_pad)
+        base = self.readout_tokens(cond_batch)
+        if base is not None:
+            out = out + base.repeat_interleave(n_samples, 0)
         return self.denormalise(out).reshape(b, n_samples, *out.shape[1:])
 
 

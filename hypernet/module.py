@@ -4,7 +4,7 @@ Loss = masked MSE of normalised module tokens (weighted per item: trajectory che
 annealed linearly (TrainConfig.beta), + λ·MSE of the decoding at z = 0. The last term exists because generation
 with n_samples=1 decodes the prior mean: measured on a synthetic bank, without it the decoder learned to read the
 task from z (KL ≈ 18 nats at β = 1e-3) and z = 0 gave relative ΔW errors above 1 even on training tasks.
-Normalisation and whitening statistics are fitted from the DataModule's training set in `setup`, before the first
+Normalisation, whitening and the closed-form readout are fitted from the DataModule's training set in `setup`, before the first
 step, identically on every rank (the data are deterministic).
 """
 
@@ -37,12 +37,16 @@ class HypernetModule(L.LightningModule):
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if stage == "fit" and dm is not None and not self._fitted:
             dm.setup(stage)
-            self.fit_statistics(dm.train_set.tokens, dm.whitening_sample())
+            self.fit_statistics(dm.train_set.tokens, dm.whitening_sample(), dm.readout_sample())
 
-    def fit_statistics(self, tokens: torch.Tensor, whitening: dict[str, torch.Tensor]) -> None:
-        """Fit token normalisation on (N, M, T) training tokens and the condition whiteners on a full sample."""
+    def fit_statistics(self, tokens: torch.Tensor, whitening: dict[str, torch.Tensor],
+                       readout: dict[int, tuple[dict[str, torch.Tensor], torch.Tensor]] | None = None) -> None:
+        """Fit token normalisation on (N, M, T) training tokens, the condition whiteners on a full sample, and the
+        readout (when the model has one) on `readout` (see `HypernetDataModule.readout_sample`)."""
         self.model.fit_normalisation(tokens)
         self.model.condition.fit_whitening(whitening["slots"], whitening["present"], whitening["glob"])
+        if readout is not None:
+            self.model.fit_readout(tokens, readout)
         self._fitted = True
 
     def _loss(self, batch: dict, stage: str) -> torch.Tensor:

@@ -76,7 +76,8 @@ def make_batch(tasks: Sequence[MetaTask], n_examples: int, rng: random.Random, w
                      [t.num_labels for t in tasks])
 
 
-def warm_start(guide: ABMLLGuide, tasks: Sequence[MetaTask], config: TrainConfig) -> list[float]:
+def warm_start(guide: ABMLLGuide, tasks: Sequence[MetaTask], config: TrainConfig,
+               progress: bool = True) -> list[float]:
     """Regress the amortized posterior mean onto known task adapters (empirical-Bayes start for SVI).
 
     The global mean θ̂_loc moves to the adapters' mean, the prior scale to their per-entry spread (method of
@@ -104,13 +105,13 @@ def warm_start(guide: ABMLLGuide, tasks: Sequence[MetaTask], config: TrainConfig
     opt = torch.optim.Adam(params, lr=config.warm_start_lr)
     norm = target.var(0).sum().clamp_min(1e-12)  # the MSE relative to predicting the mean adapter
     losses = []
-    for _ in tqdm(range(config.warm_start_steps), desc="warm start", leave=False):
+    for _ in tqdm(range(config.warm_start_steps), desc="warm start", leave=False, disable=not progress):
         loc, _ = guide.posterior(emb)
         loss = ((loc - target) ** 2).sum(-1).mean() / norm
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     return losses
 
 
@@ -139,7 +140,7 @@ def train(model: ABMLLModel, guide: ABMLLGuide, tasks: Sequence[MetaTask], confi
     guide.inner_steps, guide.inner_lr = config.inner_steps, config.inner_lr
     start = time.perf_counter()
     guide.fit_standardisation(torch.cat([t.wordings() for t in tasks]))
-    history = {"warm_start_mse": warm_start(guide, tasks, config), "elbo": []}
+    history = {"warm_start_mse": warm_start(guide, tasks, config, progress), "elbo": []}
     def per_param(module_name: str, param_name: str) -> dict:
         name = param_name.split("$$$")[-1]  # pyro.module names parameters "<module>$$$<name>"
         is_mean = name == "theta_loc" or name.startswith(("encoder.", "loc_head."))

@@ -1,4 +1,5 @@
-"""`loragen eval`: score base / oracle / mean / multi-task / retrieval adapters on the suite's evaluation splits."""
+"""`loragen eval`: score base / oracle / mean / multi-task / retrieval adapters, and trained generators (CVAE, ABMLL),
+on the suite's evaluation splits."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 EPILOG = """examples:
   loragen eval --bank ./bank.duckdb
   loragen eval --split in_bank --split heldout_task --max-examples 128 --json bench/results/eval.json
+  loragen eval --method cvae=runs/hypernet --method abmll=runs/meta --condition description --condition examples
 """
 
 
@@ -25,6 +27,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    default=None, help="evaluation split (repeatable; default: all three)")
     p.add_argument("--baseline", action="append", choices=["base", "oracle", "mean", "multitask", "retrieval"],
                    default=None, help="baseline to include (repeatable; default: all)")
+    p.add_argument("--method", action="append", default=None, metavar="NAME[=CHECKPOINT]",
+                   help="a trained generator to score too: cvae or abmll, optionally with its checkpoint directory "
+                   "(default: the training command's location); repeatable")
+    p.add_argument("--condition", action="append", choices=["description", "labels", "examples"], default=None,
+                   help="what each --method gets besides the description: nothing, the label names, or 8 labelled "
+                   "training examples (repeatable; default: all three, one row each)")
     p.add_argument("--max-examples", type=int, default=64, help="test examples per task (default 64)")
     p.add_argument("--max-tasks", type=int, default=None, help="at most N tasks per split (fixed random sample)")
     p.add_argument("--multitask-steps", type=int, default=300, help="training steps of the multi-task LoRA")
@@ -39,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from bank.store import Bank
-    from bank.suite.evaluate import BASELINES, evaluate
+    from bank.suite import SuiteClassifier
+    from bank.suite.evaluate import BASELINES, CONDITIONS, evaluate
     from bank.suite.tasks import EVAL_SPLITS
     from bank.suite.train import TrainConfig
 
@@ -49,9 +58,35 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(steps=steps, min_steps=steps, batch_size=32, stop_loss=0.0,
                          num_checkpoints=min(3, steps - 1))
     with Bank.open(args.bank) as bank:
-        report = evaluate(bank, splits=args.split or EVAL_SPLITS, baselines=args.baseline or BASELINES,
-                          max_examples=args.max_examples, max_tasks=args.max_tasks,
-                          multitask_config=config, progress=not args.no_progress)
+        classifier = SuiteClassifier()
+        methods = _generators(args.method or [], bank, classifier)
+        report = evaluate(bank, methods, splits=args.split or EVAL_SPLITS, baselines=args.baseline or BASELINES,
+                          max_examples=args.max_examples, max_tasks=args.max_tasks, classifier=classifier,
+                          multitask_config=config, progress=not args.no_progress,
+                          conditions=args.condition or CONDITIONS)
     print(report.table())
     print(f"JSON: {report.save_json(args.json)}\nchart: {report.plot(args.plot)}")
     return 0
+
+
+def _generators(specs: list[str], bank, classifier) -> dict:
+    """`NAME[=CHECKPOINT]` strings -> generators, through the service's method registry.
+
+    Raises:
+        CheckpointError: an unknown method, or one whose checkpoint cannot be loaded (with the command that makes
+            it); the CLI prints it as one line.
+    """
+    from api.generators import REGISTRY, GeneratorContext, build_generators
+    from bank.errors import CheckpointError
+
+    contexts, names = {}, []
+    for spec in specs:
+        name, _, path = spec.partition("=")
+        if name not in REGISTRY or name == "retrieve":
+            raise CheckpointError(f"--method {name!r}: use one of cvae, abmll (retrieval is a baseline already)")
+        contexts[name] = GeneratorContext(bank, checkpoint=Path(path) if path else None, classifier=lambda: classifier)
+        names.append(name)
+    ready, unavailable = build_generators(tuple(names), contexts)
+    if unavailable:
+        raise CheckpointError("; ".join(f"--method {m}: {why}" for m, why in unavailable.items()))
+    return ready

@@ -102,3 +102,12 @@ def task_data(spec: TaskRecord, n_train: int | None = None, n_val: int | None = 
         rng.shuffle(examples)
         splits.append(examples)
     return TaskData(*splits)
+
+
+def few_shot_examples(spec: TaskRecord, n: int = 8, seed: int = 0) -> tuple[tuple[str, int], ...]:
+    """`n` labelled examples from a suite task's *training* split, labels taken round-robin so every label appears
+    (what a user who gives "a few examples" gives; never test data)."""
+    train = list(task_data(spec).train)
+    random.Random(seed).shuffle(train)
+    by_label = {k: [e for e in train if e[1] == k] for k in range(len(spec.labels))}
+    return tuple(by_label[i % len(by_label)][i // len(by_label)] for i in range(n))

@@ -7,7 +7,9 @@ Methods compared (all scored with the same `SuiteClassifier` on each task's test
     multitask   one LoRA trained on the pooled data of all in-bank tasks (it cannot read descriptions);
     retrieval   the bank adapter whose description is nearest to the request's (`RetrievalGenerator`),
                 excluding the task itself and every held-out task;
-    plus any `AdapterGenerator` passed in (CVAE, ABMLL, ...).
+    plus any `AdapterGenerator` passed in (CVAE, ABMLL, ...), once per condition: "description" (the wording
+    alone, reported under the method's name), "labels" (+ the label names in order, `NAME+labels`) and "examples"
+    (+ 8 labelled training examples, `NAME+8examples`).
 
 Normalised gain = (acc - acc_base) / (acc_oracle - acc_base) on accuracies aggregated over the split: per-task base
 accuracy swings widely with a fixed head (and base(B, A) = 1 - base(A, B)), so per-task ratios are unstable.
@@ -37,13 +39,15 @@ from bank.lora.adapter import LoraAdapter
 from bank.lora.merge import combine
 from bank.records import TaskRecord
 from bank.suite.classifier import SuiteClassifier
-from bank.suite.data import task_data
+from bank.suite.data import few_shot_examples, task_data
 from bank.suite.tasks import EVAL_SPLITS, EvalSplit, eval_descriptions, split_tasks
 from bank.suite.train import TrainConfig, train_multitask_adapter
 
 logger = logging.getLogger(__name__)
 
 BASELINES = ("base", "oracle", "mean", "multitask", "retrieval")
+CONDITIONS = ("description", "labels", "examples")
+N_EXAMPLES = 8  # labelled examples given with the "examples" condition
 MEAN_RANK = 16  # rank of the SVD-compressed mean adapter
 
 
@@ -229,6 +233,11 @@ def _aggregate(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, floa
     return summary
 
 
+def _row_name(method: str, condition: str) -> str:
+    return {"description": method, "labels": f"{method}+labels", "examples": f"{method}+{N_EXAMPLES}examples"}[
+        condition]
+
+
 def evaluate(
     bank,
     methods: Mapping[str, AdapterGenerator] | None = None,
@@ -242,6 +251,7 @@ def evaluate(
     multitask_config: TrainConfig | None = None,
     seed: int = 0,
     progress: bool = True,
+    conditions: Sequence[str] = ("labels",),
 ) -> EvalReport:
     """Score base, oracle, mean, multi-task, retrieval and the given generators on the suite's splits.
 
@@ -258,13 +268,16 @@ def evaluate(
         multitask_config: recipe of the multi-task LoRA (default: `TrainConfig(steps=300, batch_size=32)`).
         seed: the generators' sampling seed.
         progress: show a progress bar.
+        conditions: what the extra generators are given besides the wording (see `CONDITIONS`); each is a row.
 
     Raises:
         ValueError: an unknown split or baseline name, or a bank with no built task.
     """
-    unknown = [b for b in baselines if b not in BASELINES] + [s for s in splits if s not in EVAL_SPLITS]
+    unknown = [b for b in baselines if b not in BASELINES] + [s for s in splits if s not in EVAL_SPLITS] + \
+        [c for c in conditions if c not in CONDITIONS]
     if unknown:
-        raise ValueError(f"unknown baselines/splits {unknown}; baselines: {BASELINES}, splits: {EVAL_SPLITS}")
+        raise ValueError(f"unknown baselines/splits/conditions {unknown}; baselines: {BASELINES}, splits: "
+                         f"{EVAL_SPLITS}, conditions: {CONDITIONS}")
     all_tasks = [t for t in bank.tasks() if tasks is None or t.name in set(tasks)]
     finals = _final_adapters(bank, {t.name for t in all_tasks})
     all_tasks = [t for t in all_tasks if t.name in finals]
@@ -272,7 +285,10 @@ def evaluate(
         raise ValueError(f"the bank {bank.path} has no built suite task; run `loragen bank build` first")
     classifier = classifier or SuiteClassifier()
     config = multitask_config or TrainConfig(steps=300, min_steps=300, batch_size=32, stop_loss=0.0)
-    gens = {**_baseline_generators(bank, all_tasks, finals, classifier, baselines, config), **(methods or {})}
+    gens = {m: (g, "labels") for m, g in _baseline_generators(bank, all_tasks, finals, classifier, baselines,
+                                                             config).items()}
+    for m, g in (methods or {}).items():
+        gens.update({_row_name(m, c): (g, c) for c in conditions})
     score = _Scorer(classifier, max_examples)
     chosen = {s: _sample(split_tasks(all_tasks, s), max_tasks, seed) for s in splits}
     work = [(s, t) for s in splits for t in chosen[s]]
@@ -281,11 +297,13 @@ def evaluate(
         fixed = {"base": None, "oracle": bank.get(finals[task.name])}
         for m in [b for b in ("base", "oracle") if b in baselines]:
             rows.append({"split": split, "task": task.name, "method": m, "accuracy": score(task, fixed[m])})
-        for m, gen in gens.items():
+        for m, (gen, condition) in gens.items():
             accs = []
             for description in eval_descriptions(task, split):
-                request = GenerationRequest(description, labels=task.labels, n_samples=1, seed=seed,
-                                            exclude_tasks=frozenset({task.name}))
+                request = GenerationRequest(
+                    description, labels=task.labels if condition == "labels" else None,
+                    examples=few_shot_examples(task, N_EXAMPLES, seed) if condition == "examples" else None,
+                    n_samples=1, seed=seed, exclude_tasks=frozenset({task.name}))
                 accs.append(score(task, gen.generate(request)[0]))
             rows.append({"split": split, "task": task.name, "method": m, "accuracy": sum(accs) / len(accs)})
     counts = {s: len(chosen[s]) for s in splits}

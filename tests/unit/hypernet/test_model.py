@@ -50,7 +50,7 @@ def test_forward_shapes_and_loss_decreases(source, encode):
     dm = HypernetDataModule(source, config, encode)
     dm.setup("fit")
     module = HypernetModule(config, dm.layout)
-    module.fit_statistics(dm.train_set.tokens, dm.whitening_sample())
+    module.fit_statistics(dm.train_set.tokens, dm.whitening_sample(), dm.readout_sample())
     batch = collate([dm.train_set[i] for i in range(16)])
     out = module.model(batch["tokens"], batch["cond"], with_mean=True)
     m, t = dm.layout.n_modules, module.model.space.dim

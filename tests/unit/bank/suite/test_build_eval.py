@@ -103,8 +103,10 @@ class _LookupGenerator:
     def __init__(self, bank):
         self.bank = bank
         self.by_description = {t.description: t.name for t in bank.tasks()}
+        self.requests = []
 
     def generate(self, request):
+        self.requests.append(request)
         task = self.by_description.get(request.description)
         recs = self.bank.adapters(task=task, kind="final") if task else self.bank.adapters(kind="final")[:1]
         return [self.bank.get(recs[0].id)]
@@ -113,16 +115,24 @@ class _LookupGenerator:
 def test_harness_reports_every_split_and_method_with_normalised_gain(built_bank, classifier, tmp_path):
     path, _, _ = built_bank
     with Bank.open(path) as bank:
-        report = evaluate(bank, {"lookup": _LookupGenerator(bank)}, classifier=classifier, max_examples=8,
-                          multitask_config=TrainConfig(steps=2, min_steps=2, num_checkpoints=0), progress=False)
+        lookup = _LookupGenerator(bank)
+        report = evaluate(bank, {"lookup": lookup}, classifier=classifier, max_examples=8,
+                          multitask_config=TrainConfig(steps=2, min_steps=2, num_checkpoints=0), progress=False,
+                          conditions=("description", "labels", "examples"))
     assert list(report.summary) == ["in_bank", "heldout_task", "heldout_paraphrase"]
     assert report.config["tasks_per_split"] == {"in_bank": 9, "heldout_task": 3, "heldout_paraphrase": 9}
     for split in report.summary:
-        assert set(report.summary[split]) == {"base", "oracle", "mean", "multitask", "retrieval", "lookup"}
+        assert set(report.summary[split]) == {"base", "oracle", "mean", "multitask", "retrieval", "lookup",
+                                              "lookup+labels", "lookup+8examples"}
         assert report.summary[split]["base"]["normalised_gain"] == 0.0
         assert report.summary[split]["oracle"]["normalised_gain"] == 1.0
     assert report.summary["in_bank"]["lookup"]["accuracy"] == report.summary["in_bank"]["oracle"]["accuracy"]
-    assert len(report.rows) == 6 * (9 + 3 + 9)
+    assert len(report.rows) == 8 * (9 + 3 + 9)
+    # each condition gets what it names: the wording alone, + label names, + 8 training examples of every label
+    kinds = {(r.labels is not None, r.examples is not None) for r in lookup.requests}
+    assert kinds == {(False, False), (True, False), (False, True)}
+    with_examples = [r for r in lookup.requests if r.examples]
+    assert all(len(r.examples) == 8 and {y for _, y in r.examples} == {0, 1} for r in with_examples)
     assert "retrieval" in report.table()
     saved = json.loads(report.save_json(tmp_path / "eval.json").read_text())
     assert saved["summary"]["heldout_task"]["oracle"]["accuracy"] > 0
@@ -143,3 +153,23 @@ def test_cli_bank_build_then_eval(built_bank, tmp_path, capsys):
                  "--max-examples", "8", "--json", str(out), "--plot", str(tmp_path / "e.png"), "--no-progress"]) == 0
     assert "oracle" in capsys.readouterr().out
     assert set(json.loads(out.read_text())["summary"]["heldout_task"]) == {"base", "oracle"}
+
+
+def test_cli_eval_scores_a_trained_cvae_per_condition(built_bank, tmp_path, capsys):
+    """`loragen train hypernet` on the built bank, then `loragen eval --method cvae=CKPT`: one row per condition;
+    a checkpoint that is not there is one clear error line, not a traceback."""
+    path, _, _ = built_bank
+    ckpt = tmp_path / "cvae"
+    assert main(["train", "hypernet", "--bank", str(path), "-o", str(ckpt), "--max-steps", "2", "--accelerator",
+                 "cpu", "--devices", "1", "--no-progress-bar"]) == 0
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--bank", str(path), "--split", "heldout_task", "--baseline", "base", "--baseline", "oracle",
+                 "--method", f"cvae={ckpt}", "--condition", "description", "--condition", "examples",
+                 "--max-examples", "8", "--json", str(out), "--plot", str(tmp_path / "e.png"), "--no-progress"]) == 0
+    summary = json.loads(out.read_text())["summary"]["heldout_task"]
+    assert set(summary) == {"base", "oracle", "cvae", "cvae+8examples"}
+    assert all(0.0 <= row["accuracy"] <= 1.0 for row in summary.values())
+    capsys.readouterr()
+    assert main(["eval", "--bank", str(path), "--method", f"cvae={tmp_path / 'missing'}", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "--method cvae" in err and "loragen train hypernet" in err
