@@ -184,10 +184,17 @@ class Service:
             scores.update(score_adapters(self._scorer, request.description, adapters, inputs, _num_labels(request)))
         return scores
 
+    def _shipped_calibrator(self) -> Path | None:
+        """The calibrator `bench/meta_eval.py` writes next to the ABMLL checkpoint it measured, when there is one."""
+        from api.settings import default_home
+
+        path = (self.settings.abmll_checkpoint or default_home() / "meta") / "calibrator.json"
+        return path if path.is_file() else None
+
     @cached_property
     def _scorer(self) -> Any:
         try:
-            return build_scorer(self._classifier, self.bank, self.settings.calibrator)
+            return build_scorer(self._classifier, self.bank, self.settings.calibrator or self._shipped_calibrator())
         except ApiError as err:  # no suite classifier in this build
             log.warning("uncertainty scores limited to bank signals: %s", err.message)
             return None

@@ -49,7 +49,8 @@ class Settings:
         device: where models run ("auto", "cpu", "cuda").
         cvae_checkpoint: the trained ICM-LoRA CVAE (None: the hypernet package's default location).
         abmll_checkpoint: the trained ABMLL model (None: the meta package's default location).
-        calibrator: a fitted confidence calibrator (JSON from meta); None reports the raw, uncalibrated confidence.
+        calibrator: a fitted confidence calibrator (JSON from meta); None uses the `calibrator.json` that
+            bench/meta_eval.py writes next to the ABMLL checkpoint when there is one, else the raw confidence.
         neighbours: how many bank neighbours a generation reports.
         torch_threads: torch intra-op threads in the server process (None: torch's default). The server runs
             requests in parallel on `generation_workers` threads; splitting each small forward pass over more

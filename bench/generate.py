@@ -86,12 +86,14 @@ def _breakdown(gen, runs: int) -> dict[str, dict[str, float]]:
         return condition_texts(d, None, None, cc.max_slots)
 
     encode = gen.encode._encode  # the encoder behind the LRU cache: always runs
-    batch = collate_conditions(embed_conditions([texts()], encode, cc.max_slots, cc.text_dim))
+    batch = collate_conditions(embed_conditions([texts()], encode, cc.max_slots, cc.text_dim,
+                                                global_text=cc.global_text))
     with torch.inference_mode():
         tokens = gen.model.sample(batch, 1)[0, 0]
         request = GenerationRequest(_descriptions(1)[0], base_model=gen.layout.base_model)
         return {
-            "text_encoder": _time(lambda: embed_conditions([texts()], encode, cc.max_slots, cc.text_dim), runs),
+            "text_encoder": _time(lambda: embed_conditions([texts()], encode, cc.max_slots, cc.text_dim,
+                                                            global_text=cc.global_text), runs),
             "cvae_decoder": _time(lambda: gen.model.sample(batch, 1), runs),
             "build_adapter": _time(lambda: gen._adapter(request, tokens, 0), runs),
         }

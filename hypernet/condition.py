@@ -168,6 +168,7 @@ def embed_conditions(
     max_slots: int,
     text_dim: int,
     example_vectors: Sequence[np.ndarray | None] | None = None,
+    global_text: str = "always",
 ) -> list[RawCondition]:
     """Embed many parsed requests with one encoder call.
 
@@ -178,10 +179,14 @@ def embed_conditions(
         text_dim: D.
         example_vectors: optional precomputed (n_examples, D) embeddings per request, in the order of its
             `examples` (training embeds each task's example pool once; generation passes None).
+        global_text: "always" embeds every whole description; "fallback" only those whose clauses do not cover
+            every class (the others get a zero global vector).
     """
+    with_global = [global_text == "always" or len(req.segments) < req.n_slots for req in requests]
     texts: list[str] = []
     for i, req in enumerate(requests):
-        texts.append(req.description)
+        if with_global[i]:
+            texts.append(req.description)
         texts.extend(req.segments.values())
         texts.extend(req.labels or ())
         if req.examples and (example_vectors is None or example_vectors[i] is None):
@@ -191,8 +196,8 @@ def embed_conditions(
     for i, req in enumerate(requests):
         slots = torch.zeros(max_slots, len(CHANNELS), text_dim)
         present = torch.zeros(max_slots, len(CHANNELS), dtype=torch.bool)
-        glob = vectors[pos]
-        pos += 1
+        glob = vectors[pos] if with_global[i] else torch.zeros(text_dim)
+        pos += int(with_global[i])
         for k in req.segments:
             slots[k, SEGMENT], present[k, SEGMENT] = vectors[pos], True
             pos += 1
@@ -251,6 +256,8 @@ class Whitener(nn.Module):
         mean = x.mean(0)
         cov = (x - mean).T @ (x - mean) / (x.shape[0] - 1)
         evals, evecs = torch.linalg.eigh(cov)
+        if float(evals.clamp_min(0).mean()) <= 1e-12:  # a constant channel (e.g. never filled): nothing to whiten
+            return
         evals = evals.clamp_min(0) + self.eps * evals.clamp_min(0).mean()
         self.mean.copy_(mean.to(self.mean.dtype))
         self.transform.copy_((evecs * evals.rsqrt()) @ evecs.T)

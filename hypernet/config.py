@@ -30,6 +30,10 @@ class ConditionConfig:
         example_pool: examples per task embedded once before training (items draw `n_examples` from these).
         p_drop_global: probability that a training item's whole-description token is zeroed, so the model
             learns to read the per-label slots rather than memorise wordings (held-out paraphrases).
+        global_text: "always" embeds the whole description for the global token; "fallback" only when the parser
+            did not find a clause for every class (otherwise the token is zero). The whole description is the one
+            long text the encoder must run on per request (the short per-label texts repeat and are cached), so
+            "fallback" is the low-latency choice.
     """
 
     max_slots: int = 8
@@ -41,6 +45,7 @@ class ConditionConfig:
     n_examples: int = 8
     example_pool: int = 32
     p_drop_global: float = 0.5
+    global_text: str = "always"
 
     def __post_init__(self) -> None:
         p: list[str] = []
@@ -50,6 +55,8 @@ class ConditionConfig:
         for name in ("p_labels", "p_examples", "p_drop_global"):
             value = getattr(self, name)
             check(p, 0.0 <= value <= 1.0, f"{name} must be in [0, 1], got {value}")
+        check(p, self.global_text in ("always", "fallback"),
+               f"global_text must be 'always' or 'fallback', got {self.global_text!r}")
         check(p, self.n_examples >= 1, f"n_examples must be >= 1, got {self.n_examples}")
         check(p, self.example_pool >= self.n_examples,
                f"example_pool ({self.example_pool}) must be >= n_examples ({self.n_examples})")

@@ -291,7 +291,7 @@ class HypernetDataModule(L.LightningDataModule):
                 segments = {k: v for k, v in segment_description(text, cc.max_slots).items() if k < len(task.labels)}
                 parsed.append(ConditionTexts(text, segments, None, None, len(task.labels)))
                 owners.append(ti)
-        conds = embed_conditions(parsed, self.encode, cc.max_slots, cc.text_dim)
+        conds = embed_conditions(parsed, self.encode, cc.max_slots, cc.text_dim, global_text=cc.global_text)
         label_vecs = torch.as_tensor(self.encode([lab for t in tasks for lab in t.labels]))
         pools = [self.source.examples(t, cc.example_pool, tc.seed) for t in tasks]
         flat = [text for pool in pools for text, _ in pool]

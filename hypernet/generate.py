@@ -103,7 +103,8 @@ class CVAEGenerator:
     def _sample(self, requests: Sequence[GenerationRequest], n: int) -> torch.Tensor:
         cc = self.config.condition
         parsed = [condition_texts(r.description, r.labels, r.examples, cc.max_slots) for r in requests]
-        batch = collate_conditions(embed_conditions(parsed, self.encode, cc.max_slots, cc.text_dim))
+        batch = collate_conditions(embed_conditions(parsed, self.encode, cc.max_slots, cc.text_dim,
+                                                     global_text=cc.global_text))
         seeds = [r.seed if r.seed is not None else random.randrange(2**31) for r in requests]
         if n == 1:
             return self.model.sample(batch, 1)

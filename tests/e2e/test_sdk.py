@@ -132,3 +132,19 @@ def client_adapter(client, adapter_id, tmp_path):
 
 def adapter_of(directory, module):
     return load_peft(directory).delta_weight(module)
+
+
+def test_calibrator_next_to_the_abmll_checkpoint_is_used(bank_template, tmp_path):
+    """`bench/meta_eval.py` writes calibrator.json into the ABMLL checkpoint it measured; the service then reports a
+    calibrated confidence without being told where the file is (an explicit LORAGEN_CALIBRATOR still wins)."""
+    from meta.calibration import LogisticCalibrator
+    from tests.e2e.conftest import copy_bank, make_settings
+
+    ckpt = tmp_path / "abmll"
+    ckpt.mkdir()
+    LogisticCalibrator(features=("max_prob",), mean=[0.5], std=[0.25], weight=[1.0], bias=0.0).save(ckpt / "calibrator.json")
+    settings = make_settings(copy_bank(bank_template, tmp_path / "bank"), tmp_path / "merged", abmll_checkpoint=ckpt)
+    with Client(settings=settings) as client:
+        u = client.generate("Polish or Czech?", method="retrieve", labels=["Polish", "Czech"],
+                            examples=[(SENTENCES[0], 0), (SENTENCES[1], 1)]).uncertainty
+    assert u["calibrated"] is True and 0.0 <= u["confidence"] <= 1.0

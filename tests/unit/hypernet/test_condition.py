@@ -72,12 +72,32 @@ def test_labels_and_examples_fill_their_channels(encode):
     assert batch["slots"].shape == (2, 8, 3, 384) and batch["slot_mask"].sum() == 4
 
 
+def test_global_text_fallback_embeds_the_description_only_when_clauses_miss_a_class(encode):
+    """"fallback" skips the one long text per request when every class has its clause (latency), and keeps it when
+    the parser could not cut the description per class (then it is the only signal)."""
+    seen: list[str] = []
+
+    def spy(texts):
+        seen.extend(texts)
+        return encode(texts)
+
+    cut = condition_texts("Label 0 if the text is written in Polish, label 1 if it is Czech.", None, None, 8)
+    uncut = condition_texts("Tell Polish sentences from Czech ones.", ("Polish", "Czech"), None, 8)
+    c_cut, c_uncut = embed_conditions([cut, uncut], spy, 8, 384, global_text="fallback")
+    assert cut.description not in seen and uncut.description in seen
+    assert not c_cut.glob.any() and np.allclose(c_uncut.glob.numpy(), encode([uncut.description])[0], atol=1e-5)
+    [always] = embed_conditions([cut], encode, 8, 384)
+    assert torch.equal(always.slots, c_cut.slots) and always.glob.any()
+
+
 def test_whitener_whitens_and_is_identity_without_data():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2000, 6, generator=g) @ torch.randn(6, 6, generator=g) + 3.0
     w = Whitener(6, eps=1e-6)
     w.fit(x[:1])
     assert torch.equal(w(x), x)  # too few samples: left as identity
+    w.fit(torch.zeros(50, 6))
+    assert torch.equal(w(x), x)  # a channel that is always zero ("fallback" global text): identity, never NaN
     w.fit(x)
     y = w(x)
     assert torch.allclose(y.mean(0), torch.zeros(6), atol=1e-3)
