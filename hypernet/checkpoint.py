@@ -138,7 +138,11 @@ def load_checkpoint(path: str | os.PathLike, base_model: str | None = None,
     """
     path = Path(path)
     meta = read_checkpoint_meta(path)
-    config = HypernetConfig.from_dict(meta["hypernet"])
+    saved = meta["hypernet"]
+    if isinstance(saved.get("model"), dict) and "readout" not in saved["model"]:
+        # Written before the readout existed: it was trained without one, so it must run without one.
+        saved = {**saved, "model": {**saved["model"], "readout": False}}
+    config = HypernetConfig.from_dict(saved)
     layout = AdapterLayout.from_dict(meta["layout"])
     check_compatible(layout, base_model, target_modules, str(path))
     model = CVAE(config, layout)

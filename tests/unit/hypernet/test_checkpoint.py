@@ -61,3 +61,19 @@ def test_broken_checkpoints_say_what_is_wrong(trained, tmp_path):
     (wrong_shape / CONFIG_NAME).write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="do not load"):
         load_checkpoint(wrong_shape)
+
+
+def test_checkpoint_from_before_the_readout_loads_without_one(trained, tmp_path):
+    """A checkpoint written before `model.readout` existed (no such key, no readout tensors) was trained without a
+    readout and loads as such instead of failing on missing weights."""
+    from safetensors.torch import load_file, save_file
+
+    path, _ = trained
+    old = _copy(path, tmp_path / "old")
+    meta = json.loads((old / CONFIG_NAME).read_text())
+    meta["hypernet"]["model"] = {k: v for k, v in meta["hypernet"]["model"].items() if not k.startswith("readout")}
+    (old / CONFIG_NAME).write_text(json.dumps(meta))
+    state = {k: v for k, v in load_file(old / WEIGHTS_NAME).items() if not k.startswith("readout.")}
+    save_file(state, old / WEIGHTS_NAME)
+    model, config, _ = load_checkpoint(old)
+    assert model.readout is None and config.model.readout is False
