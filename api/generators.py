@@ -50,10 +50,10 @@ def _cvae(ctx: GeneratorContext) -> AdapterGenerator:
 
 
 def _abmll(ctx: GeneratorContext) -> AdapterGenerator:
-    from api.settings import default_home
+    from api.settings import abmll_checkpoint_dir
     from meta.generate import ABMLLGenerator
 
-    path = ctx.checkpoint or default_home() / "meta"
+    path = abmll_checkpoint_dir(ctx.checkpoint)
     classifier = ctx.classifier() if ctx.classifier else None
     return ABMLLGenerator.from_checkpoint(path, classifier=classifier, device=resolve_device(ctx.device))
 

@@ -38,7 +38,7 @@ from api.schemas import (
     ReindexResponse,
     SearchResponse,
 )
-from api.settings import Settings
+from api.settings import Settings, abmll_checkpoint_dir
 from api.uncertainty import Scores, build_scorer, probe_inputs
 from api.uncertainty import score as score_adapters
 from bank.base_model import DEFAULT_BASE_MODEL, canonical_base_model_id, load_base_model, load_tokenizer
@@ -186,9 +186,7 @@ class Service:
 
     def _shipped_calibrator(self) -> Path | None:
         """The calibrator `bench/meta_eval.py` writes next to the ABMLL checkpoint it measured, when there is one."""
-        from api.settings import default_home
-
-        path = (self.settings.abmll_checkpoint or default_home() / "meta") / "calibrator.json"
+        path = abmll_checkpoint_dir(self.settings.abmll_checkpoint) / "calibrator.json"
         return path if path.is_file() else None
 
     @cached_property

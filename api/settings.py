@@ -28,6 +28,11 @@ def default_home() -> Path:
     return Path(user_data_dir("loragen"))
 
 
+def abmll_checkpoint_dir(configured: Path | None = None) -> Path:
+    """The ABMLL checkpoint the service uses: the configured one, else `<home>/meta`."""
+    return configured or default_home() / "meta"
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     """How the service runs.

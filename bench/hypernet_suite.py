@@ -99,7 +99,8 @@ class _Evaluator:
                     "cvae+labels": lambda: self._cvae(task, text, labels=task.labels),
                 }
                 if split != "heldout_paraphrase":  # examples and baselines do not depend on the wording
-                    methods["cvae+8examples"] = lambda: self._cvae(task, text, examples=few_shot_examples(task, N_EXAMPLES))
+                    examples = few_shot_examples(task, N_EXAMPLES)
+                    methods["cvae+8examples"] = lambda: self._cvae(task, text, examples=examples)
                     methods["retrieval"] = lambda: self._retrieve(task, text)
                     methods["mean"] = lambda: self.mean
                 for name, make in methods.items():

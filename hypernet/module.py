@@ -4,8 +4,8 @@ Loss = masked MSE of normalised module tokens (weighted per item: trajectory che
 annealed linearly (TrainConfig.beta), + λ·MSE of the decoding at z = 0. The last term exists because generation
 with n_samples=1 decodes the prior mean: measured on a synthetic bank, without it the decoder learned to read the
 task from z (KL ≈ 18 nats at β = 1e-3) and z = 0 gave relative ΔW errors above 1 even on training tasks.
-Normalisation, whitening and the closed-form readout are fitted from the DataModule's training set in `setup`, before the first
-step, identically on every rank (the data are deterministic).
+Normalisation, whitening and the closed-form readout are fitted from the DataModule's training set in `setup`,
+before the first step, identically on every rank (the data are deterministic).
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ class HypernetModule(L.LightningModule):
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if stage == "fit" and dm is not None and not self._fitted:
             dm.setup(stage)
-            self.fit_statistics(dm.train_set.tokens, dm.whitening_sample(), dm.readout_sample())
+            readout = dm.readout_sample() if self.model.readout is not None else None
+            self.fit_statistics(dm.train_set.tokens, dm.whitening_sample(), readout)
 
     def fit_statistics(self, tokens: torch.Tensor, whitening: dict[str, torch.Tensor],
                        readout: dict[int, tuple[dict[str, torch.Tensor], torch.Tensor]] | None = None) -> None:

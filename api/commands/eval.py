@@ -66,7 +66,6 @@ def run(args: argparse.Namespace) -> int:
                           conditions=args.condition or CONDITIONS)
     report.config["arguments"] = {k: v if isinstance(v, (int, float, list, type(None))) else str(v)
                                   for k, v in vars(args).items() if k != "func"}
-    report.config["checkpoints"] = {m: str(getattr(g, "source", "")) for m, g in methods.items()}
     print(report.table())
     print(f"JSON: {report.save_json(args.json)}\nchart: {report.plot(args.plot)}")
     return 0

@@ -128,7 +128,8 @@ class LoraAdapter:
         # finite values can overflow the norm; only then (or on a real NaN/Inf) look module by module.
         if not tensors:
             return
-        if len({t.device for t in tensors}) == 1 and bool(torch.isfinite(torch.stack(torch._foreach_norm(tensors))).all()):
+        one_device = len({t.device for t in tensors}) == 1
+        if one_device and bool(torch.isfinite(torch.stack(torch._foreach_norm(tensors))).all()):
             return
         bad = [m for m, a, b in self.items() if not (torch.isfinite(a).all() and torch.isfinite(b).all())]
         if bad:

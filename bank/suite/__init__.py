@@ -13,4 +13,7 @@ from bank.suite.classifier import SuiteClassifier
 from bank.suite.data import TaskData, few_shot_examples, task_data
 from bank.suite.tasks import EVAL_SPLITS, eval_descriptions, load_suite, split_tasks
 
-__all__ = ["EVAL_SPLITS", "SuiteClassifier", "TaskData", "eval_descriptions", "few_shot_examples", "load_suite", "split_tasks", "task_data"]
+__all__ = [
+    "EVAL_SPLITS", "SuiteClassifier", "TaskData", "eval_descriptions", "few_shot_examples", "load_suite", "split_tasks",
+    "task_data",
+]
