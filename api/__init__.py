@@ -10,7 +10,7 @@ __all__ = ["Client", "__version__"]
 def __getattr__(name: str):
     # The SDK imports torch and the bank; keep `import api` (and the CLI's startup) light until it is used.
     if name == "Client":
-        from api.sdk import Client
+        from loragen.api.sdk import Client
 
         return Client
     raise AttributeError(name)

@@ -2,8 +2,8 @@
 
 Run it with `loragen serve` (uvicorn), or build it yourself::
 
-    from api.app import create_app
-    from api.settings import Settings
+    from loragen.api.app import create_app
+    from loragen.api.settings import Settings
     app = create_app(settings=Settings.from_env())
 """
 
@@ -17,13 +17,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import __version__
-from api.errors import install_error_handlers
-from api.metrics import Metrics, MetricsMiddleware
-from api.routes import ROUTERS
-from api.security import GuardMiddleware
-from api.service import Service
-from api.settings import Settings
+from loragen.api import __version__
+from loragen.api.errors import install_error_handlers
+from loragen.api.metrics import Metrics, MetricsMiddleware
+from loragen.api.routes import ROUTERS
+from loragen.api.security import GuardMiddleware
+from loragen.api.service import Service
+from loragen.api.settings import Settings
 
 log = logging.getLogger(__name__)
 

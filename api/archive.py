@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from bank.errors import AdapterFormatError
-from bank.lora.peft_format import CONFIG_NAME
+from loragen.bank.errors import AdapterFormatError
+from loragen.bank.lora.peft_format import CONFIG_NAME
 
 ALLOWED_SUFFIXES = (".safetensors", ".json")
 _CHUNK = 1 << 16

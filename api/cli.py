@@ -13,18 +13,18 @@ import os
 import sys
 from collections.abc import Sequence
 
-from bank.errors import LoragenError
+from loragen.bank.errors import LoragenError
 
 # name -> module defining `add_parser(subparsers)`. One table, checked against the parser by a test.
 COMMANDS: dict[str, str] = {
-    "demo": "api.commands.demo",
-    "merge": "api.commands.merge",
-    "bank": "api.commands.bank",
-    "serve": "api.commands.serve",
-    "predict": "api.commands.predict",
-    "train": "api.commands.train",
-    "generate": "api.commands.generate",
-    "eval": "api.commands.eval",
+    "demo": "loragen.api.commands.demo",
+    "merge": "loragen.api.commands.merge",
+    "bank": "loragen.api.commands.bank",
+    "serve": "loragen.api.commands.serve",
+    "predict": "loragen.api.commands.predict",
+    "train": "loragen.api.commands.train",
+    "generate": "loragen.api.commands.generate",
+    "eval": "loragen.api.commands.eval",
 }
 
 EPILOG = """examples:

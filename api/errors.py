@@ -18,8 +18,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.archive import ArchiveError
-from bank.errors import (
+from loragen.api.archive import ArchiveError
+from loragen.bank.errors import (
     AdapterFormatError,
     AdapterShapeError,
     BankError,

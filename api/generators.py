@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bank.device import resolve_device
-from bank.errors import LoragenError
-from bank.generator import AdapterGenerator
+from loragen.bank.device import resolve_device
+from loragen.bank.errors import LoragenError
+from loragen.bank.generator import AdapterGenerator
 
 log = logging.getLogger(__name__)
 
@@ -38,20 +38,20 @@ class GeneratorContext:
 
 
 def _retrieve(ctx: GeneratorContext) -> AdapterGenerator:
-    from bank.suite.evaluate import RetrievalGenerator
+    from loragen.bank.retrieval import RetrievalGenerator
 
     return RetrievalGenerator(ctx.bank)
 
 
 def _cvae(ctx: GeneratorContext) -> AdapterGenerator:
-    from hypernet.generate import CVAEGenerator
+    from loragen.hypernet.generate import CVAEGenerator
 
     return CVAEGenerator.from_checkpoint(ctx.checkpoint)
 
 
 def _abmll(ctx: GeneratorContext) -> AdapterGenerator:
-    from api.settings import abmll_checkpoint_dir
-    from meta.generate import ABMLLGenerator
+    from loragen.api.settings import abmll_checkpoint_dir
+    from loragen.meta.generate import ABMLLGenerator
 
     path = abmll_checkpoint_dir(ctx.checkpoint)
     classifier = ctx.classifier() if ctx.classifier else None

@@ -10,8 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bank.generator import MAX_DESCRIPTION_CHARS, MAX_EXAMPLES
-from bank.records import AdapterRecord, SearchHit
+from loragen.bank.generator import MAX_DESCRIPTION_CHARS, MAX_EXAMPLES
+from loragen.bank.records import AdapterRecord, SearchHit
 
 Method = Literal["retrieve", "cvae", "abmll"]
 MergeMethod = Literal["linear", "svd", "ties"]

@@ -2,7 +2,7 @@
 
 Usage::
 
-    from api import Client
+    from loragen.api import Client
 
     client = Client()                                          # in-process, on the local bank ($LORAGEN_HOME)
     client = Client(url="http://127.0.0.1:8000", token="...")  # a running `loragen serve`
@@ -25,9 +25,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from api.archive import pack, unpack
-from api.errors import to_api_error
-from api.schemas import (
+from loragen.api.archive import pack, unpack
+from loragen.api.errors import to_api_error
+from loragen.api.schemas import (
     AdapterInfo,
     GenerateRequest,
     GenerateResponse,
@@ -39,8 +39,8 @@ from api.schemas import (
     ReindexResponse,
     SearchResponse,
 )
-from api.settings import Settings
-from bank.errors import LoragenError
+from loragen.api.settings import Settings
+from loragen.bank.errors import LoragenError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -64,7 +64,7 @@ class _Local:
     """Calls the service in this process; errors are mapped exactly as the HTTP layer maps them."""
 
     def __init__(self, settings: Settings) -> None:
-        from api.service import Service
+        from loragen.api.service import Service
 
         self.service = Service.start(settings)
 

@@ -23,9 +23,9 @@ from typing import Any
 
 import torch
 
-from api.errors import ApiError
-from api.generators import REGISTRY, GeneratorContext, build_generators
-from api.schemas import (
+from loragen.api.errors import ApiError
+from loragen.api.generators import REGISTRY, GeneratorContext, build_generators
+from loragen.api.schemas import (
     AdapterInfo,
     GenerateRequest,
     GenerateResponse,
@@ -38,13 +38,13 @@ from api.schemas import (
     ReindexResponse,
     SearchResponse,
 )
-from api.settings import Settings, abmll_checkpoint_dir
-from api.uncertainty import Scores, build_scorer, probe_inputs
-from api.uncertainty import score as score_adapters
-from bank.base_model import DEFAULT_BASE_MODEL, canonical_base_model_id, load_base_model, load_tokenizer
-from bank.errors import LoragenError, NotFoundError, UnknownBaseModelError
-from bank.generator import AdapterGenerator, GenerationRequest
-from bank.lora import LoraAdapter, combine, load_peft, merge
+from loragen.api.settings import Settings, abmll_checkpoint_dir
+from loragen.api.uncertainty import Scores, build_scorer, probe_inputs
+from loragen.api.uncertainty import score as score_adapters
+from loragen.bank.base_model import DEFAULT_BASE_MODEL, canonical_base_model_id, load_base_model, load_tokenizer
+from loragen.bank.errors import LoragenError, NotFoundError, UnknownBaseModelError
+from loragen.bank.generator import AdapterGenerator, GenerationRequest
+from loragen.bank.lora import LoraAdapter, combine, load_peft, merge
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class Service:
     @classmethod
     def start(cls, settings: Settings) -> Service:
         """Open the bank and build every configured generator (the slow part of starting the server)."""
-        from bank.store import Bank
+        from loragen.bank.store import Bank
 
         bank = Bank.open(settings.bank_path)
         checkpoints = {"cvae": settings.cvae_checkpoint, "abmll": settings.abmll_checkpoint}
@@ -241,7 +241,7 @@ class Service:
         return ReindexResponse(seconds=seconds, stats=_jsonable(stats))
 
     def health(self) -> HealthResponse:
-        from api import __version__
+        from loragen.api import __version__
 
         count = len(self.bank.adapters())
         return HealthResponse(version=__version__, methods=sorted(self.generators), unavailable=self.unavailable,
@@ -314,7 +314,7 @@ class Service:
 
     def _new_classifier(self) -> Any:
         try:
-            from bank.suite import SuiteClassifier
+            from loragen.bank.suite import SuiteClassifier
         except ImportError as err:
             raise ApiError(503, "unavailable", f"this needs the suite classifier (bank.suite): {err}") from None
         return SuiteClassifier(device=self.settings.device)
@@ -334,7 +334,7 @@ class Service:
     def start_schedule(self) -> None:
         """Re-index the bank on the configured interval or cron expression (bank/schedule.py: at most one run at
         a time, each logged with its duration and size). Does nothing when both are off."""
-        from bank.schedule import ReindexSchedule, start_reindex_schedule
+        from loragen.bank.schedule import ReindexSchedule, start_reindex_schedule
 
         if self.settings.reindex_cron:
             schedule = ReindexSchedule(cron=self.settings.reindex_cron)

@@ -13,24 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bank.base_model import DEFAULT_BASE_MODEL
+from loragen.bank import paths
+from loragen.bank.base_model import DEFAULT_BASE_MODEL
 
 MiB = 1 << 20
 METHODS = ("retrieve", "cvae", "abmll")
 
 
-def default_home() -> Path:
-    """$LORAGEN_HOME, else the platform's user data directory for loragen."""
-    if os.environ.get("LORAGEN_HOME"):
-        return Path(os.environ["LORAGEN_HOME"]).expanduser()
-    from platformdirs import user_data_dir
-
-    return Path(user_data_dir("loragen"))
-
-
 def abmll_checkpoint_dir(configured: Path | None = None) -> Path:
     """The ABMLL checkpoint the service uses: the configured one, else `<home>/meta`."""
-    return configured or default_home() / "meta"
+    return configured or paths.checkpoint_dir("meta")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,7 +61,7 @@ class Settings:
     max_archive_members: int = 8
     max_member_bytes: int = 256 * MiB
     max_compression_ratio: float = 200.0
-    merge_root: Path = field(default_factory=lambda: default_home() / "merged")
+    merge_root: Path = field(default_factory=lambda: paths.merge_root())
     reindex_interval_s: float = 3600.0
     reindex_cron: str | None = None
     generation_workers: int = 2
@@ -100,7 +92,7 @@ class Settings:
         if self.token is not None and len(self.token) < 8:
             problems.append("token must have at least 8 characters (or be unset to disable auth)")
         if self.reindex_cron:
-            from bank.schedule import ReindexSchedule
+            from loragen.bank.schedule import ReindexSchedule
 
             try:
                 ReindexSchedule(cron=self.reindex_cron)  # parse now: a bad expression fails at startup

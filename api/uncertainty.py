@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bank.errors import LoragenError
-from bank.lora import LoraAdapter
+from loragen.bank.errors import LoragenError
+from loragen.bank.lora import LoraAdapter
 
 log = logging.getLogger(__name__)
 PROBE_TEXTS = 16
@@ -29,7 +29,7 @@ Scores = dict[str, float | bool | str | None]
 def build_scorer(classifier: Any, bank: Any, calibrator: Path | None = None) -> Any | None:
     """meta's `Scorer` over the shared classifier and bank, or None when the meta package is not installed."""
     try:
-        from meta.score import Scorer
+        from loragen.meta.score import Scorer
     except ImportError:
         return None
     return Scorer.from_files(classifier, bank=bank, calibrator_path=calibrator)
@@ -58,7 +58,7 @@ _TEXT_CACHE: dict[tuple[str, str], tuple[str, ...]] = {}
 
 def _load_suite_texts(bank: Any, task: str) -> tuple[str, ...]:
     try:
-        from bank.suite import task_data
+        from loragen.bank.suite import task_data
 
         spec = bank.get_task(task)
         if not spec.data_ref:

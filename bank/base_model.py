@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bank.errors import UnknownBaseModelError
+from loragen.bank.errors import UnknownBaseModelError
 
 DEFAULT_BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _MINILM_ALIASES = {DEFAULT_BASE_MODEL, "all-MiniLM-L6-v2", "minilm"}

@@ -13,6 +13,8 @@ import logging
 from pathlib import Path
 from typing import Any, TypeVar
 
+from loragen.bank.errors import ConfigError
+
 log = logging.getLogger(__name__)
 T = TypeVar("T", bound="SectionedConfig")
 
@@ -24,9 +26,9 @@ def check(problems: list[str], ok: bool, message: str) -> None:
 
 
 def raise_problems(owner: str, problems: list[str]) -> None:
-    """Raise one ValueError listing every problem found in `owner` (a config class name), if any."""
+    """Raise one `ConfigError` listing every problem found in `owner` (a config class name), if any."""
     if problems:
-        raise ValueError(f"invalid {owner}: " + "; ".join(problems))
+        raise ConfigError(f"invalid {owner}: " + "; ".join(problems))
 
 
 class SectionedConfig:
@@ -47,7 +49,7 @@ class SectionedConfig:
             section_cls = type(f.default_factory())  # type: ignore[misc]
             raw = data.get(f.name, {})
             if not isinstance(raw, dict):
-                raise ValueError(f"{cls.__name__}.{f.name}: expected a mapping, got {type(raw).__name__}")
+                raise ConfigError(f"{cls.__name__}.{f.name}: expected a mapping, got {type(raw).__name__}")
             known = {g.name for g in dataclasses.fields(section_cls)}
             unknown = sorted(set(raw) - known)
             if unknown:
@@ -69,5 +71,5 @@ class SectionedConfig:
             data = json.loads(text)
         if not isinstance(data, dict):
             sections = ", ".join(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
-            raise ValueError(f"{path}: expected a mapping with sections ({sections}), got {type(data).__name__}")
+            raise ConfigError(f"{path}: expected a mapping with sections ({sections}), got {type(data).__name__}")
         return cls.from_dict(data)

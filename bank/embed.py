@@ -18,9 +18,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from bank.base_model import canonical_base_model_id, resolve_base_model
-from bank.device import resolve_device, torch_threads
-from bank.lora.adapter import LoraAdapter
+from loragen.bank.base_model import canonical_base_model_id, resolve_base_model
+from loragen.bank.device import resolve_device, torch_threads
+from loragen.bank.lora.adapter import LoraAdapter
 
 WEIGHT_DIM = 256
 """Length of a weight embedding."""

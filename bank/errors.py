@@ -10,6 +10,10 @@ class LoragenError(Exception):
     """Base class of every error loragen raises on purpose."""
 
 
+class ConfigError(LoragenError, ValueError):
+    """A config, request or setting has bad values; the message lists every problem found, field by field."""
+
+
 class AdapterFormatError(LoragenError, ValueError):
     """An adapter directory or file is not a valid PEFT LoRA adapter (missing files, pickles, bad config)."""
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from bank.base_model import DEFAULT_BASE_MODEL
-from bank.lora.adapter import LoraAdapter
+from loragen.bank.base_model import DEFAULT_BASE_MODEL
+from loragen.bank.lora.adapter import LoraAdapter
 
 MAX_DESCRIPTION_CHARS = 2000
 MAX_EXAMPLES = 256

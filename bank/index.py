@@ -23,7 +23,7 @@ from typing import Any, Literal
 import faiss
 import numpy as np
 
-from bank.errors import IndexCorruptError
+from loragen.bank.errors import IndexCorruptError
 
 logger = logging.getLogger(__name__)
 

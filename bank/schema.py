@@ -25,7 +25,7 @@ import logging
 
 import duckdb
 
-from bank.errors import BankError
+from loragen.bank.errors import BankError
 
 logger = logging.getLogger(__name__)
 

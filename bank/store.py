@@ -42,23 +42,24 @@ import duckdb
 import numpy as np
 import torch
 
-from bank.base_model import canonical_base_model_id, resolve_base_model
-from bank.device import dtype_name, resolve_dtype
-from bank.embed import TextEncoder, default_encoder, weight_embedding
-from bank.errors import (
+from loragen.bank.base_model import canonical_base_model_id, resolve_base_model
+from loragen.bank.device import dtype_name, resolve_dtype
+from loragen.bank.embed import TextEncoder, default_encoder, weight_embedding
+from loragen.bank.errors import (
     BankError,
     ChecksumError,
     DuplicateAdapterError,
     IndexCorruptError,
     NotFoundError,
 )
-from bank.index import APPROX_THRESHOLD, VectorIndex, build_index, read_index, to_gpu_if_available, write_index
-from bank.lora.adapter import LoraAdapter
-from bank.lora.canonical import canonicalize
-from bank.lora.layers import target_weights
-from bank.lora.peft_format import load_peft, save_peft
-from bank.records import AdapterKind, AdapterRecord, SearchHit, TaskRecord
-from bank.schema import BLOBS_PER_ADAPTER, CONNECTION_CONFIG, migrate
+from loragen.bank.index import APPROX_THRESHOLD, VectorIndex, build_index, read_index, to_gpu_if_available, write_index
+from loragen.bank.lora.adapter import LoraAdapter
+from loragen.bank.lora.canonical import canonicalize
+from loragen.bank.lora.layers import target_weights
+from loragen.bank.lora.peft_format import load_peft, save_peft
+from loragen.bank import paths
+from loragen.bank.records import AdapterKind, AdapterRecord, SearchHit, TaskRecord
+from loragen.bank.schema import BLOBS_PER_ADAPTER, CONNECTION_CONFIG, migrate
 
 logger = logging.getLogger(__name__)
 
@@ -70,18 +71,11 @@ _KINDS = ("final", "checkpoint", "generated", "uploaded")
 
 
 def default_bank_path() -> Path:
-    """`$LORAGEN_HOME/bank.duckdb`, else `bank.duckdb` in the platform's user data directory for loragen."""
-    home = os.environ.get("LORAGEN_HOME")
-    if home:
-        return Path(home).expanduser() / "bank.duckdb"
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("loragen")) / "bank.duckdb"
+    """The default bank file (`loragen.bank.paths.bank_path`)."""
+    return paths.bank_path()
 
 
-def index_dir(path: Path) -> Path:
-    """Where a bank's FAISS files live: `<bank file>.indexes/` beside the DuckDB file."""
-    return path.with_name(path.name + ".indexes")
+index_dir = paths.index_dir
 
 
 @dataclass(frozen=True)
@@ -405,7 +399,7 @@ class Bank:
         if model is None:
             from transformers import AutoConfig
 
-            from bank.base_model import _model_class
+            from loragen.bank.base_model import _model_class
 
             path = resolve_base_model(adapter.base_model or None)
             config = AutoConfig.from_pretrained(str(path))

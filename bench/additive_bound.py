@@ -7,8 +7,8 @@ projected onto the per-module rank-R right subspace the CVAE generates in (hyper
 representation alone costs. Normalised gain = (acc − base) / (oracle − base) on split-averaged accuracies, where
 "oracle" is the (projected) oracle.
 
-    PYTHONPATH=. .venv/bin/python bench/additive_bound.py --oracles /work/cache/oracles
-    PYTHONPATH=. .venv/bin/python bench/additive_bound.py --oracles /work/cache/oracles --subspace-rank 16
+    .venv/bin/python bench/additive_bound.py --oracles /work/cache/oracles
+    .venv/bin/python bench/additive_bound.py --oracles /work/cache/oracles --subspace-rank 16
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from pathlib import Path
 
 import torch
 
-from bank.lora.adapter import LoraAdapter
-from bank.lora.canonical import dense_factors
-from bank.lora.peft_format import load_peft
-from bank.suite import SuiteClassifier, load_suite, task_data
+from loragen.bank.lora.adapter import LoraAdapter
+from loragen.bank.lora.canonical import dense_factors
+from loragen.bank.lora.peft_format import load_peft
+from loragen.bank.suite import SuiteClassifier, load_suite, task_data
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -109,7 +109,7 @@ def main() -> int:
     del y
     specs = {t.name: t for t in load_suite()}
     clf = SuiteClassifier()
-    report = {"command": "PYTHONPATH=. python bench/additive_bound.py " + " ".join(sys.argv[1:]),
+    report = {"command": "python bench/additive_bound.py " + " ".join(sys.argv[1:]),
               "ridge": args.ridge, "subspace_rank": args.subspace_rank, "in_bank_relative_residual": residual,
               "n_in_bank": len(train), "n_heldout": len(held), "splits": {}}
     rng = random.Random(0)

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from bank.lora import LoraAdapter
-from bank.store import Bank
+from loragen.bank.lora import LoraAdapter
+from loragen.bank.store import Bank
 
 # The schema-1 lookup: all of an adapter's BLOBs by a scan filtered on adapter_id (Bank.get now does one
 # primary-key lookup per BLOB, by blob_id).

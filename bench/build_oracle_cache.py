@@ -4,7 +4,7 @@ Layout: <out>/<task name, "/" -> "__">/{final,ckpt-<step>}/ (PEFT dirs) and <out
 JSON plus, once trained, test_accuracy, base_accuracy, steps, seconds). Resumable: finished tasks are skipped.
 Runs on one torch thread so the shared machine stays usable.
 
-    PYTHONPATH=. python bench/build_oracle_cache.py --out /work/cache/oracles
+    python bench/build_oracle_cache.py --out /work/cache/oracles
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from bank.lora.peft_format import save_peft
-from bank.suite import SuiteClassifier, load_suite, task_data
-from bank.suite.train import TrainConfig, train_task_adapter
+from loragen.bank.lora.peft_format import save_peft
+from loragen.bank.suite import SuiteClassifier, load_suite, task_data
+from loragen.bank.suite.train import TrainConfig, train_task_adapter
 
 
 def task_dir(out: Path, name: str) -> Path:

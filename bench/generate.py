@@ -4,7 +4,7 @@ Reports p50/p99 (ms) at batch 1 and batch 32 and writes bench/results/generate.j
 trained checkpoint; without, a freshly initialised CVAE of the same size for the suite's layout (all-MiniLM-L6-v2,
 LoRA r=4 on query/key/value of 6 layers): latency does not depend on the weights' values.
 
-    PYTHONPATH=. python bench/generate.py [--checkpoint DIR] [--runs 100] [--threads 1]
+    python bench/generate.py [--checkpoint DIR] [--runs 100] [--threads 1]
 """
 
 from __future__ import annotations
@@ -42,13 +42,13 @@ def _descriptions(n: int, start: int = 0) -> list[str]:
 
 
 def _untrained_generator():
-    from bank.base_model import DEFAULT_BASE_MODEL, load_base_model
-    from bank.lora.adapter import LoraAdapter
-    from hypernet._text import default_text_encode
-    from hypernet.config import HypernetConfig
-    from hypernet.generate import CVAEGenerator
-    from hypernet.layout import AdapterLayout
-    from hypernet.model import CVAE
+    from loragen.bank.base_model import DEFAULT_BASE_MODEL, load_base_model
+    from loragen.bank.lora.adapter import LoraAdapter
+    from loragen.hypernet._text import default_text_encode
+    from loragen.hypernet.config import HypernetConfig
+    from loragen.hypernet.generate import CVAEGenerator
+    from loragen.hypernet.layout import AdapterLayout
+    from loragen.hypernet.model import CVAE
 
     model = load_base_model()
     names = [n for n, _ in model.named_modules() if n.rsplit(".", 1)[-1] in ("query", "key", "value")]
@@ -75,8 +75,8 @@ def _time(fn, runs: int, warmup: int = 5) -> dict[str, float]:
 def _breakdown(gen, runs: int) -> dict[str, dict[str, float]]:
     """Where batch-1 time goes: the text encoder (MiniLM on the description and its per-label texts, uncached),
     the CVAE decoder, and building the LoraAdapter."""
-    from bank.generator import GenerationRequest
-    from hypernet.condition import collate_conditions, condition_texts, embed_conditions
+    from loragen.bank.generator import GenerationRequest
+    from loragen.hypernet.condition import collate_conditions, condition_texts, embed_conditions
 
     cc = gen.config.condition
     counter = iter(range(10**6))
@@ -107,9 +107,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/generate.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    from bank.generator import GenerationRequest
-    from bank.lora import save_peft
-    from hypernet.generate import CVAEGenerator
+    from loragen.bank.generator import GenerationRequest
+    from loragen.bank.lora import save_peft
+    from loragen.hypernet.generate import CVAEGenerator
 
     gen = CVAEGenerator.from_checkpoint(args.checkpoint) if args.checkpoint else _untrained_generator()
     base = gen.layout.base_model

@@ -7,9 +7,9 @@ in-bank adapter and retrieval (the in-bank task whose description embedding is n
 Accuracy is computed with `SuiteClassifier` on each task's test data; base and oracle accuracies come from the
 oracle cache. Normalised gain = (acc − base) / (oracle − base) on accuracies averaged over the split's tasks.
 
-    PYTHONPATH=. python bench/hypernet_suite.py --oracles /work/cache/oracles --max-epochs 300 \
+    python bench/hypernet_suite.py --oracles /work/cache/oracles --max-epochs 300 \
         --checkpoint-out bench/results/hypernet-ckpt
-    PYTHONPATH=. python bench/hypernet_suite.py --oracles /work/cache/oracles --checkpoint bench/results/hypernet-ckpt
+    python bench/hypernet_suite.py --oracles /work/cache/oracles --checkpoint bench/results/hypernet-ckpt
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from bank.suite import few_shot_examples
+from loragen.bank.suite import few_shot_examples
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -35,8 +35,8 @@ N_EXAMPLES = 8
 
 
 def _train(source, args) -> Path:
-    from hypernet.config import HypernetConfig
-    from hypernet.train import snapshot, train_hypernet
+    from loragen.hypernet.config import HypernetConfig
+    from loragen.hypernet.train import snapshot, train_hypernet
 
     config = HypernetConfig.from_file(args.config) if args.config else HypernetConfig()
     path, _, trainer = train_hypernet(
@@ -50,9 +50,9 @@ def _train(source, args) -> Path:
 
 class _Evaluator:
     def __init__(self, source, gen, max_tasks: int, seed: int = 0) -> None:
-        from bank.embed import default_encoder
-        from bank.lora.merge import combine
-        from bank.suite import SuiteClassifier
+        from loragen.bank.embed import default_encoder
+        from loragen.bank.lora.merge import combine
+        from loragen.bank.suite import SuiteClassifier
 
         self.source, self.gen, self.max_tasks = source, gen, max_tasks
         self.clf = SuiteClassifier()
@@ -75,7 +75,7 @@ class _Evaluator:
                 return self.finals[self.train_tasks[j].name]
 
     def _acc(self, task, adapter) -> float:
-        from bank.suite import task_data
+        from loragen.bank.suite import task_data
 
         return self.clf.accuracy(task_data(task).test, adapter, len(task.labels))
 
@@ -137,8 +137,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/hypernet_suite.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    from hypernet.data import PeftDirSource
-    from hypernet.generate import CVAEGenerator
+    from loragen.hypernet.data import PeftDirSource
+    from loragen.hypernet.generate import CVAEGenerator
 
     source = PeftDirSource(args.oracles)
     t0 = time.perf_counter()

@@ -1,6 +1,6 @@
 """Load test: C concurrent clients x N generate requests against one `loragen serve` on loopback.
 
-Starts the real server in a subprocess (`python -m api serve`) on a bank it builds in a temporary folder (random
+Starts the real server in a subprocess (`python -m loragen.api serve`) on a bank it builds in a temporary folder (random
 MiniLM adapters for a few dozen task descriptions; pass --bank to use your own), then runs the clients in
 threads, each with its own HTTP connection, each sending N `POST /v1/adapters:generate` requests with distinct
 descriptions. Reports errors, latency percentiles and throughput, and writes JSON to bench/results/load.json.
@@ -38,8 +38,8 @@ SUBJECTS = ["Polish", "Czech", "Spanish", "Portuguese", "German", "Dutch", "a pe
 
 def build_bank(path: Path, n_tasks: int = 32) -> None:
     """A bank of `n_tasks` random MiniLM adapters with distinct descriptions, re-indexed."""
-    from bank.base_model import DEFAULT_BASE_MODEL, load_base_model
-    from bank.store import Bank
+    from loragen.bank.base_model import DEFAULT_BASE_MODEL, load_base_model
+    from loragen.bank.store import Bank
     from tests._models import random_adapter
 
     model = load_base_model()
@@ -60,7 +60,7 @@ def free_port() -> int:
 
 def start_server(bank: Path, port: int, method: str, workers: int) -> subprocess.Popen:
     env = {**os.environ, "LORAGEN_TOKEN": TOKEN, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "api", "serve", "--port", str(port), "--bank", str(bank), "--methods", method,
+    cmd = [sys.executable, "-m", "loragen.api", "serve", "--port", str(port), "--bank", str(bank), "--methods", method,
            "--reindex-interval", "0", "--workers", str(workers)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 180

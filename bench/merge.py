@@ -34,9 +34,9 @@ import torch
 from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from bank.device import resolve_device, resolve_dtype
-from bank.lora import LoraAdapter, merge
-from bank.lora.peft_format import peft_key
+from loragen.bank.device import resolve_device, resolve_dtype
+from loragen.bank.lora import LoraAdapter, merge
+from loragen.bank.lora.peft_format import peft_key
 
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 

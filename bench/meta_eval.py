@@ -6,7 +6,7 @@ calibrator (JSON) next to the ABMLL checkpoint.
 
 Usage::
 
-    PYTHONPATH=. python bench/meta_eval.py --checkpoint runs/abmll --oracles /work/cache/oracles \
+    python bench/meta_eval.py --checkpoint runs/abmll --oracles /work/cache/oracles \
         [--bank bank.duckdb] [--hypernet runs/cvae] [--samples 4] [--n-test 64] [--max-in-bank 24]
 
 Protocol: in-bank tasks use their own description with the task itself excluded from retrieval and from the bank
@@ -35,15 +35,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from bank.generator import GenerationRequest  # noqa: E402
-from bank.lora.adapter import LoraAdapter  # noqa: E402
-from meta.calibration import (  # noqa: E402
+from loragen.bank.generator import GenerationRequest  # noqa: E402
+from loragen.bank.lora.adapter import LoraAdapter  # noqa: E402
+from loragen.meta.calibration import (  # noqa: E402
     LogisticCalibrator,
     auroc,
     expected_calibration_error,
     reliability_diagram,
 )
-from meta.score import FEATURES, Scorer, predictive_stats  # noqa: E402
+from loragen.meta.score import FEATURES, Scorer, predictive_stats  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -78,12 +78,12 @@ def spread(items: list, n: int | None) -> list:
 
 # ---- sources -----------------------------------------------------------------------------------------------
 def load_oracles(args, specs) -> dict[str, LoraAdapter]:
-    from meta.data import bank_adapters, cache_adapters
+    from loragen.meta.data import bank_adapters, cache_adapters
 
     if args.oracles is not None:
         return cache_adapters(args.oracles, specs)
     if args.bank is not None:
-        from bank.store import Bank
+        from loragen.bank.store import Bank
 
         with Bank.open(args.bank) as bank:
             return bank_adapters(bank, specs)
@@ -92,7 +92,7 @@ def load_oracles(args, specs) -> dict[str, LoraAdapter]:
 
 def open_bank(args, specs, oracles, workdir: Path):
     """The bank used for retrieval and the OOD signals: given, or built from the in-bank oracles."""
-    from bank.store import Bank
+    from loragen.bank.store import Bank
 
     if args.bank is not None:
         return Bank.open(args.bank)
@@ -139,7 +139,7 @@ class Methods:
 
 def evaluate(tasks, split, methods: Methods, scorer: Scorer, n_test: int, n_val: int, calib_names: set[str]):
     """Per task: accuracy per method; per input: max-prob/correct per method and the scorer's features."""
-    from bank.suite import task_data
+    from loragen.bank.suite import task_data
 
     rows, per_input = [], {"features": [], "correct": [], "task": [], "part": []}
     curves: dict[str, tuple[list, list]] = {}
@@ -246,11 +246,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
-    from bank.embed import TextEncoder
-    from bank.suite import SuiteClassifier, load_suite, split_tasks, task_data
-    from meta.condition import SlotDescriptionEncoder
-    from meta.data import ood_descriptions
-    from meta.generate import ABMLLGenerator
+    from loragen.bank.embed import TextEncoder
+    from loragen.bank.suite import SuiteClassifier, load_suite, split_tasks, task_data
+    from loragen.meta.condition import SlotDescriptionEncoder
+    from loragen.meta.data import ood_descriptions
+    from loragen.meta.generate import ABMLLGenerator
 
     start = time.perf_counter()
     specs = load_suite(seed=0)
@@ -260,7 +260,7 @@ def main(argv=None) -> int:
     oracles = load_oracles(args, specs)
     cvae = None
     if args.hypernet is not None:
-        from hypernet.generate import CVAEGenerator
+        from loragen.hypernet.generate import CVAEGenerator
 
         cvae = CVAEGenerator.from_checkpoint(args.hypernet)
     workdir = Path(tempfile.mkdtemp(prefix="meta-eval-"))
@@ -287,7 +287,7 @@ def main(argv=None) -> int:
                for d in ((t.description, *t.paraphrases) if args.ood_paraphrases else (t.description,))]
     ood = ood_check(gen, scorer, in_dist, ood_descriptions(), args.samples, args.seed)
     result = {
-        "command": "PYTHONPATH=. python bench/meta_eval.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python bench/meta_eval.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "machine": f"{os.cpu_count()}-core CPU, torch {torch.__version__}",
         "checkpoint": str(args.checkpoint), "samples": args.samples, "n_test": args.n_test,
         "n_oracles": len(oracles),

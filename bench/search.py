@@ -34,7 +34,7 @@ from pathlib import Path  # noqa: E402
 import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bank.index import APPROX_THRESHOLD, HNSWParams, build_index, choose_method  # noqa: E402
+from loragen.bank.index import APPROX_THRESHOLD, HNSWParams, build_index, choose_method  # noqa: E402
 
 _TEMPLATES = [
     ("Decide whether a sentence is written in {lang} or in {lang2}.",
@@ -109,7 +109,7 @@ def generate_descriptions(n: int, seed: int) -> list[tuple[str, str]]:
 
 def build_corpus(cfg: BenchConfig) -> tuple[np.ndarray, np.ndarray]:
     """(max(sizes), 384) bank vectors and (n_queries, 384) query vectors, all L2-normalised."""
-    from bank.embed import TextEncoder
+    from loragen.bank.embed import TextEncoder
 
     import torch
 

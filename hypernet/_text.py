@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from hypernet.condition import TextEncode
+from loragen.hypernet.condition import TextEncode
 
 
 def default_text_encode(model: str | None = None) -> TextEncode:
     """`encode(texts) -> (n, 384)` from the bank's shared TextEncoder for `model` (default: packaged MiniLM)."""
-    from bank.embed import default_encoder
+    from loragen.bank.embed import default_encoder
 
     return default_encoder(model).encode

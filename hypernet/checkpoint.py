@@ -20,11 +20,12 @@ from typing import Any
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from bank._atomic import atomic_directory
-from bank.errors import CheckpointError
-from hypernet.config import HypernetConfig
-from hypernet.layout import AdapterLayout
-from hypernet.model import CVAE
+from loragen.bank import paths
+from loragen.bank._atomic import atomic_directory
+from loragen.bank.errors import CheckpointError
+from loragen.hypernet.config import HypernetConfig
+from loragen.hypernet.layout import AdapterLayout
+from loragen.hypernet.model import CVAE
 
 FORMAT = "loragen-hypernet-cvae"
 FORMAT_VERSION = 1
@@ -34,13 +35,8 @@ _PICKLES = ("*.ckpt", "*.pt", "*.pth", "*.bin", "*.pkl")
 
 
 def default_checkpoint_dir() -> Path:
-    """`$LORAGEN_HOME/hypernet`, else `hypernet` in the platform's user data directory for loragen."""
-    home = os.environ.get("LORAGEN_HOME")
-    if home:
-        return Path(home).expanduser() / "hypernet"
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("loragen")) / "hypernet"
+    """The default CVAE checkpoint: `<loragen home>/hypernet`."""
+    return paths.checkpoint_dir("hypernet")
 
 
 def _version() -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from bank.config import SectionedConfig, check, raise_problems
+from loragen.bank.config import SectionedConfig, check, raise_problems
 
 log = logging.getLogger(__name__)
 

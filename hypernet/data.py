@@ -27,9 +27,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from bank.lora.adapter import LoraAdapter
-from bank.records import TaskRecord
-from hypernet.condition import (
+from loragen.bank.lora.adapter import LoraAdapter
+from loragen.bank.records import TaskRecord
+from loragen.hypernet.condition import (
     EXAMPLES,
     LABEL,
     ConditionTexts,
@@ -39,8 +39,8 @@ from hypernet.condition import (
     embed_conditions,
     segment_description,
 )
-from hypernet.config import HypernetConfig
-from hypernet.layout import AdapterLayout
+from loragen.hypernet.config import HypernetConfig
+from loragen.hypernet.layout import AdapterLayout
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def suite_examples(task: TaskRecord, n: int, seed: int) -> list[tuple[str, int]]
     """`n` examples from a built-in suite task's *training* data (never its test data); [] for other tasks."""
     if task.data_ref.get("suite") != "builtin":
         return []
-    from bank.suite import task_data
+    from loragen.bank.suite import task_data
 
     train = task_data(task).train
     return random.Random(seed).sample(list(train), min(n, len(train)))
@@ -129,7 +129,7 @@ class PeftDirSource:
         return list(self._tasks)
 
     def adapters(self, task: str) -> list[tuple[LoraAdapter, str]]:
-        from bank.lora.peft_format import load_peft
+        from loragen.bank.lora.peft_format import load_peft
 
         folder = self.root / task.replace("/", "__")
         if not (folder / "final").is_dir():
@@ -322,7 +322,7 @@ class HypernetDataModule(L.LightningDataModule):
         each one's adapter in `train_set.tokens`: every final adapter with every training wording, with label
         names per the pattern, and with `readout_draws` random subsets of `n_examples` examples for the example
         patterns (what a request with examples looks like)."""
-        from hypernet.readout import PATTERNS
+        from loragen.hypernet.readout import PATTERNS
 
         assert self.train_set is not None, "call setup() first"
         cc, mc = self.config.condition, self.config.model

@@ -22,14 +22,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from bank.base_model import canonical_base_model_id
-from bank.generator import GenerationRequest
-from bank.lora.adapter import LoraAdapter
-from bank.lora.peft_format import save_peft
-from hypernet.checkpoint import check_compatible, default_checkpoint_dir, load_checkpoint
-from hypernet.condition import TextEncode, collate_conditions, condition_texts, embed_conditions
-from hypernet.config import HypernetConfig
-from hypernet.model import CVAE
+from loragen.bank.base_model import canonical_base_model_id
+from loragen.bank.generator import GenerationRequest
+from loragen.bank.lora.adapter import LoraAdapter
+from loragen.bank.lora.peft_format import save_peft
+from loragen.hypernet.checkpoint import check_compatible, default_checkpoint_dir, load_checkpoint
+from loragen.hypernet.condition import TextEncode, collate_conditions, condition_texts, embed_conditions
+from loragen.hypernet.config import HypernetConfig
+from loragen.hypernet.model import CVAE
 
 
 class CVAEGenerator:
@@ -62,7 +62,7 @@ class CVAEGenerator:
         base = canonical_base_model_id(base_model) if base_model is not None else None
         model, config, meta = load_checkpoint(path, base_model=base)
         if encode is None:
-            from hypernet._text import default_text_encode
+            from loragen.hypernet._text import default_text_encode
 
             encode = default_text_encode(meta.get("extra", {}).get("text_encoder"))
         return cls(model, config, encode, source=str(path))

@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
-from bank.errors import AdapterShapeError
-from bank.lora.adapter import LoraAdapter
-from bank.lora.canonical import canonicalize
+from loragen.bank.errors import AdapterShapeError
+from loragen.bank.lora.adapter import LoraAdapter
+from loragen.bank.lora.canonical import canonicalize
 
 _LAYER = re.compile(r"\.(\d+)\.")
 

@@ -21,11 +21,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hypernet.condition import ConditionEncoder
-from hypernet.config import HypernetConfig
-from hypernet.layout import AdapterLayout
-from hypernet.readout import RidgeReadout
-from hypernet.space import WeightSpace
+from loragen.hypernet.condition import ConditionEncoder
+from loragen.hypernet.config import HypernetConfig
+from loragen.hypernet.layout import AdapterLayout
+from loragen.hypernet.readout import RidgeReadout
+from loragen.hypernet.space import WeightSpace
 
 
 class CVAE(nn.Module):

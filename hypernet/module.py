@@ -13,9 +13,9 @@ from __future__ import annotations
 import pytorch_lightning as L
 import torch
 
-from hypernet.config import HypernetConfig
-from hypernet.layout import AdapterLayout
-from hypernet.model import CVAE, kl_divergence, reconstruction_loss
+from loragen.hypernet.config import HypernetConfig
+from loragen.hypernet.layout import AdapterLayout
+from loragen.hypernet.model import CVAE, kl_divergence, reconstruction_loss
 
 
 class HypernetModule(L.LightningModule):

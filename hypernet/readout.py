@@ -27,7 +27,7 @@ import logging
 import torch
 from torch import nn
 
-from hypernet.condition import CHANNELS, EXAMPLES, LABEL, SEGMENT
+from loragen.hypernet.condition import CHANNELS, EXAMPLES, LABEL, SEGMENT
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from bank.lora.adapter import LoraAdapter
-from hypernet.layout import AdapterLayout
+from loragen.bank.lora.adapter import LoraAdapter
+from loragen.hypernet.layout import AdapterLayout
 
 log = logging.getLogger(__name__)
 

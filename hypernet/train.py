@@ -17,11 +17,11 @@ from typing import Any
 import pytorch_lightning as L
 import torch
 
-from hypernet.checkpoint import save_checkpoint
-from hypernet.condition import TextEncode
-from hypernet.config import HypernetConfig
-from hypernet.data import HypernetDataModule, MemorySource, TaskSource, as_numpy_encoder, training_tasks
-from hypernet.module import HypernetModule
+from loragen.hypernet.checkpoint import save_checkpoint
+from loragen.hypernet.condition import TextEncode
+from loragen.hypernet.config import HypernetConfig
+from loragen.hypernet.data import HypernetDataModule, MemorySource, TaskSource, as_numpy_encoder, training_tasks
+from loragen.hypernet.module import HypernetModule
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def train_hypernet(
         (checkpoint path or None on ranks other than 0, the module, the trainer).
     """
     if encode is None:
-        from hypernet._text import default_text_encode
+        from loragen.hypernet._text import default_text_encode
 
         encode = default_text_encode(text_encoder)
     dm = HypernetDataModule(source, config, as_numpy_encoder(encode))

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from hypernet.condition import segment_description
+from loragen.hypernet.condition import segment_description
 
 TextEncode = Callable[[Sequence[str]], np.ndarray]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bank.config import SectionedConfig, check, raise_problems
+from loragen.bank.config import SectionedConfig, check, raise_problems
 
 
 @dataclass

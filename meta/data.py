@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bank.lora.adapter import LoraAdapter
-from bank.records import TaskRecord
-from meta.model import LoraLayout
-from meta.train import MetaTask
+from loragen.bank.lora.adapter import LoraAdapter
+from loragen.bank.records import TaskRecord
+from loragen.meta.model import LoraLayout
+from loragen.meta.train import MetaTask
 
 log = logging.getLogger(__name__)
 OOD_DESCRIPTIONS = Path(__file__).parent / "data" / "ood_descriptions.json"
@@ -60,7 +60,7 @@ def meta_tasks(
 
 def suite_examples(n_train: int | None = None, n_val: int | None = None):
     """The suite's examples per task: (train split as queries, validation split as support)."""
-    from bank.suite import task_data
+    from loragen.bank.suite import task_data
 
     def get(task: TaskRecord):
         data = task_data(task)
@@ -86,7 +86,7 @@ def cache_adapters(directory: str | Path, tasks: Sequence[TaskRecord]) -> dict[s
     without it, subdirectory names are task names with "/" written as "__". The final adapter is the directory
     itself or its `final/` subdirectory (trajectory checkpoints sit beside it).
     """
-    from bank.lora import load_peft
+    from loragen.bank.lora import load_peft
 
     directory = Path(directory)
     index: dict[str, str] = {}

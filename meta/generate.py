@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bank.base_model import canonical_base_model_id
-from bank.errors import UnknownBaseModelError
-from bank.generator import GenerationRequest
-from bank.lora.adapter import LoraAdapter
-from meta.config import GenerateConfig
-from meta.guide import ABMLLGuide
-from meta.model import ABMLLModel, FactorClassifier
+from loragen.bank.base_model import canonical_base_model_id
+from loragen.bank.errors import UnknownBaseModelError
+from loragen.bank.generator import GenerationRequest
+from loragen.bank.lora.adapter import LoraAdapter
+from loragen.meta.config import GenerateConfig
+from loragen.meta.guide import ABMLLGuide
+from loragen.meta.model import ABMLLModel, FactorClassifier
 
 Encode = Callable[[list[str]], "np.ndarray | torch.Tensor"]
 
@@ -38,8 +38,8 @@ class Posterior:
 
 def default_encoder(max_slots: int = 3) -> Encode:
     """The order-aware slot encoder over the bank's description encoder (MiniLM, L2-normalised)."""
-    from bank.embed import TextEncoder
-    from meta.condition import SlotDescriptionEncoder
+    from loragen.bank.embed import TextEncoder
+    from loragen.meta.condition import SlotDescriptionEncoder
 
     return SlotDescriptionEncoder(TextEncoder().encode, max_slots)
 
@@ -78,7 +78,7 @@ class ABMLLGenerator:
     def from_checkpoint(cls, path: str | Path, classifier: FactorClassifier | None = None,
                         encode: Encode | None = None, device: str | torch.device = "cpu") -> ABMLLGenerator:
         """Load a checkpoint written by `meta.train.save_checkpoint` (classifier only needed to refine)."""
-        from meta.train import load_checkpoint
+        from loragen.meta.train import load_checkpoint
 
         model, guide, config, _ = load_checkpoint(path, classifier, device)
         return cls(model, guide, encode, config.generate)

@@ -23,7 +23,7 @@ from pyro import poutine
 from torch import nn
 from torch.distributions import kl_divergence
 
-from meta.model import ABMLLModel, TaskBatch, inverse_softplus
+from loragen.meta.model import ABMLLModel, TaskBatch, inverse_softplus
 
 
 class ABMLLGuide(nn.Module):

@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from pyro import poutine
 from torch import nn
 
-from bank.lora.adapter import LoraAdapter
-from meta.config import ABMLLConfig
+from loragen.bank.lora.adapter import LoraAdapter
+from loragen.meta.config import ABMLLConfig
 
 Factors = dict[str, tuple[torch.Tensor, torch.Tensor]]
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import torch
 
-from bank.records import TaskRecord
-from meta.config import ABMLLConfig, MetaConfig
-from meta.guide import ABMLLGuide
-from meta.model import ABMLLModel, FactorClassifier, LoraLayout, weight_floor
-from meta.train import save_checkpoint, train
+from loragen.bank.records import TaskRecord
+from loragen.meta.config import ABMLLConfig, MetaConfig
+from loragen.meta.guide import ABMLLGuide
+from loragen.meta.model import ABMLLModel, FactorClassifier, LoraLayout, weight_floor
+from loragen.meta.train import save_checkpoint, train
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +41,10 @@ def fit_suite(output: str | Path, config: MetaConfig, *, bank=None, oracle_dir: 
     Returns:
         (model, guide, history).
     """
-    from bank.embed import TextEncoder
-    from bank.suite import SuiteClassifier, load_suite
-    from meta.condition import SlotDescriptionEncoder
-    from meta.data import bank_adapters, cache_adapters, meta_tasks, suite_examples
+    from loragen.bank.embed import TextEncoder
+    from loragen.bank.suite import SuiteClassifier, load_suite
+    from loragen.meta.condition import SlotDescriptionEncoder
+    from loragen.meta.data import bank_adapters, cache_adapters, meta_tasks, suite_examples
 
     if tasks is None:
         tasks = bank.tasks(split="train") if bank is not None else []

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bank.lora.adapter import LoraAdapter
-from meta.calibration import LogisticCalibrator
-from meta.model import FactorClassifier
+from loragen.bank.lora.adapter import LoraAdapter
+from loragen.meta.calibration import LogisticCalibrator
+from loragen.meta.model import FactorClassifier
 
 FEATURES = ("max_prob", "predictive_entropy", "mutual_information", "description_similarity", "weight_similarity")
 _BANK_FEATURES = ("description_similarity", "weight_similarity")

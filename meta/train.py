@@ -21,11 +21,11 @@ from pyro.optim import Adam
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from bank._atomic import atomic_directory
-from bank.errors import CheckpointError
-from meta.config import MetaConfig, TrainConfig
-from meta.guide import ABMLLGuide
-from meta.model import ABMLLModel, FactorClassifier, LoraLayout, TaskBatch, inverse_softplus
+from loragen.bank._atomic import atomic_directory
+from loragen.bank.errors import CheckpointError
+from loragen.meta.config import MetaConfig, TrainConfig
+from loragen.meta.guide import ABMLLGuide
+from loragen.meta.model import ABMLLModel, FactorClassifier, LoraLayout, TaskBatch, inverse_softplus
 
 log = logging.getLogger(__name__)
 CHECKPOINT_WEIGHTS = "abmll.safetensors"

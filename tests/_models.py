@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bank.lora import LoraAdapter
+from loragen.bank.lora import LoraAdapter
 
 
 def tiny_llama(seed: int = 0):
@@ -33,7 +33,7 @@ def tiny_gpt2(seed: int = 0):
 
 
 def minilm():
-    from bank.base_model import load_base_model
+    from loragen.bank.base_model import load_base_model
 
     return load_base_model()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from api.commands.train import add_lightning_args, trainer_kwargs
+from loragen.api.commands.train import add_lightning_args, trainer_kwargs
 
 
 def add_parser(targets: argparse._SubParsersAction) -> None:
@@ -33,7 +33,7 @@ def add_parser(targets: argparse._SubParsersAction) -> None:
 
 
 def load_config(args: argparse.Namespace):
-    from hypernet.config import HypernetConfig
+    from loragen.hypernet.config import HypernetConfig
 
     data = HypernetConfig.from_file(args.config).to_dict() if args.config is not None else {}
     for section, key, value in (("train", "batch_size", args.batch_size), ("train", "lr", args.lr),
@@ -45,10 +45,10 @@ def load_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from bank.store import Bank
-    from hypernet.checkpoint import default_checkpoint_dir
-    from hypernet.data import BankSource
-    from hypernet.train import snapshot, train_hypernet
+    from loragen.bank.store import Bank
+    from loragen.hypernet.checkpoint import default_checkpoint_dir
+    from loragen.hypernet.data import BankSource
+    from loragen.hypernet.train import snapshot, train_hypernet
 
     config = load_config(args)
     with Bank.open(args.bank) as bank:  # read everything, then close: DDP ranks each read the bank in turn

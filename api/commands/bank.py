@@ -22,7 +22,7 @@ EPILOG = """examples:
   loragen bank stats
 """
 # Subcommands written elsewhere that hook into `loragen bank` (each module exposes add_parser(bank_subparsers)).
-_EXTENSIONS = ("api.commands.bank_build",)
+_EXTENSIONS = ("loragen.api.commands.bank_build",)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -104,7 +104,7 @@ def _add_simple(bank_sub, name: str, help_text: str, func) -> None:
 
 
 def _open(args: argparse.Namespace):
-    from bank.store import Bank
+    from loragen.bank.store import Bank
 
     return Bank.open(args.bank)
 
@@ -126,8 +126,8 @@ def _run_add(args: argparse.Namespace) -> int:
 
 
 def _adapter_dirs(paths: list[Path]) -> list[Path]:
-    from bank.errors import AdapterFormatError
-    from bank.lora.peft_format import CONFIG_NAME
+    from loragen.bank.errors import AdapterFormatError
+    from loragen.bank.lora.peft_format import CONFIG_NAME
 
     found: list[Path] = []
     for path in paths:
@@ -159,7 +159,7 @@ def _run_export(args: argparse.Namespace) -> int:
 
 
 def _run_search(args: argparse.Namespace) -> int:
-    from bank.lora.peft_format import load_peft
+    from loragen.bank.lora.peft_format import load_peft
 
     if (args.query is None) == (args.adapter is None):
         args.search_parser.error("give either a QUERY or --adapter DIR (not both)")  # exits 2
@@ -175,7 +175,7 @@ def _run_search(args: argparse.Namespace) -> int:
 
 
 def _run_reindex(args: argparse.Namespace) -> int:
-    from bank.schedule import run_reindex
+    from loragen.bank.schedule import run_reindex
 
     with _open(args) as bank:
         info = run_reindex(bank)

@@ -46,8 +46,8 @@ def add_parser(bank_sub: argparse._SubParsersAction) -> None:
 
 def select_tasks(args: argparse.Namespace) -> list:
     """The suite tasks the arguments ask for, in suite order."""
-    from bank.errors import NotFoundError
-    from bank.suite import load_suite
+    from loragen.bank.errors import NotFoundError
+    from loragen.bank.suite import load_suite
 
     tasks = load_suite(args.seed)
     if args.family:
@@ -66,10 +66,10 @@ def select_tasks(args: argparse.Namespace) -> list:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from bank.errors import NotFoundError
-    from bank.store import Bank
-    from bank.suite.build import build_suite, imported_oracles, trained_oracles
-    from bank.suite.train import TrainConfig
+    from loragen.bank.errors import NotFoundError
+    from loragen.bank.store import Bank
+    from loragen.bank.suite.build import build_suite, imported_oracles, trained_oracles
+    from loragen.bank.suite.train import TrainConfig
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -49,12 +49,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from api.settings import default_home
-    from bank.device import torch_threads
+    from loragen.bank import paths
+    from loragen.bank.device import torch_threads
 
     global _T0
     start = _T0 = time.perf_counter()
-    home = (args.home or default_home() / "demo").expanduser()
+    home = (args.home or paths.demo_home()).expanduser()
     home.mkdir(parents=True, exist_ok=True)
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
@@ -80,11 +80,11 @@ def _step(message: str) -> None:
 
 
 def _run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
-    from bank.generator import GenerationRequest
-    from bank.lora import save_peft
-    from bank.store import Bank
-    from bank.suite import SuiteClassifier, load_suite, task_data
-    from bank.suite.build import build_suite, imported_oracles
+    from loragen.bank.generator import GenerationRequest
+    from loragen.bank.lora import save_peft
+    from loragen.bank.store import Bank
+    from loragen.bank.suite import SuiteClassifier, load_suite, task_data
+    from loragen.bank.suite.build import build_suite, imported_oracles
 
     specs = load_suite(args.seed)
     target = pick_heldout(specs, args.task)
@@ -124,7 +124,7 @@ def _run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
 
 def pick_heldout(specs: list, name: str | None):
     """The held-out task to generate for: `name`, else the first held-out two-way language task."""
-    from bank.errors import LoragenError
+    from loragen.bank.errors import LoragenError
 
     if name is not None:
         for spec in specs:
@@ -156,9 +156,9 @@ def related_tasks(specs: list, target, n: int) -> list:
 
 def train_generator(bank, home: Path, epochs: int, seed: int) -> Path:
     """Train the hypernetwork on the bank, or reuse the checkpoint trained on the same bank content."""
-    from hypernet.config import HypernetConfig
-    from hypernet.data import BankSource
-    from hypernet.train import snapshot, train_hypernet
+    from loragen.hypernet.config import HypernetConfig
+    from loragen.hypernet.data import BankSource
+    from loragen.hypernet.train import snapshot, train_hypernet
 
     out = home / "hypernet"
     key = {"adapters": sorted(r.sha256 for r in bank.adapters() if r.kind in ("final", "checkpoint")),
@@ -176,7 +176,7 @@ def train_generator(bank, home: Path, epochs: int, seed: int) -> Path:
 
 
 def load_cvae(checkpoint: Path):
-    from hypernet.generate import CVAEGenerator
+    from loragen.hypernet.generate import CVAEGenerator
 
     return CVAEGenerator.from_checkpoint(checkpoint)
 
@@ -184,22 +184,22 @@ def load_cvae(checkpoint: Path):
 def retrieve(bank, request):
     """The nearest bank adapter by description (None when the retrieval generator is not installed)."""
     try:
-        from bank.suite.evaluate import RetrievalGenerator
+        from loragen.bank.retrieval import RetrievalGenerator
     except ImportError:
         return None
     return RetrievalGenerator(bank).generate(request)[0]
 
 
 def score_uncertainty(classifier, bank, description: str, samples: list, inputs: list[str], n: int) -> dict:
-    from api.uncertainty import build_scorer, score
+    from loragen.api.uncertainty import build_scorer, score
 
     return score(build_scorer(classifier, bank), description, samples, inputs, num_labels=n)
 
 
 def heldout_oracle(target, classifier, home: Path):
     """The held-out task's own oracle, for reference: trained once, cached as PEFT, never added to the bank."""
-    from bank.lora import load_peft, save_peft
-    from bank.suite.train import train_task_adapter
+    from loragen.bank.lora import load_peft, save_peft
+    from loragen.bank.suite.train import train_task_adapter
 
     path = home / "oracle" / target.name.replace("/", "__")
     if (path / "adapter_config.json").is_file():

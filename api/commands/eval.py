@@ -46,11 +46,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from bank.store import Bank
-    from bank.suite import SuiteClassifier
-    from bank.suite.evaluate import BASELINES, CONDITIONS, evaluate
-    from bank.suite.tasks import EVAL_SPLITS
-    from bank.suite.train import TrainConfig
+    from loragen.bank.store import Bank
+    from loragen.bank.suite import SuiteClassifier
+    from loragen.bank.suite.evaluate import BASELINES, CONDITIONS, evaluate
+    from loragen.bank.suite.tasks import EVAL_SPLITS
+    from loragen.bank.suite.train import TrainConfig
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -78,8 +78,8 @@ def _generators(specs: list[str], bank, classifier) -> dict:
         CheckpointError: an unknown method, or one whose checkpoint cannot be loaded (with the command that makes
             it); the CLI prints it as one line.
     """
-    from api.generators import REGISTRY, GeneratorContext, build_generators
-    from bank.errors import CheckpointError
+    from loragen.api.generators import REGISTRY, GeneratorContext, build_generators
+    from loragen.bank.errors import CheckpointError
 
     contexts, names = {}, []
     for spec in specs:

@@ -55,7 +55,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from bank.errors import LoragenError
+    from loragen.bank.errors import LoragenError
 
     try:
         return _run(args)
@@ -69,10 +69,10 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from contextlib import ExitStack
 
-    from api.generators import REGISTRY, GeneratorContext
-    from bank.base_model import DEFAULT_BASE_MODEL, canonical_base_model_id
-    from bank.generator import GenerationRequest
-    from bank.lora import save_peft
+    from loragen.api.generators import REGISTRY, GeneratorContext
+    from loragen.bank.base_model import DEFAULT_BASE_MODEL, canonical_base_model_id
+    from loragen.bank.generator import GenerationRequest
+    from loragen.bank.lora import save_peft
 
     request = GenerationRequest(
         description=args.description,
@@ -109,19 +109,19 @@ class _Lazy:
 
 
 def _classifier(device: str):
-    from bank.suite import SuiteClassifier
+    from loragen.bank.suite import SuiteClassifier
 
     return SuiteClassifier(device=device)
 
 
 def _open_bank(args: argparse.Namespace, stack):
     """The bank when --bank is given or the method reads it (retrieval); it also feeds the bank-distance scores."""
-    from bank.store import Bank, default_bank_path
+    from loragen.bank.store import Bank, default_bank_path
 
     if args.bank is None and args.method != "retrieve":
         return None
     if args.bank is None and not default_bank_path().exists():
-        from bank.errors import LoragenError
+        from loragen.bank.errors import LoragenError
 
         raise LoragenError(f"no bank at {default_bank_path()}; build one (`loragen bank build`) or pass --bank")
     return stack.enter_context(Bank.open(args.bank))
@@ -130,9 +130,9 @@ def _open_bank(args: argparse.Namespace, stack):
 def _print_scores(request, adapters, bank, classifier) -> None:
     """Uncertainty of the generated adapter(s) (meta's scorer), evaluated on the examples' texts or, without
     examples, on texts of the nearest bank task."""
-    from api.uncertainty import build_scorer, probe_inputs, score
-    from bank.base_model import DEFAULT_BASE_MODEL
-    from bank.errors import LoragenError
+    from loragen.api.uncertainty import build_scorer, probe_inputs, score
+    from loragen.bank.base_model import DEFAULT_BASE_MODEL
+    from loragen.bank.errors import LoragenError
 
     if request.base_model != DEFAULT_BASE_MODEL:
         print(f"uncertainty: not scored (the scorer's classifier runs {DEFAULT_BASE_MODEL}, not {request.base_model})")

@@ -27,9 +27,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bank.base_model import copy_tokenizer_files, load_base_model
-    from bank.device import resolve_device, resolve_dtype
-    from bank.lora import load_peft, merge
+    from loragen.bank.base_model import copy_tokenizer_files, load_base_model
+    from loragen.bank.device import resolve_device, resolve_dtype
+    from loragen.bank.lora import load_peft, merge
 
     adapters = [load_peft(path) for path in args.adapters]  # all validated before the model is loaded
     model = load_base_model(args.base_model, dtype=resolve_dtype(args.dtype), device=resolve_device(args.device))

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from bank.errors import LoragenError
+from loragen.bank.errors import LoragenError
 
 EPILOG = """examples:
   loragen predict out/adapter --text "Dzień dobry, jak się masz?" --text "Dobrý den, jak se máš?"
@@ -34,9 +34,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from api.service import predict_texts
-    from bank.lora import load_peft
-    from bank.suite import SuiteClassifier
+    from loragen.api.service import predict_texts
+    from loragen.bank.lora import load_peft
+    from loragen.bank.suite import SuiteClassifier
 
     texts = args.text or read_texts(args.file)
     adapter = load_peft(args.adapter)
@@ -79,7 +79,7 @@ def task_labels(task: str | None) -> list[str] | None:
     """Label names of a task of the built-in suite, or None when the adapter names no suite task."""
     if not task:
         return None
-    from bank.suite import load_suite
+    from loragen.bank.suite import load_suite
 
     for spec in load_suite():
         if spec.name == task:

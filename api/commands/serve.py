@@ -37,8 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from api.app import create_app
-    from api.settings import Settings
+    from loragen.api.app import create_app
+    from loragen.api.settings import Settings
 
     token = args.token_file.read_text().strip() if args.token_file else None
     methods = tuple(m.strip() for m in args.methods.split(",")) if args.methods else None

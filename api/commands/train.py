@@ -10,8 +10,8 @@ import importlib
 
 # target -> module defining `add_parser(train_subparsers)`.
 TARGETS: dict[str, str] = {
-    "hypernet": "api.commands._train_hypernet",
-    "meta": "api.commands.train_meta",
+    "hypernet": "loragen.api.commands._train_hypernet",
+    "meta": "loragen.api.commands.train_meta",
 }
 
 

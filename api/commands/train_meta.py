@@ -36,7 +36,7 @@ def add_parser(targets: argparse._SubParsersAction) -> None:
 
 
 def load_config(args: argparse.Namespace):
-    from meta.config import MetaConfig
+    from loragen.meta.config import MetaConfig
 
     data = MetaConfig.from_file(args.config).to_dict() if args.config is not None else {}
     for key in ("steps", "tasks_per_batch", "examples_per_task", "beta", "gamma", "lr", "inner_steps", "seed"):
@@ -47,7 +47,7 @@ def load_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from meta.recipes import fit_suite
+    from loragen.meta.recipes import fit_suite
 
     config = load_config(args)
     if args.threads:
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         _, _, history = fit_suite(args.output, config, oracle_dir=args.oracles, max_tasks=args.max_tasks,
                                   progress=not args.no_progress_bar)
     else:
-        from bank.store import Bank
+        from loragen.bank.store import Bank
 
         with Bank.open(args.bank) as bank:
             _, _, history = fit_suite(args.output, config, bank=bank, max_tasks=args.max_tasks,

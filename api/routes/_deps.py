@@ -9,9 +9,9 @@ from typing import Any, TypeVar
 
 from fastapi import Depends, Request
 
-from api.schemas import ErrorBody
-from api.security import declare_bearer
-from api.service import Service
+from loragen.api.schemas import ErrorBody
+from loragen.api.security import declare_bearer
+from loragen.api.service import Service
 
 T = TypeVar("T")
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
 
-from api.archive import ArchiveLimits, pack, unpack
-from api.routes._deps import ERRORS, WRITE, WRITE_ERRORS, offload, service
-from api.schemas import AdapterInfo, GenerateRequest, GenerateResponse
-from api.service import Service
+from loragen.api.archive import ArchiveLimits, pack, unpack
+from loragen.api.routes._deps import ERRORS, WRITE, WRITE_ERRORS, offload, service
+from loragen.api.schemas import AdapterInfo, GenerateRequest, GenerateResponse
+from loragen.api.service import Service
 
 router = APIRouter(prefix="/v1", tags=["adapters"])
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from api.routes._deps import ERRORS, WRITE, WRITE_ERRORS, offload, service
-from api.schemas import ReindexResponse, SearchResponse
-from api.service import Service
+from loragen.api.routes._deps import ERRORS, WRITE, WRITE_ERRORS, offload, service
+from loragen.api.schemas import ReindexResponse, SearchResponse
+from loragen.api.service import Service
 
 router = APIRouter(prefix="/v1", tags=["bank"])
 

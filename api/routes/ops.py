@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from api.routes._deps import offload, service
-from api.schemas import HealthResponse
-from api.service import Service
+from loragen.api.routes._deps import offload, service
+from loragen.api.schemas import HealthResponse
+from loragen.api.service import Service
 
 router = APIRouter(tags=["operations"])
 

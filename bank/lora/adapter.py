@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
-from bank.device import dtype_name
-from bank.errors import AdapterShapeError, NonFiniteError
+from loragen.bank.device import dtype_name
+from loragen.bank.errors import AdapterShapeError, NonFiniteError
 
 
 @dataclass

@@ -16,7 +16,7 @@ from dataclasses import replace
 
 import torch
 
-from bank.lora.adapter import LoraAdapter, stack_shapes
+from loragen.bank.lora.adapter import LoraAdapter, stack_shapes
 
 
 def canonical_factors(

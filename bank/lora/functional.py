@@ -14,9 +14,9 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from bank.errors import AdapterShapeError
-from bank.lora.adapter import LoraAdapter
-from bank.lora.layers import target_weights
+from loragen.bank.errors import AdapterShapeError
+from loragen.bank.lora.adapter import LoraAdapter
+from loragen.bank.lora.layers import target_weights
 
 
 def _hook(a: torch.Tensor, b: torch.Tensor, scaling: float):

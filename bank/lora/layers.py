@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bank.errors import AdapterShapeError
-from bank.lora.adapter import LoraAdapter
+from loragen.bank.errors import AdapterShapeError
+from loragen.bank.lora.adapter import LoraAdapter
 
 
 def _is_conv1d(module: nn.Module) -> bool:

@@ -22,10 +22,10 @@ from typing import Literal
 import torch
 from torch import nn
 
-from bank.errors import AdapterShapeError
-from bank.lora.adapter import LoraAdapter
-from bank.lora.canonical import canonicalize, dense_factors
-from bank.lora.layers import target_weights
+from loragen.bank.errors import AdapterShapeError
+from loragen.bank.lora.adapter import LoraAdapter
+from loragen.bank.lora.canonical import canonicalize, dense_factors
+from loragen.bank.lora.layers import target_weights
 
 CombineMethod = Literal["linear", "svd", "ties"]
 # Row-block size (elements) for low-precision weights: big enough to amortise the call, small enough for cache.

@@ -16,9 +16,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from bank._atomic import atomic_directory
-from bank.errors import AdapterFormatError, AdapterShapeError
-from bank.lora.adapter import LoraAdapter
+from loragen.bank._atomic import atomic_directory
+from loragen.bank.errors import AdapterFormatError, AdapterShapeError
+from loragen.bank.lora.adapter import LoraAdapter
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"

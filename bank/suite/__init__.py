@@ -2,16 +2,16 @@
 
 Usage::
 
-    from bank.suite import load_suite, task_data, SuiteClassifier
+    from loragen.bank.suite import load_suite, task_data, SuiteClassifier
     specs = load_suite(seed=0)
     data = task_data(specs[0])
     clf = SuiteClassifier()
     logits = clf.logits([t for t, _ in data.test], adapter, num_labels=len(specs[0].labels))
 """
 
-from bank.suite.classifier import SuiteClassifier
-from bank.suite.data import TaskData, few_shot_examples, task_data
-from bank.suite.tasks import EVAL_SPLITS, eval_descriptions, load_suite, split_tasks
+from loragen.bank.suite.classifier import SuiteClassifier
+from loragen.bank.suite.data import TaskData, few_shot_examples, task_data
+from loragen.bank.suite.tasks import EVAL_SPLITS, eval_descriptions, load_suite, split_tasks
 
 __all__ = [
     "EVAL_SPLITS", "SuiteClassifier", "TaskData", "eval_descriptions", "few_shot_examples", "load_suite", "split_tasks",

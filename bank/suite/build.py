@@ -5,8 +5,8 @@ training finishes, so an interrupted build loses at most the task in progress.
 
 Usage::
 
-    from bank.store import Bank
-    from bank.suite.build import build_suite
+    from loragen.bank.store import Bank
+    from loragen.bank.suite.build import build_suite
     with Bank.open("bank.duckdb") as bank:
         summary = build_suite(bank, load_suite(0)[:12])
 """
@@ -22,11 +22,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from bank.lora.peft_format import load_peft
-from bank.records import TaskRecord
-from bank.suite.classifier import SuiteClassifier
-from bank.suite.data import task_data
-from bank.suite.train import TrainConfig, TrainResult, train_task_adapter
+from loragen.bank.lora.peft_format import load_peft
+from loragen.bank.records import TaskRecord
+from loragen.bank.suite.classifier import SuiteClassifier
+from loragen.bank.suite.data import task_data
+from loragen.bank.suite.train import TrainConfig, TrainResult, train_task_adapter
 
 logger = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ from collections.abc import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-from bank.base_model import canonical_base_model_id, load_base_model, load_tokenizer
-from bank.device import resolve_device
-from bank.lora.adapter import LoraAdapter
-from bank.lora.functional import lora_applied
+from loragen.bank.base_model import canonical_base_model_id, load_base_model, load_tokenizer
+from loragen.bank.device import resolve_device
+from loragen.bank.lora.adapter import LoraAdapter
+from loragen.bank.lora.functional import lora_applied
 
 NUM_SLOTS = 8  # most labels a suite task may have
 PROTOTYPE_SEED = 1234

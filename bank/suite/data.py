@@ -13,8 +13,8 @@ import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 
-from bank.records import TaskRecord
-from bank.suite import sources as S
+from loragen.bank.records import TaskRecord
+from loragen.bank.suite import sources as S
 
 _SPECIAL_TOKENS = 2  # [CLS] and [SEP]
 
@@ -45,7 +45,7 @@ def source(key: str) -> S.Source:
 @lru_cache(maxsize=None)
 def _token_counts(key: str) -> tuple[int, ...]:
     """MiniLM tokens per item of a source (WordPiece splits on spaces and punctuation, so counts add up)."""
-    from bank.base_model import load_tokenizer
+    from loragen.bank.base_model import load_tokenizer
 
     tok = load_tokenizer()
     ids = tok(list(source(key).items), add_special_tokens=False)["input_ids"]

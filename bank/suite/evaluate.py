@@ -34,14 +34,15 @@ from typing import Any
 
 from tqdm import tqdm
 
-from bank.generator import AdapterGenerator, GenerationRequest
-from bank.lora.adapter import LoraAdapter
-from bank.lora.merge import combine
-from bank.records import TaskRecord
-from bank.suite.classifier import SuiteClassifier
-from bank.suite.data import few_shot_examples, task_data
-from bank.suite.tasks import EVAL_SPLITS, EvalSplit, eval_descriptions, split_tasks
-from bank.suite.train import TrainConfig, train_multitask_adapter
+from loragen.bank.generator import AdapterGenerator, GenerationRequest
+from loragen.bank.lora.adapter import LoraAdapter
+from loragen.bank.lora.merge import combine
+from loragen.bank.records import TaskRecord
+from loragen.bank.retrieval import RetrievalGenerator
+from loragen.bank.suite.classifier import SuiteClassifier
+from loragen.bank.suite.data import few_shot_examples, task_data
+from loragen.bank.suite.tasks import EVAL_SPLITS, EvalSplit, eval_descriptions, split_tasks
+from loragen.bank.suite.train import TrainConfig, train_multitask_adapter
 
 logger = logging.getLogger(__name__)
 
@@ -49,42 +50,6 @@ BASELINES = ("base", "oracle", "mean", "multitask", "retrieval")
 CONDITIONS = ("description", "labels", "examples")
 N_EXAMPLES = 8  # labelled examples given with the "examples" condition
 MEAN_RANK = 16  # rank of the SVD-compressed mean adapter
-
-
-class RetrievalGenerator:
-    """Nearest bank adapter by description: the simplest generator, and the service's fallback.
-
-    Only final adapters of in-bank tasks are candidates (held-out tasks and `request.exclude_tasks` never are).
-
-    Args:
-        bank: an open `bank.store.Bank`.
-        kind: adapter kind to return ("final" by default; checkpoints share their task's description).
-        candidates: how many search hits are examined before giving up on finding `n_samples` adapters.
-    """
-
-    name = "retrieval"
-
-    def __init__(self, bank, kind: str = "final", candidates: int = 64) -> None:
-        self.bank, self.kind, self.candidates = bank, kind, candidates
-
-    def _excluded(self, request: GenerationRequest) -> set[str]:
-        return {t.name for t in self.bank.tasks(split="heldout")} | set(request.exclude_tasks)
-
-    def generate(self, request: GenerationRequest) -> list[LoraAdapter]:
-        """The `request.n_samples` nearest adapters, nearest first.
-
-        Raises:
-            NotFoundError: the bank has no eligible adapter.
-        """
-        from bank.errors import NotFoundError
-
-        hits = self.bank.search_text(request.description, k=self.candidates, exclude_tasks=self._excluded(request))
-        eligible = {r.id for r in self.bank.adapters(kind=self.kind)}
-        ids = [h.id for h in hits if h.id in eligible][: request.n_samples]
-        if not ids:
-            raise NotFoundError(f"no {self.kind} adapter in the bank to retrieve for {request.description[:60]!r}; "
-                                "build the bank first (`loragen bank build`)")
-        return [self.bank.get(i) for i in ids]
 
 
 class FixedGenerator:

@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from bank.records import TaskRecord
-from bank.suite import sources as S
+from loragen.bank.records import TaskRecord
+from loragen.bank.suite import sources as S
 
 SUITE_VERSION = 1
 MAX_TOKENS = 32  # texts fill exactly this many MiniLM tokens (with [CLS]/[SEP]): no length shortcut
@@ -206,7 +206,7 @@ def check_sources(tasks: Sequence[TaskRecord]) -> None:
     Raises:
         ValueError: listing every too-small source and every overlapping pair.
     """
-    from bank.suite.data import source
+    from loragen.bank.suite.data import source
 
     names = sorted({k for t in tasks for k in t.data_ref["sources"]})
     pairs = sorted({tuple(sorted(p)) for t in tasks for p in itertools.combinations(t.data_ref["sources"], 2)})

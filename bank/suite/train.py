@@ -7,8 +7,8 @@ share their starting point and are comparable factor by factor. The factors are 
 
 Usage::
 
-    from bank.suite import load_suite
-    from bank.suite.train import TrainConfig, train_task_adapter
+    from loragen.bank.suite import load_suite
+    from loragen.bank.suite.train import TrainConfig, train_task_adapter
     result = train_task_adapter(load_suite()[0], TrainConfig(steps=24))
     result.final, result.checkpoints, result.metrics
 """
@@ -29,10 +29,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, RandomSampler
 
-from bank.lora.adapter import LoraAdapter
-from bank.records import TaskRecord
-from bank.suite.classifier import DEFAULT_TARGETS, SuiteClassifier
-from bank.suite.data import TaskData, task_data
+from loragen.bank.lora.adapter import LoraAdapter
+from loragen.bank.records import TaskRecord
+from loragen.bank.suite.classifier import DEFAULT_TARGETS, SuiteClassifier
+from loragen.bank.suite.data import TaskData, task_data
 
 
 @dataclass

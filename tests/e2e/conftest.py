@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from api.settings import Settings
-from bank.base_model import DEFAULT_BASE_MODEL
-from bank.lora import LoraAdapter
-from bank.records import TaskRecord
+from loragen.api.settings import Settings
+from loragen.bank.base_model import DEFAULT_BASE_MODEL
+from loragen.bank.lora import LoraAdapter
+from loragen.bank.records import TaskRecord
 
 TOKEN = "test-token-0123456789"
 TARGETS = ("query", "value")
@@ -46,7 +46,7 @@ def minilm_adapter(seed: int, r: int = 4, scale: float = 0.05, base_model: str =
 @pytest.fixture(scope="session")
 def bank_template(tmp_path_factory) -> Path:
     """A bank file with the six tasks and one random adapter each, re-indexed (built once per session)."""
-    from bank.store import Bank
+    from loragen.bank.store import Bank
 
     path = tmp_path_factory.mktemp("bank-template") / "bank.duckdb"
     with Bank.open(path) as bank:
@@ -94,7 +94,7 @@ def run_server(settings: Settings, timeout: float = 120.0) -> Iterator[Server]:
     """Serve `create_app(settings=...)` with uvicorn on 127.0.0.1 in a thread until the generator is closed."""
     import uvicorn
 
-    from api.app import create_app
+    from loragen.api.app import create_app
 
     app = create_app(settings=settings)
     port = free_port()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from api import Client
+from loragen.api import Client
 from tests.e2e.conftest import TOKEN, copy_bank, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,7 +26,7 @@ def test_serve_subprocess_and_predict(bank_template, tmp_path):
     bank = copy_bank(bank_template, tmp_path / "bank")
     port = free_port()
     env = {**_env(tmp_path), "LORAGEN_TOKEN": TOKEN}
-    proc = subprocess.Popen([sys.executable, "-m", "api", "serve", "--port", str(port), "--bank", str(bank),
+    proc = subprocess.Popen([sys.executable, "-m", "loragen.api", "serve", "--port", str(port), "--bank", str(bank),
                              "--methods", "retrieve", "--reindex-interval", "0"], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
@@ -53,7 +53,7 @@ def test_serve_subprocess_and_predict(bank_template, tmp_path):
 
     texts = tmp_path / "texts.jsonl"
     texts.write_text('{"text": "Maria Kowalska"}\n"Kraków"\n')
-    out = subprocess.run([sys.executable, "-m", "api", "predict", str(adapter_dir), "--file", str(texts), "--json",
+    out = subprocess.run([sys.executable, "-m", "loragen.api", "predict", str(adapter_dir), "--file", str(texts), "--json",
                           "--labels", "person,city"],
                          env=_env(tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -61,6 +61,6 @@ def test_serve_subprocess_and_predict(bank_template, tmp_path):
     assert [r["text"] for r in rows] == ["Maria Kowalska", "Kraków"]
     assert all(abs(sum(r["probabilities"].values()) - 1) < 1e-5 for r in rows)
 
-    bad = subprocess.run([sys.executable, "-m", "api", "predict", str(tmp_path / "nope"), "--text", "x"],
+    bad = subprocess.run([sys.executable, "-m", "loragen.api", "predict", str(tmp_path / "nope"), "--text", "x"],
                          env=_env(tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "not a directory" in bad.stderr

@@ -12,8 +12,8 @@ import httpx
 import pytest
 import torch
 
-from api.archive import pack
-from bank.lora import save_peft
+from loragen.api.archive import pack
+from loragen.bank.lora import save_peft
 from tests._models import random_adapter, tiny_llama
 from tests.e2e.conftest import TOKEN, minilm_adapter
 

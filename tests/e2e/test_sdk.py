@@ -7,12 +7,12 @@ import json
 import pytest
 import torch
 
-from api import Client
-from api.schemas import AdapterInfo, GenerateResponse, SearchResponse
-from api.sdk import ClientError
-from bank.base_model import DEFAULT_BASE_MODEL, load_base_model, load_tokenizer
-from bank.lora import load_peft, save_peft
-from bank.lora.functional import lora_applied
+from loragen.api import Client
+from loragen.api.schemas import AdapterInfo, GenerateResponse, SearchResponse
+from loragen.api.sdk import ClientError
+from loragen.bank.base_model import DEFAULT_BASE_MODEL, load_base_model, load_tokenizer
+from loragen.bank.lora import load_peft, save_peft
+from loragen.bank.lora.functional import lora_applied
 from tests.e2e.conftest import TOKEN, minilm_adapter
 
 SENTENCES = ["Dzień dobry, jak się masz?", "Dobrý den, jak se máš?"]
@@ -137,7 +137,7 @@ def adapter_of(directory, module):
 def test_calibrator_next_to_the_abmll_checkpoint_is_used(bank_template, tmp_path):
     """`bench/meta_eval.py` writes calibrator.json into the ABMLL checkpoint it measured; the service then reports a
     calibrated confidence without being told where the file is (an explicit LORAGEN_CALIBRATOR still wins)."""
-    from meta.calibration import LogisticCalibrator
+    from loragen.meta.calibration import LogisticCalibrator
     from tests.e2e.conftest import copy_bank, make_settings
 
     ckpt = tmp_path / "abmll"

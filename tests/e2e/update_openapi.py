@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from api.app import create_app
-from api.settings import Settings
+from loragen.api.app import create_app
+from loragen.api.settings import Settings
 
 PATH = Path(__file__).with_name("openapi.json")
 

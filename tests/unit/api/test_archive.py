@@ -9,8 +9,8 @@ import zipfile
 import pytest
 import torch
 
-from api.archive import ArchiveError, ArchiveLimits, pack, unpack
-from bank.lora import LoraAdapter, load_peft, save_peft
+from loragen.api.archive import ArchiveError, ArchiveLimits, pack, unpack
+from loragen.bank.lora import LoraAdapter, load_peft, save_peft
 
 
 def _adapter() -> LoraAdapter:

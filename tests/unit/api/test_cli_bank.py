@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from api.cli import build_parser, main
-from bank.lora import load_peft, save_peft
+from loragen.api.cli import build_parser, main
+from loragen.bank.lora import load_peft, save_peft
 from tests.unit.bank._bank_util import minilm_adapter
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.cli import COMMANDS, build_parser
+from loragen.api.cli import COMMANDS, build_parser
 
 
 def test_every_command_in_the_table_is_registered_with_help():

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from api.commands.demo import pick_heldout, related_tasks
-from bank.errors import LoragenError
-from bank.suite import load_suite
+from loragen.api.commands.demo import pick_heldout, related_tasks
+from loragen.bank.errors import LoragenError
+from loragen.bank.suite import load_suite
 
 
 @pytest.fixture(scope="module")

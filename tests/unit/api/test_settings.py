@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from api.settings import Settings
+from loragen.api.settings import Settings
 
 
 def test_env_overrides_and_explicit_wins(tmp_path):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from bank.base_model import DEFAULT_BASE_MODEL
-from bank.lora import LoraAdapter
-from bank.records import TaskRecord
+from loragen.bank.base_model import DEFAULT_BASE_MODEL
+from loragen.bank.lora import LoraAdapter
+from loragen.bank.records import TaskRecord
 
 HIDDEN = 384  # all-MiniLM-L6-v2: 6 layers of 384-d attention
 

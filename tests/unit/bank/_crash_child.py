@@ -14,10 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-import bank.index
-import bank.store
-from bank.lora import save_peft
-from bank.store import Bank
+import loragen.bank.index
+import loragen.bank.store
+from loragen.bank.lora import save_peft
+from loragen.bank.store import Bank
 from tests.unit.bank._bank_util import minilm_adapter
 
 
@@ -46,15 +46,15 @@ def import_loop(path: Path, workdir: Path, pause_at: int) -> None:
 
 def reindex(path: Path, where: str) -> None:
     if where == "renamed":  # the new file is in place but DuckDB does not point to it yet
-        real = bank.store.write_index
+        real = loragen.bank.store.write_index
 
         def write_then_pause(index, target):
             real(index, target)
             _pause()
 
-        bank.store.write_index = write_then_pause
+        loragen.bank.store.write_index = write_then_pause
     else:  # halfway through writing the temporary file
-        real_write = bank.index.faiss.write_index
+        real_write = loragen.bank.index.faiss.write_index
 
         def half_write(index, tmp):
             real_write(index, tmp)
@@ -62,7 +62,7 @@ def reindex(path: Path, where: str) -> None:
                 f.truncate(max(1, Path(tmp).stat().st_size // 2))
             _pause()
 
-        bank.index.faiss.write_index = half_write
+        loragen.bank.index.faiss.write_index = half_write
     with Bank.open(path) as b:
         b.reindex()
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from bank.lora import LoraAdapter, canonicalize, is_canonical
-from bank.lora.canonical import canonical_factors
+from loragen.bank.lora import LoraAdapter, canonicalize, is_canonical
+from loragen.bank.lora.canonical import canonical_factors
 from tests._models import random_adapter
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
-from bank.embed import default_encoder
-from bank.store import Bank
+from loragen.bank.embed import default_encoder
+from loragen.bank.store import Bank
 from tests.unit.bank._bank_util import minilm_adapter
 
 

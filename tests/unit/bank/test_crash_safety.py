@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bank.embed import default_encoder
-from bank.store import Bank, index_dir
+from loragen.bank.embed import default_encoder
+from loragen.bank.store import Bank, index_dir
 from tests.unit.bank._bank_util import minilm_adapter
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from bank.embed import WEIGHT_DIM, default_encoder, weight_embedding
-from bank.lora import canonicalize
+from loragen.bank.embed import WEIGHT_DIM, default_encoder, weight_embedding
+from loragen.bank.lora import canonicalize
 from tests.unit.bank._bank_util import minilm_adapter
 
 

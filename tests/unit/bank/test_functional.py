@@ -7,10 +7,10 @@ import copy
 import pytest
 import torch
 
-from bank.errors import AdapterShapeError
-from bank.generator import GenerationRequest
-from bank.lora import merge
-from bank.lora.functional import lora_applied
+from loragen.bank.errors import AdapterShapeError
+from loragen.bank.generator import GenerationRequest
+from loragen.bank.lora import merge
+from loragen.bank.lora.functional import lora_applied
 from tests._models import random_adapter
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bank.errors import IndexCorruptError
-from bank.index import HNSWParams, VectorIndex, build_index, choose_method, read_index, write_index
+from loragen.bank.errors import IndexCorruptError
+from loragen.bank.index import HNSWParams, VectorIndex, build_index, choose_method, read_index, write_index
 
 
 def _unit(n, d, seed):

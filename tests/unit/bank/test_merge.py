@@ -8,7 +8,7 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 
-from bank.lora import combine, load_peft, merge
+from loragen.bank.lora import combine, load_peft, merge
 from tests._models import random_adapter
 
 LLAMA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -49,7 +49,7 @@ def test_merge_matches_peft_merge_and_unload(which, tiny_llama_model, tiny_gpt2_
 
 
 def test_merge_minilm_matches_peft(tmp_path):
-    from bank.base_model import load_base_model
+    from loragen.bank.base_model import load_base_model
 
     model = load_base_model()
     merged_by_peft, adapter = _peft_merged(model, ("query", "key", "value", "dense"), tmp_path)
@@ -97,7 +97,7 @@ def test_combine_linear_svd_and_ties(tiny_llama_model):
 
 
 def test_ties_keeps_agreeing_signs_and_drops_conflicts():
-    from bank.lora import LoraAdapter
+    from loragen.bank.lora import LoraAdapter
 
     def adapter(delta):  # rank-1 adapter from a 1 x n row
         return LoraAdapter("t", 1, 1.0, {"m": delta.view(1, -1)}, {"m": torch.ones(1, 1)})

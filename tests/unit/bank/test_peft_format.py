@@ -8,9 +8,9 @@ import pytest
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
-from bank.base_model import DEFAULT_BASE_MODEL, load_base_model, load_tokenizer
-from bank.errors import AdapterFormatError, AdapterShapeError, NonFiniteError
-from bank.lora import load_peft, merge, save_peft
+from loragen.bank.base_model import DEFAULT_BASE_MODEL, load_base_model, load_tokenizer
+from loragen.bank.errors import AdapterFormatError, AdapterShapeError, NonFiniteError
+from loragen.bank.lora import load_peft, merge, save_peft
 from tests._models import random_adapter
 
 

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from bank.embed import default_encoder
-from bank.schedule import ReindexSchedule, start_reindex_schedule
-from bank.store import Bank
+from loragen.bank.embed import default_encoder
+from loragen.bank.schedule import ReindexSchedule, start_reindex_schedule
+from loragen.bank.store import Bank
 from tests.unit.bank._bank_util import minilm_adapter
 
 
@@ -33,7 +33,7 @@ def test_schedule_config_is_validated():
 
 
 def test_interval_schedule_reindexes_one_run_at_a_time(tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="bank.schedule")
+    caplog.set_level(logging.INFO, logger="loragen.bank.schedule")
     with Bank.open(tmp_path / "bank.duckdb", encoder=default_encoder()) as bank:
         bank.add(minilm_adapter(seed=0, r=2, layers=(0,)), description="scheduled")
         running, overlaps = [0], [0]

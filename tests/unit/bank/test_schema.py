@@ -6,8 +6,8 @@ import duckdb
 import torch
 import pytest
 
-from bank import schema
-from bank.errors import BankError
+from loragen.bank import schema
+from loragen.bank.errors import BankError
 
 
 def test_migrations_apply_once_and_are_recorded(tmp_path):
@@ -53,8 +53,8 @@ def test_bank_from_a_newer_version_is_refused(tmp_path):
 
 def test_version_1_bank_with_adapters_migrates_to_blob_ids(tmp_path, monkeypatch):
     """A bank written at schema 1 (tensors without blob_id) opens, migrates, and returns the same adapters."""
-    from bank.embed import default_encoder
-    from bank.store import Bank
+    from loragen.bank.embed import default_encoder
+    from loragen.bank.store import Bank
     from tests.unit.bank._bank_util import minilm_adapter
 
     src, old = tmp_path / "src.duckdb", tmp_path / "v1.duckdb"

@@ -13,8 +13,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from bank.embed import default_encoder
-from bank.errors import (
+from loragen.bank.embed import default_encoder
+from loragen.bank.errors import (
     AdapterFormatError,
     AdapterShapeError,
     BankError,
@@ -24,9 +24,9 @@ from bank.errors import (
     NotFoundError,
     UnknownBaseModelError,
 )
-from bank.lora import load_peft, save_peft
-from bank.schema import LATEST_VERSION
-from bank.store import Bank, default_bank_path, index_dir
+from loragen.bank.lora import load_peft, save_peft
+from loragen.bank.schema import LATEST_VERSION
+from loragen.bank.store import Bank, default_bank_path, index_dir
 from tests.unit.bank._bank_util import minilm_adapter, topic_tasks
 
 
@@ -345,7 +345,7 @@ def replace_name(encoder, name):
 
 
 def test_weight_embeddings_in_bank_match_weight_embedding(bank):
-    from bank.embed import weight_embedding
+    from loragen.bank.embed import weight_embedding
 
     adapter = minilm_adapter(seed=62)
     adapter_id = bank.add(adapter)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hypernet.config import ConditionConfig, HypernetConfig, ModelConfig, TrainConfig
+from loragen.hypernet.config import ConditionConfig, HypernetConfig, ModelConfig, TrainConfig
 from tests.unit.hypernet._synthetic import synthetic_source
 
 HELDOUT = (("Polish", "Czech"), ("Czech", "Polish"))
@@ -13,8 +13,8 @@ HELDOUT = (("Polish", "Czech"), ("Czech", "Polish"))
 
 @pytest.fixture(scope="session")
 def encode():
-    from hypernet._text import default_text_encode
-    from hypernet.data import as_numpy_encoder
+    from loragen.hypernet._text import default_text_encode
+    from loragen.hypernet.data import as_numpy_encoder
 
     return as_numpy_encoder(default_text_encode())
 
@@ -35,7 +35,7 @@ def tiny_config(**train) -> HypernetConfig:
 @pytest.fixture(scope="session")
 def trained(source, encode, tmp_path_factory):
     """(checkpoint dir, HypernetModule) after a short single-process fit on the synthetic bank."""
-    from hypernet.train import train_hypernet
+    from loragen.hypernet.train import train_hypernet
 
     torch.set_num_threads(1)  # 2 shared cores: more threads thrash
     out = tmp_path_factory.mktemp("ckpt") / "cvae"

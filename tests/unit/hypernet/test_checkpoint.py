@@ -3,8 +3,8 @@ import json
 import pytest
 import torch
 
-from bank.errors import CheckpointError
-from hypernet.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load_checkpoint, save_checkpoint
+from loragen.bank.errors import CheckpointError
+from loragen.hypernet.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load_checkpoint, save_checkpoint
 
 
 def test_round_trip_is_exact_and_json_plus_safetensors(trained, tmp_path):

@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from api.cli import main
-from bank.lora import load_peft
-from hypernet.checkpoint import CONFIG_NAME
+from loragen.api.cli import main
+from loragen.bank.lora import load_peft
+from loragen.hypernet.checkpoint import CONFIG_NAME
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
 def bank_path(source, tmp_path_factory):
-    from bank.store import Bank
+    from loragen.bank.store import Bank
 
     path = tmp_path_factory.mktemp("bank") / "bank.duckdb"
     with Bank.open(path) as bank:
@@ -35,7 +35,7 @@ def test_ddp_two_cpu_processes_end_with_identical_weights(bank_path, tmp_path):
                                   "condition": {"n_examples": 2, "example_pool": 4}}))
     out = tmp_path / "ckpt"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "api", "train", "hypernet", "--bank", str(bank_path), "-o", str(out),
+    cmd = [sys.executable, "-m", "loragen.api", "train", "hypernet", "--bank", str(bank_path), "-o", str(out),
            "--config", str(config), "--batch-size", "4", "--accelerator", "cpu", "--devices", "2",
            "--strategy", "ddp", "--max-steps", "4", "--no-progress-bar"]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)

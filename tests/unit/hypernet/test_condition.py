@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from hypernet.condition import (
+from loragen.hypernet.condition import (
     EXAMPLES,
     LABEL,
     SEGMENT,

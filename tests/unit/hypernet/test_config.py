@@ -2,7 +2,7 @@ import logging
 
 import pytest
 
-from hypernet.config import ConditionConfig, HypernetConfig, ModelConfig, TrainConfig
+from loragen.hypernet.config import ConditionConfig, HypernetConfig, ModelConfig, TrainConfig
 
 
 @pytest.mark.parametrize("cls, kwargs, field", [

@@ -3,11 +3,11 @@ import json
 import pytest
 import torch
 
-from bank.base_model import canonical_base_model_id
-from bank.errors import CheckpointError, UnknownBaseModelError
-from bank.generator import AdapterGenerator, GenerationRequest
-from bank.lora import load_peft
-from hypernet.generate import CVAEGenerator
+from loragen.bank.base_model import canonical_base_model_id
+from loragen.bank.errors import CheckpointError, UnknownBaseModelError
+from loragen.bank.generator import AdapterGenerator, GenerationRequest
+from loragen.bank.lora import load_peft
+from loragen.hypernet.generate import CVAEGenerator
 from tests.unit.hypernet._synthetic import description, synthetic_adapter
 
 
@@ -101,7 +101,7 @@ def test_peft_export_loads_with_peft(gen, tmp_path, tiny_llama_dir):
         plain = base(ids).logits
         peft_model = PeftModel.from_pretrained(base, str(paths[0])).eval()
         adapted = peft_model(ids).logits
-    from bank.lora.functional import lora_applied
+    from loragen.bank.lora.functional import lora_applied
 
     base2 = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
     with torch.no_grad(), lora_applied(base2, adapters[0]):

@@ -1,10 +1,10 @@
 import torch
 
-from hypernet.data import HypernetDataModule, collate
-from hypernet.layout import AdapterLayout
-from hypernet.model import CVAE, reconstruction_loss
-from hypernet.module import HypernetModule
-from hypernet.space import WeightSpace
+from loragen.hypernet.data import HypernetDataModule, collate
+from loragen.hypernet.layout import AdapterLayout
+from loragen.hypernet.model import CVAE, reconstruction_loss
+from loragen.hypernet.module import HypernetModule
+from loragen.hypernet.space import WeightSpace
 from tests.unit.hypernet._synthetic import synthetic_adapter
 from tests.unit.hypernet.conftest import tiny_config
 
@@ -15,7 +15,7 @@ def _delta_error(a, b) -> float:
 
 
 def test_layout_tokens_round_trip_delta_weights(tiny_llama_dir):
-    from bank.base_model import canonical_base_model_id
+    from loragen.bank.base_model import canonical_base_model_id
 
     adapter = synthetic_adapter(canonical_base_model_id(tiny_llama_dir), "Polish", "Czech")
     layout = AdapterLayout.of(adapter)
@@ -25,7 +25,7 @@ def test_layout_tokens_round_trip_delta_weights(tiny_llama_dir):
 
 
 def test_subspace_is_linear_in_delta_w_and_exact_on_its_span(tiny_llama_dir):
-    from bank.base_model import canonical_base_model_id
+    from loragen.bank.base_model import canonical_base_model_id
 
     base = canonical_base_model_id(tiny_llama_dir)
     adapters = [synthetic_adapter(base, x, y) for x, y in (("Polish", "Czech"), ("German", "French"))]
@@ -72,7 +72,7 @@ def test_forward_shapes_and_loss_decreases(source, encode):
 def test_sample_is_mean_for_one_and_varies_for_many(trained, encode):
     _, module = trained
     model: CVAE = module.model.eval()
-    from hypernet.condition import collate_conditions, condition_texts, embed_conditions
+    from loragen.hypernet.condition import collate_conditions, condition_texts, embed_conditions
 
     cond = collate_conditions(embed_conditions(
         [condition_texts("label 0 if the text is written in Polish, label 1 if it is German", None, None, 8)],

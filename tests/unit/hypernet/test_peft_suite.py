@@ -4,12 +4,12 @@ as the suite's classifier says (issue 5, acceptance 3)."""
 import torch
 import torch.nn.functional as F
 
-from bank.base_model import load_base_model
-from bank.suite.classifier import LOGIT_SCALE, SuiteClassifier, label_prototypes
-from hypernet.config import HypernetConfig, ModelConfig
-from hypernet.generate import CVAEGenerator
-from hypernet.layout import AdapterLayout
-from hypernet.model import CVAE
+from loragen.bank.base_model import load_base_model
+from loragen.bank.suite.classifier import LOGIT_SCALE, SuiteClassifier, label_prototypes
+from loragen.hypernet.config import HypernetConfig, ModelConfig
+from loragen.hypernet.generate import CVAEGenerator
+from loragen.hypernet.layout import AdapterLayout
+from loragen.hypernet.model import CVAE
 from tests._models import random_adapter
 
 

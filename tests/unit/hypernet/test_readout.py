@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import torch
 
-from hypernet.condition import EXAMPLES, LABEL, collate_conditions, condition_texts, embed_conditions
-from hypernet.data import HypernetDataModule
-from hypernet.module import HypernetModule
-from hypernet.readout import _ridge, pattern_of
+from loragen.hypernet.condition import EXAMPLES, LABEL, collate_conditions, condition_texts, embed_conditions
+from loragen.hypernet.data import HypernetDataModule
+from loragen.hypernet.module import HypernetModule
+from loragen.hypernet.readout import _ridge, pattern_of
 from tests.unit.hypernet._synthetic import description, synthetic_adapter
 from tests.unit.hypernet.conftest import tiny_config
 

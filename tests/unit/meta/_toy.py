@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bank.base_model import load_tokenizer
-from bank.lora.functional import lora_applied
+from loragen.bank.base_model import load_tokenizer
+from loragen.bank.lora.functional import lora_applied
 
 WORDS = {
     "fruit": ["apple", "pear", "plum", "grape", "lemon", "melon", "peach", "cherry"],

@@ -6,11 +6,11 @@ import pyro
 import pytest
 import torch
 
-from bank.device import torch_threads
-from meta.config import ABMLLConfig, TrainConfig
-from meta.guide import ABMLLGuide
-from meta.model import ABMLLModel, LoraLayout, weight_floor
-from meta.train import MetaTask, train
+from loragen.bank.device import torch_threads
+from loragen.meta.config import ABMLLConfig, TrainConfig
+from loragen.meta.guide import ABMLLGuide
+from loragen.meta.model import ABMLLModel, LoraLayout, weight_floor
+from loragen.meta.train import MetaTask, train
 from tests.unit.meta._toy import TASKS, ToyClassifier, description, description_embeddings, task_examples
 
 TOY_CONFIG = ABMLLConfig(r=2, target_modules=("query", "value"), embed_dim=16, hidden_dim=32, code_dim=8)

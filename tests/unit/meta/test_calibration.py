@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from meta.calibration import LogisticCalibrator, auroc, expected_calibration_error, reliability_diagram
+from loragen.meta.calibration import LogisticCalibrator, auroc, expected_calibration_error, reliability_diagram
 
 
 def test_ece_on_a_hand_made_example():

@@ -4,8 +4,8 @@ import argparse
 
 import numpy as np
 
-from api.commands import train_meta
-from meta.condition import SlotDescriptionEncoder
+from loragen.api.commands import train_meta
+from loragen.meta.condition import SlotDescriptionEncoder
 
 
 def _letters(texts):

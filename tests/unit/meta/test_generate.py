@@ -4,10 +4,10 @@ import copy
 
 import torch
 
-from bank.generator import AdapterGenerator, GenerationRequest
-from bank.lora import save_peft
-from bank.lora.functional import lora_applied
-from meta.generate import ABMLLGenerator
+from loragen.bank.generator import AdapterGenerator, GenerationRequest
+from loragen.bank.lora import save_peft
+from loragen.bank.lora.functional import lora_applied
+from loragen.meta.generate import ABMLLGenerator
 from tests.unit.meta._toy import TASKS, description, description_embeddings, task_examples
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bank.generator import GenerationRequest
-from meta.score import Scorer, predictive_stats
+from loragen.bank.generator import GenerationRequest
+from loragen.meta.score import Scorer, predictive_stats
 from tests.unit.meta._toy import TASKS, description, description_embeddings, task_examples
 
 
@@ -20,7 +20,7 @@ def test_predictive_stats_split_total_into_aleatoric_and_epistemic():
 
 
 def test_scores_are_deterministic_for_a_seed(trained_toy, toy_classifier):
-    from meta.generate import ABMLLGenerator
+    from loragen.meta.generate import ABMLLGenerator
 
     model, guide, _ = trained_toy
     table = {description(p): e for p, e in zip(TASKS, description_embeddings(model.config.embed_dim))}

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from meta.config import ABMLLConfig, MetaConfig, TrainConfig
-from meta.train import load_checkpoint, save_checkpoint
+from loragen.meta.config import ABMLLConfig, MetaConfig, TrainConfig
+from loragen.meta.train import load_checkpoint, save_checkpoint
 
 
 def test_elbo_increases_on_toy_tasks(trained_toy):

@@ -6,9 +6,9 @@ from functools import partial
 
 import pytest
 
-from bank.device import torch_threads
-from bank.suite import SuiteClassifier, load_suite, task_data
-from bank.suite.train import TrainConfig, train_task_adapter
+from loragen.bank.device import torch_threads
+from loragen.bank.suite import SuiteClassifier, load_suite, task_data
+from loragen.bank.suite.train import TrainConfig, train_task_adapter
 
 TINY = TrainConfig(steps=6, min_steps=4, num_checkpoints=2)
 

@@ -8,12 +8,13 @@ from dataclasses import replace
 import pytest
 import torch
 
-from api.cli import main
-from bank.generator import AdapterGenerator, GenerationRequest
-from bank.store import Bank
-from bank.suite.build import build_suite, imported_oracles, trained_oracles
-from bank.suite.evaluate import RetrievalGenerator, evaluate
-from bank.suite.train import TrainConfig
+from loragen.api.cli import main
+from loragen.bank.generator import AdapterGenerator, GenerationRequest
+from loragen.bank.store import Bank
+from loragen.bank.suite.build import build_suite, imported_oracles, trained_oracles
+from loragen.bank.retrieval import RetrievalGenerator
+from loragen.bank.suite.evaluate import evaluate
+from loragen.bank.suite.train import TrainConfig
 from tests.unit.bank.suite.conftest import one_thread
 
 FAST = TrainConfig(steps=3, min_steps=3, num_checkpoints=1)
@@ -65,7 +66,7 @@ def test_import_dir_reuses_peft_oracles(built_bank, subset, classifier, tmp_path
     with Bank.open(path) as bank:
         final = bank.get(bank.adapters(task=task.name, kind="final")[0].id)
     root = tmp_path / "cache"
-    from bank.lora.peft_format import save_peft
+    from loragen.bank.lora.peft_format import save_peft
 
     save_peft(final, root / task.name.replace("/", "__") / "final")
     (root / "results.jsonl").write_text(json.dumps({"name": task.name, "metrics": {"test_accuracy": 0.5,

@@ -6,10 +6,10 @@ import collections
 
 import pytest
 
-from bank.base_model import load_tokenizer
-from bank.suite import EVAL_SPLITS, eval_descriptions, load_suite, split_tasks, task_data
-from bank.suite import sources as S
-from bank.suite.tasks import check_sources, training_texts
+from loragen.bank.base_model import load_tokenizer
+from loragen.bank.suite import EVAL_SPLITS, eval_descriptions, load_suite, split_tasks, task_data
+from loragen.bank.suite import sources as S
+from loragen.bank.suite.tasks import check_sources, training_texts
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,47 @@
+"""Every default location loragen reads or writes, in one place.
+
+Everything lives under one home folder: ``$LORAGEN_HOME`` when it is set, else the platform's user data directory
+for loragen (``~/.local/share/loragen`` on Linux). The CLI, the SDK and the service all ask this module.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+BANK_FILE = "bank.duckdb"
+
+
+def home() -> Path:
+    """``$LORAGEN_HOME``, else the platform's user data directory for loragen."""
+    value = os.environ.get("LORAGEN_HOME")
+    if value:
+        return Path(value).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("loragen"))
+
+
+def bank_path() -> Path:
+    """The default bank: ``<home>/bank.duckdb``."""
+    return home() / BANK_FILE
+
+
+def index_dir(bank_file: Path) -> Path:
+    """Where a bank's FAISS indexes live: beside its DuckDB file, in ``<bank file>.indexes/``."""
+    return Path(str(bank_file) + ".indexes")
+
+
+def checkpoint_dir(method: str) -> Path:
+    """The default checkpoint of a trained generator (``hypernet`` or ``meta``): ``<home>/<method>``."""
+    return home() / method
+
+
+def merge_root() -> Path:
+    """The only folder under which the service writes merged models: ``<home>/merged``."""
+    return home() / "merged"
+
+
+def demo_home() -> Path:
+    """The demo's working folder: ``<home>/demo``."""
+    return home() / "demo"
