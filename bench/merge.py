@@ -41,7 +41,12 @@ from loragen.bank.lora.peft_format import peft_key
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
-def build_model(layers: int, device: torch.device, dtype: torch.dtype) -> LlamaForCausalLM:
+def build_model(layers: int, device: torch.device, dtype: torch.dtype, base_model: str | None = None
+                ) -> LlamaForCausalLM:
+    if base_model:  # a real base model (e.g. "smollm2"), loaded offline as loragen loads it
+        from loragen.bank.base_model import load_base_model
+
+        return load_base_model(base_model, dtype=dtype, device=device)
     config = LlamaConfig(  # TinyLlama-1.1B's shape
         vocab_size=32000,
         hidden_size=2048,
@@ -96,14 +101,14 @@ def run(args: argparse.Namespace) -> dict:
     device, dtype = resolve_device(args.device), resolve_dtype(args.dtype)
     torch.manual_seed(0)
     t0 = time.perf_counter()
-    model = build_model(args.layers, device, dtype)
+    model = build_model(args.layers, device, dtype, args.base_model)
     adapter = random_adapter(model, args.rank, seed=1)
     weights = targeted_weights(model)
     nbytes = sum(w.numel() * w.element_size() for w in weights)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: {n_params / 1e9:.2f}B params, {len(weights)} targeted weights ({nbytes / 2**30:.2f} GiB), "
           f"built in {time.perf_counter() - t0:.1f}s on {device} ({dtype})")
-    ids = torch.randint(0, 32000, (1, 16), device=device)
+    ids = torch.randint(0, model.config.vocab_size, (1, 16), device=device)
 
     deltas = {tuple(w.shape): torch.full_like(w, 1e-3) for w in weights}  # one per shape: bounded memory
     floor, dense, ours, peft = [], [], [], []
@@ -161,7 +166,8 @@ def run(args: argparse.Namespace) -> dict:
         "torch_threads": torch.get_num_threads(),
         "dtype": str(dtype).removeprefix("torch."),
         "params": n_params,
-        "layers": args.layers,
+        "base_model": args.base_model or "random TinyLlama-1.1B shape",
+        "layers": model.config.num_hidden_layers,
         "rank": args.rank,
         "targeted_bytes": nbytes,
         "repeats": args.repeats,
@@ -187,6 +193,7 @@ def run(args: argparse.Namespace) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--layers", type=int, default=22, help="decoder layers (22 = TinyLlama-1.1B)")
+    p.add_argument("--base-model", default=None, help="merge into this real base model (e.g. smollm2) instead")
     p.add_argument("--rank", type=int, default=16)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="auto")
@@ -198,7 +205,8 @@ def main() -> None:
     print(json.dumps(result, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tag = "cuda" if result["device"] != "cpu" else "cpu"
-    out = args.out.with_name(f"{args.out.stem}-{tag}-{result['dtype']}{args.out.suffix}")
+    model_tag = f"-{args.base_model.replace('/', '_')}" if args.base_model else ""
+    out = args.out.with_name(f"{args.out.stem}{model_tag}-{tag}-{result['dtype']}{args.out.suffix}")
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
 
