@@ -334,7 +334,7 @@ class Service:
     def start_schedule(self) -> None:
         """Re-index the bank on the configured interval or cron expression (bank/schedule.py: at most one run at
         a time, each logged with its duration and size). Does nothing when both are off."""
-        from loragen.bank.schedule import ReindexSchedule, start_reindex_schedule
+        from loragen.bank.store.schedule import ReindexSchedule, start_reindex_schedule
 
         if self.settings.reindex_cron:
             schedule = ReindexSchedule(cron=self.settings.reindex_cron)

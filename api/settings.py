@@ -92,7 +92,7 @@ class Settings:
         if self.token is not None and len(self.token) < 8:
             problems.append("token must have at least 8 characters (or be unset to disable auth)")
         if self.reindex_cron:
-            from loragen.bank.schedule import ReindexSchedule
+            from loragen.bank.store.schedule import ReindexSchedule
 
             try:
                 ReindexSchedule(cron=self.reindex_cron)  # parse now: a bad expression fails at startup

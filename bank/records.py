@@ -1,7 +1,7 @@
 """Plain records the bank stores and returns: tasks, adapter metadata, search hits.
 
 They are the contract between the bank and its users (task suite, generators, service); the DuckDB schema
-lives in `bank/schema.py`.
+lives in `bank/store/schema.py`.
 """
 
 from __future__ import annotations

@@ -10,18 +10,19 @@ from loragen.bank.lora.adapter import LoraAdapter
 class RetrievalGenerator:
     """Nearest bank adapter by description: the simplest generator, and the service's fallback.
 
-    Only final adapters of in-bank tasks are candidates (held-out tasks and `request.exclude_tasks` never are).
+    Only final adapters of in-bank tasks are candidates (held-out tasks and `request.exclude_tasks` never are). The
+    bank's search filters by kind itself, so any number of closer adapters of other kinds (uploads, checkpoints)
+    cannot hide the final ones.
 
     Args:
-        bank: an open `bank.store.Bank`.
+        bank: an open `loragen.bank.store.Bank`.
         kind: adapter kind to return ("final" by default; checkpoints share their task's description).
-        candidates: how many search hits are examined before giving up on finding `n_samples` adapters.
     """
 
     name = "retrieval"
 
-    def __init__(self, bank, kind: str = "final", candidates: int = 64) -> None:
-        self.bank, self.kind, self.candidates = bank, kind, candidates
+    def __init__(self, bank, kind: str = "final") -> None:
+        self.bank, self.kind = bank, kind
 
     def _excluded(self, request: GenerationRequest) -> set[str]:
         return {t.name for t in self.bank.tasks(split="heldout")} | set(request.exclude_tasks)
@@ -32,9 +33,9 @@ class RetrievalGenerator:
         Raises:
             NotFoundError: the bank has no eligible adapter.
         """
-        hits = self.bank.search_text(request.description, k=self.candidates, exclude_tasks=self._excluded(request))
-        eligible = {r.id for r in self.bank.adapters(kind=self.kind)}
-        ids = [h.id for h in hits if h.id in eligible][: request.n_samples]
+        hits = self.bank.search_text(request.description, k=request.n_samples, exclude_tasks=self._excluded(request),
+                                     kind=self.kind)
+        ids = [h.id for h in hits]
         if not ids:
             raise NotFoundError(f"no {self.kind} adapter in the bank to retrieve for {request.description[:60]!r}; "
                                 "build the bank first (`loragen bank build`)")

@@ -34,7 +34,7 @@ from pathlib import Path  # noqa: E402
 import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 
-from loragen.bank.index import APPROX_THRESHOLD, HNSWParams, build_index, choose_method  # noqa: E402
+from loragen.bank.store.vector_index import APPROX_THRESHOLD, HNSWParams, build_index, choose_method  # noqa: E402
 
 _TEMPLATES = [
     ("Decide whether a sentence is written in {lang} or in {lang2}.",

@@ -175,7 +175,7 @@ def _run_search(args: argparse.Namespace) -> int:
 
 
 def _run_reindex(args: argparse.Namespace) -> int:
-    from loragen.bank.schedule import run_reindex
+    from loragen.bank.store.schedule import run_reindex
 
     with _open(args) as bank:
         info = run_reindex(bank)

@@ -14,8 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-import loragen.bank.index
-import loragen.bank.store
+import loragen.bank.store.adapters
+import loragen.bank.store.indexes
+import loragen.bank.store.vector_index
 from loragen.bank.lora import save_peft
 from loragen.bank.store import Bank
 from tests.unit.bank._bank_util import minilm_adapter
@@ -27,16 +28,16 @@ def _pause() -> None:
 
 
 def import_loop(path: Path, workdir: Path, pause_at: int) -> None:
-    real = Bank._insert_embedding
+    real = loragen.bank.store.adapters.insert_embedding
     count = {"n": 0}
 
-    def insert_then_maybe_pause(self, cur, *args):
-        real(self, cur, *args)
+    def insert_then_maybe_pause(cur, *args):
+        real(cur, *args)
         count["n"] += 1
         if count["n"] == 2 * pause_at + 1:  # adapter `pause_at`: row and tensors written, transaction open
             _pause()
 
-    Bank._insert_embedding = insert_then_maybe_pause
+    loragen.bank.store.adapters.insert_embedding = insert_then_maybe_pause
     with Bank.open(path) as b:
         for i in range(1000):
             src = save_peft(minilm_adapter(seed=1000 + i), workdir / f"a{i}")
@@ -46,15 +47,15 @@ def import_loop(path: Path, workdir: Path, pause_at: int) -> None:
 
 def reindex(path: Path, where: str) -> None:
     if where == "renamed":  # the new file is in place but DuckDB does not point to it yet
-        real = loragen.bank.store.write_index
+        real = loragen.bank.store.indexes.write_index
 
         def write_then_pause(index, target):
             real(index, target)
             _pause()
 
-        loragen.bank.store.write_index = write_then_pause
+        loragen.bank.store.indexes.write_index = write_then_pause
     else:  # halfway through writing the temporary file
-        real_write = loragen.bank.index.faiss.write_index
+        real_write = loragen.bank.store.vector_index.faiss.write_index
 
         def half_write(index, tmp):
             real_write(index, tmp)
@@ -62,7 +63,7 @@ def reindex(path: Path, where: str) -> None:
                 f.truncate(max(1, Path(tmp).stat().st_size // 2))
             _pause()
 
-        loragen.bank.index.faiss.write_index = half_write
+        loragen.bank.store.vector_index.faiss.write_index = half_write
     with Bank.open(path) as b:
         b.reindex()
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from loragen.bank.errors import IndexCorruptError
-from loragen.bank.index import HNSWParams, VectorIndex, build_index, choose_method, read_index, write_index
+from loragen.bank.store.vector_index import HNSWParams, VectorIndex, build_index, choose_method, read_index, write_index
 
 
 def _unit(n, d, seed):

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from loragen.bank.embed import default_encoder
-from loragen.bank.schedule import ReindexSchedule, start_reindex_schedule
+from loragen.bank.store.schedule import ReindexSchedule, start_reindex_schedule
 from loragen.bank.store import Bank
 from tests.unit.bank._bank_util import minilm_adapter
 
@@ -33,11 +33,11 @@ def test_schedule_config_is_validated():
 
 
 def test_interval_schedule_reindexes_one_run_at_a_time(tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="loragen.bank.schedule")
+    caplog.set_level(logging.INFO, logger="loragen.bank.store.schedule")
     with Bank.open(tmp_path / "bank.duckdb", encoder=default_encoder()) as bank:
         bank.add(minilm_adapter(seed=0, r=2, layers=(0,)), description="scheduled")
         running, overlaps = [0], [0]
-        real = bank._reindex_space
+        real = bank._indexes.reindex_space
 
         def slow_reindex_space(space):  # slower than the interval, so runs would overlap if allowed
             running[0] += 1
@@ -48,7 +48,7 @@ def test_interval_schedule_reindexes_one_run_at_a_time(tmp_path, caplog):
             finally:
                 running[0] -= 1
 
-        bank._reindex_space = slow_reindex_space
+        bank._indexes.reindex_space = slow_reindex_space
         scheduler = start_reindex_schedule(bank, ReindexSchedule(interval_s=0.1))
         manual = threading.Thread(target=bank.reindex)  # a manual run in the same process waits its turn
         manual.start()

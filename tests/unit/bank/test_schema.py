@@ -6,7 +6,7 @@ import duckdb
 import torch
 import pytest
 
-from loragen.bank import schema
+from loragen.bank.store import schema
 from loragen.bank.errors import BankError
 
 
@@ -72,7 +72,8 @@ def test_version_1_bank_with_adapters_migrates_to_blob_ids(tmp_path, monkeypatch
     con.execute(f"ATTACH '{src}' AS src (READ_ONLY)")
     for table in ("adapters", "embeddings", "meta"):
         con.execute(f"INSERT INTO {table} SELECT * FROM src.{table}")
-    con.execute("INSERT INTO tensors SELECT adapter_id, variant, module, factor, dtype, shape, sha256, data "
+    # schema 1 checksummed the bytes alone
+    con.execute("INSERT INTO tensors SELECT adapter_id, variant, module, factor, dtype, shape, sha256(data), data "
                 "FROM src.tensors")
     con.close()
     with Bank.open(old, encoder=default_encoder()) as bank:
@@ -82,3 +83,43 @@ def test_version_1_bank_with_adapters_migrates_to_blob_ids(tmp_path, monkeypatch
             assert all(torch.equal(got.lora_A[k], want.lora_A[k]) for k in want.lora_A)
         module = adapter.modules[0]
         assert torch.equal(bank.get(ids[0], original=True).lora_B[module], adapter.lora_B[module])
+
+
+def test_version_2_bank_migrates_to_checksums_over_dtype_shape_and_bytes(tmp_path, monkeypatch):
+    """Schema 2 checksummed the bytes alone: migration 3 recomputes the checksum of every intact row and leaves a row
+    that was already damaged failing."""
+    from loragen.bank.embed import default_encoder
+    from loragen.bank.errors import ChecksumError
+    from loragen.bank.store import Bank
+    from loragen.bank.store.blobs import blob_checksum
+    from tests.unit.bank._bank_util import minilm_adapter
+
+    src, old = tmp_path / "src.duckdb", tmp_path / "v2.duckdb"
+    with Bank.open(src, encoder=default_encoder()) as bank:
+        ids = [bank.add(minilm_adapter(seed=5), description="intact", keep_original=True),
+               bank.add(minilm_adapter(seed=6), description="damaged before the upgrade")]
+        expected = bank.get(ids[0])
+    con = duckdb.connect(str(old), config=schema.CONNECTION_CONFIG)
+    with monkeypatch.context() as m:
+        m.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:2])
+        m.setattr(schema, "LATEST_VERSION", 2)
+        assert schema.migrate(con) == 2
+    con.execute(f"ATTACH '{src}' AS src (READ_ONLY)")
+    for table in ("adapters", "embeddings", "meta"):
+        con.execute(f"INSERT INTO {table} SELECT * FROM src.{table}")
+    con.execute("INSERT INTO tensors SELECT blob_id, adapter_id, variant, module, factor, dtype, shape, sha256(data), "
+                "data FROM src.tensors")
+    blob_id, data = con.execute("SELECT min(blob_id), first(data ORDER BY blob_id) FROM tensors WHERE adapter_id = ?",
+                                [ids[1]]).fetchone()
+    con.execute("UPDATE tensors SET data = ? WHERE blob_id = ?", [bytes([data[0] ^ 0xFF]) + data[1:], blob_id])
+    con.close()
+    with Bank.open(old, encoder=default_encoder()) as bank:
+        assert bank.stats()["schema_version"] == schema.LATEST_VERSION == 3
+        rows = bank._cur().execute("SELECT blob_id, dtype, shape, sha256, data FROM tensors").fetchall()
+        assert len(rows) == 3 * 8  # 4 modules x A/B: canonical + original of the first, canonical of the second
+        assert {b for b, dtype, shape, sha, data in rows if sha != blob_checksum(dtype, shape, data)} == {blob_id}
+        got = bank.get(ids[0])
+        assert all(torch.equal(got.lora_B[k], expected.lora_B[k]) for k in expected.lora_B)
+        bank.get(ids[0], original=True)
+        with pytest.raises(ChecksumError, match=ids[1]):
+            bank.get(ids[1])

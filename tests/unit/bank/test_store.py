@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -25,8 +26,9 @@ from loragen.bank.errors import (
     UnknownBaseModelError,
 )
 from loragen.bank.lora import load_peft, save_peft
-from loragen.bank.schema import LATEST_VERSION
 from loragen.bank.store import Bank, default_bank_path, index_dir
+from loragen.bank.store.blobs import blob_checksum
+from loragen.bank.store.schema import LATEST_VERSION
 from tests.unit.bank._bank_util import minilm_adapter, topic_tasks
 
 
@@ -190,6 +192,68 @@ def test_checksum_mismatch_on_read_names_the_adapter(bank):
         bank.get(adapter_id)
 
 
+def _first_blob(bank, adapter_id):
+    """(blob_id, dtype, shape, data) of the adapter's first stored tensor (canonical A of its first module)."""
+    return bank._cur().execute("SELECT blob_id, dtype, shape, data FROM tensors WHERE adapter_id = ? "
+                               "ORDER BY blob_id LIMIT 1", [adapter_id]).fetchone()
+
+
+def _damage(bank, adapter_id, damage):
+    """Damage one stored row of the adapter with a real UPDATE, as a bad disk, a bad copy or a hand edit would."""
+    cur = bank._cur()
+    blob_id, dtype, shape, data = _first_blob(bank, adapter_id)
+    set_blob = "UPDATE tensors SET dtype = ?, shape = ?, data = ?, sha256 = ? WHERE blob_id = ?"
+    if damage == "dtype":  # float32 bytes read as float16: twice as many values
+        cur.execute("UPDATE tensors SET dtype = 'float16' WHERE blob_id = ?", [blob_id])
+    elif damage == "dtype_unknown":
+        cur.execute("UPDATE tensors SET dtype = 'int32' WHERE blob_id = ?", [blob_id])
+    elif damage == "shape":  # A (4, 384) recorded as (384, 4): same number of values
+        cur.execute("UPDATE tensors SET shape = '[384, 4]' WHERE blob_id = ?", [blob_id])
+    elif damage == "truncated":  # BLOB cut short, its sha rewritten over the remaining bytes
+        cur.execute("UPDATE tensors SET data = ?, sha256 = ? WHERE blob_id = ?",
+                    [data[:100], hashlib.sha256(data[:100]).hexdigest(), blob_id])
+    elif damage == "truncated_resealed":  # cut to 2 of its 4 rows, shape and sha rewritten to match each other
+        half = data[: len(data) // 2]
+        cur.execute(set_blob, [dtype, "[2, 384]", half, blob_checksum(dtype, "[2, 384]", half), blob_id])
+    elif damage == "dtype_resealed":  # the bytes reinterpreted as float16 (8, 384), sha rewritten to match
+        cur.execute(set_blob, ["float16", "[8, 384]", data, blob_checksum("float16", "[8, 384]", data), blob_id])
+    elif damage == "bytes_resealed":  # one value changed and the BLOB's sha rewritten: only the adapter sha catches it
+        changed = bytes([data[0] ^ 0xFF]) + data[1:]
+        cur.execute(set_blob, [dtype, shape, changed, blob_checksum(dtype, shape, changed), blob_id])
+    else:
+        cur.execute("UPDATE adapters SET metadata = '{\"canonical\": tru' WHERE id = ?", [adapter_id])
+
+
+@pytest.mark.parametrize("damage", ["dtype", "dtype_unknown", "shape", "truncated", "truncated_resealed",
+                                    "dtype_resealed", "bytes_resealed", "metadata"])
+def test_damaged_stored_rows_raise_checksum_error_naming_the_adapter(bank, damage):
+    keep = bank.add(minilm_adapter(seed=11), description="left alone")
+    adapter_id = bank.add(minilm_adapter(seed=12), description="to be damaged")
+    _damage(bank, adapter_id, damage)
+    what = "metadata does not match what was written" if damage == "metadata" else "tensors do not match their checksum"
+    with pytest.raises(ChecksumError, match=rf"adapter '{adapter_id}': stored {what} .*; the bank .* is corrupt: "
+                                            "restore it from a backup or delete the adapter"):
+        bank.get(adapter_id)
+    if damage == "metadata":  # every read of the row says so, not only get()
+        for read in (lambda: bank.record(adapter_id), bank.adapters):
+            with pytest.raises(ChecksumError, match=adapter_id):
+                read()
+    bank.get(keep)  # the other adapter is untouched
+    bank.delete(adapter_id)  # the advice in the message works
+    assert [r.id for r in bank.adapters()] == [keep]
+
+
+def test_tensor_checksums_cover_dtype_shape_and_bytes(bank):
+    adapter_id = bank.add(minilm_adapter(seed=13))
+    rows = bank._cur().execute("SELECT dtype, shape, sha256, data FROM tensors WHERE adapter_id = ?",
+                               [adapter_id]).fetchall()
+    assert len(rows) == 8
+    for dtype, shape, sha, data in rows:
+        assert sha == blob_checksum(dtype, shape, data)
+        assert sha == hashlib.sha256(f"{dtype};{shape};".encode() + data).hexdigest()
+        assert sha != blob_checksum("float16", shape, data) and sha != blob_checksum(dtype, "[1, 1536]", data)
+
+
 # ---- search -----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def topic_bank(tmp_path_factory, encoder):
@@ -229,6 +293,23 @@ def test_search_adapter_finds_the_same_delta_and_near_neighbours(topic_bank):
     assert hits[0].task == tasks[40].name and hits[0].score == pytest.approx(1.0, abs=1e-4)
     noisy = replace(probe, lora_B={m: b + 0.02 * torch.randn_like(b) for m, b in probe.lora_B.items()})
     assert bank.search_adapter(noisy, k=1)[0].task == tasks[40].name
+
+
+def test_search_kind_filter_widens_until_k_hits_of_that_kind(bank):
+    finals = [bank.add(minilm_adapter(seed=70 + i, r=2, layers=(0,)), description=f"recipes for soup {i}")
+              for i in range(2)]
+    for i in range(12):
+        bank.add(minilm_adapter(seed=80 + i, r=2, layers=(0,)), description=f"sentences about volcanoes {i}",
+                 kind="uploaded")
+    assert {h.id for h in bank.search_text("volcanoes", k=4)}.isdisjoint(finals)
+    hits = bank.search_text("volcanoes", k=2, kind="final")
+    assert sorted(h.id for h in hits) == sorted(finals)
+    assert len(bank.search_text("volcanoes", k=5, kind="final")) == 2  # the bank has only two
+    assert bank.search_text("volcanoes", k=3, kind="checkpoint") == []
+    probe = minilm_adapter(seed=80, r=2, layers=(0,))
+    assert {h.id for h in bank.search_adapter(probe, k=3, kind="final")} == set(finals)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        bank.search_text("volcanoes", kind="finals")
 
 
 # ---- indexes: persistence, delta, corruption -------------------------------------------------------------------
@@ -297,7 +378,7 @@ def test_tensor_blobs_are_stored_uncompressed_so_lookups_stay_flat(tmp_path, enc
 def test_second_process_gets_a_clear_error(tmp_path, encoder):
     path = tmp_path / "bank.duckdb"
     with Bank.open(path, encoder=encoder):
-        code = f"from bank.store import Bank\nBank.open({str(path)!r})"
+        code = f"from loragen.bank.store import Bank\nBank.open({str(path)!r})"
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path.cwd())
     assert proc.returncode != 0 and "one read-write process per file" in proc.stderr
 

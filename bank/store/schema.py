@@ -8,7 +8,8 @@ Tables (version 1):
 - `adapters`: one row per adapter; `seq` is the integer id FAISS indexes use; `sha256` is the checksum of the
   stored (canonical) tensors and config (`LoraAdapter.sha256`), unique so a duplicate import is detected.
 - `tensors`: per adapter, variant ("canonical" or "original"), module and factor ("A"/"B"): raw bytes as a BLOB
-  with shape, dtype and their own sha256; keyed by `blob_id` (version 2, see below) for point lookups.
+  with shape, dtype and a sha256 over all three (version 3; `store.blobs.blob_checksum`); keyed by `blob_id`
+  (version 2, see below) for point lookups.
 - `embeddings`: per adapter and space ("text", "weight"): a float32 vector as a BLOB.
 - `index_versions`: every FAISS index written by `reindex()` (file, method, size, checksum, highest `seq` covered).
 - `meta`: key/value settings of the bank (e.g. the text encoder its embeddings came from).
@@ -138,6 +139,21 @@ MIGRATIONS.append(
                FROM tensors t JOIN adapters a ON a.id = t.adapter_id""",
             "DROP TABLE tensors",
             "ALTER TABLE tensors_v2 RENAME TO tensors",
+        ],
+    )
+)
+
+# Version 3: a tensor's sha256 covers its dtype and shape as well as its bytes (`store.blobs.blob_checksum`:
+# sha256 of "<dtype>;<shape JSON>;" followed by the bytes), so a changed dtype or shape column is caught before the
+# bytes are decoded. Rows whose bytes still match their version-2 checksum get the new one; a row that did not match
+# keeps its old value, which matches neither rule, so reading it still raises `ChecksumError`.
+MIGRATIONS.append(
+    (
+        3,
+        "tensor checksums cover dtype, shape and bytes",
+        [
+            "UPDATE tensors SET sha256 = sha256(encode(dtype || ';' || shape || ';') || data) "
+            "WHERE sha256 = sha256(data)",
         ],
     )
 )

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
 
-    from loragen.bank.store import Bank
+    from loragen.bank.store.bank import Bank
 
 logger = logging.getLogger(__name__)
 JOB_ID = "loragen-bank-reindex"

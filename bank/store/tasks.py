@@ -1,0 +1,80 @@
+"""Task records in the bank's `tasks` table: insert or replace, look up, list."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from loragen.bank.errors import NotFoundError
+from loragen.bank.records import TaskRecord
+from loragen.bank.store.connection import Database
+
+_COLUMNS = "name, description, labels, paraphrases, heldout_paraphrases, family, split, data_ref"
+
+
+def _js(value: object) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def _row(t: TaskRecord) -> list[str]:
+    return [t.name, t.description, _js(list(t.labels)), _js(list(t.paraphrases)), _js(list(t.heldout_paraphrases)),
+            t.family, t.split, _js(t.data_ref)]
+
+
+def _from_row(row: tuple) -> TaskRecord:
+    name, description, labels, paraphrases, heldout, family, split, data_ref = row
+    return TaskRecord(
+        name=name,
+        description=description,
+        labels=tuple(json.loads(labels)),
+        paraphrases=tuple(json.loads(paraphrases)),
+        family=family,
+        split=split,
+        data_ref=json.loads(data_ref),
+        heldout_paraphrases=tuple(json.loads(heldout)),
+    )
+
+
+class TaskTable:
+    """The bank's tasks (see `Bank.add_tasks`, `Bank.get_task`, `Bank.tasks`)."""
+
+    def __init__(self, db: Database):
+        self._db = db
+
+    def add(self, tasks: Iterable[TaskRecord]) -> int:
+        """Insert or replace `tasks` in one transaction; returns how many.
+
+        Raises:
+            ValueError: a task without a name or a description (nothing is written).
+        """
+        rows = [_row(t) for t in tasks]
+        for row in rows:
+            if not row[0] or not row[1]:
+                raise ValueError(f"a task needs a name and a description, got name={row[0]!r}")
+        with self._db.transaction() as cur:
+            if rows:
+                cur.executemany("INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        return len(rows)
+
+    def get(self, name: str) -> TaskRecord:
+        """The task called `name`.
+
+        Raises:
+            NotFoundError: no such task.
+        """
+        task = self.find(name)
+        if task is None:
+            raise NotFoundError(f"no task named {name!r} in the bank {self._db.path}; list them with bank.tasks().")
+        return task
+
+    def find(self, name: str | None) -> TaskRecord | None:
+        """The task called `name`, or None when there is none (or `name` is None)."""
+        if name is None:
+            return None
+        row = self._db.cursor().execute(f"SELECT {_COLUMNS} FROM tasks WHERE name = ?", [name]).fetchone()
+        return _from_row(row) if row is not None else None
+
+    def records(self, split: str | None = None) -> list[TaskRecord]:
+        """All tasks (of one split if given), sorted by name."""
+        sql = f"SELECT {_COLUMNS} FROM tasks" + (" WHERE split = ?" if split else "") + " ORDER BY name"
+        return [_from_row(r) for r in self._db.cursor().execute(sql, [split] if split else []).fetchall()]
