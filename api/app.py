@@ -15,12 +15,14 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from loragen.api import __version__
 from loragen.api.errors import install_error_handlers
 from loragen.api.metrics import Metrics, MetricsMiddleware
 from loragen.api.routes import ROUTERS
+from loragen.api.routes._deps import valid_unicode
+from loragen.api.scratch import sweep_stale
 from loragen.api.security import GuardMiddleware
 from loragen.api.service import Service
 from loragen.api.settings import Settings
@@ -44,6 +46,8 @@ def create_app(*, settings: Settings, service: Service | None = None) -> FastAPI
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = service is None
+        # Scratch folders of a server that was killed mid-request (SIGKILL cannot clean up).
+        await asyncio.to_thread(sweep_stale)
         if settings.torch_threads is not None:
             import torch
 
@@ -69,7 +73,7 @@ def create_app(*, settings: Settings, service: Service | None = None) -> FastAPI
     app = FastAPI(title="loragen", version=__version__, lifespan=lifespan,
                   description="Turn a plain-language task description into a LoRA adapter (PEFT format) with an "
                   "honest uncertainty score. Every write needs `Authorization: Bearer <token>` when the server "
-                  "has a token.")
+                  "has a token.", dependencies=[Depends(valid_unicode)])
     app.state.metrics = metrics
     app.state.settings = settings
     for router in ROUTERS:

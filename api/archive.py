@@ -10,16 +10,20 @@ writing (a member's header can lie about its size):
 - sizes: at most `max_members` members, each at most `max_member_bytes` uncompressed, a compression ratio of at
   most `max_ratio` (zip bombs), and the same limits enforced on the bytes actually inflated.
 
-On any rejection the target directory is removed, so nothing is left behind.
+On any rejection the target directory is removed, so nothing is left behind. Errors reading the archive are
+`ArchiveError` (the client's); errors writing the extracted files, such as a full disk, are the server's and
+propagate as the OSError they are (the HTTP layer answers ENOSPC with 507).
 """
 
 from __future__ import annotations
 
 import io
+import lzma
 import os
 import shutil
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -156,19 +160,43 @@ def _member_problems(info: zipfile.ZipInfo, limits: ArchiveLimits) -> list[str]:
 
 
 def _extract_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, limits: ArchiveLimits) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    # Headers can lie: count the bytes actually inflated against the declared size and the limits.
-    cap = min(info.file_size, limits.max_member_bytes)
+    # Reading is the archive's business: a corrupt or lying member is refused as a bad archive. Writing is the
+    # server's: an OS error there (a full disk above all) propagates unchanged and is never blamed on the client.
+    cap = min(info.file_size, limits.max_member_bytes)  # headers can lie: count the bytes actually inflated
     written = 0
+    with _open_member(zf, info) as src, _create(dest, info) as out:
+        while chunk := _read_chunk(src, info):
+            written += len(chunk)
+            if written > cap:
+                raise ArchiveError(f"archive refused: {info.filename!r} inflates past its declared size "
+                                   f"({info.file_size} bytes) or the limit ({limits.max_member_bytes}).")
+            out.write(chunk)
+
+
+def _create(dest: Path, info: zipfile.ZipInfo) -> BinaryIO:
     try:
-        with zf.open(info) as src, open(dest, "xb") as out:
-            while chunk := src.read(_CHUNK):
-                written += len(chunk)
-                if written > cap:
-                    raise ArchiveError(f"archive refused: {info.filename!r} inflates past its declared size "
-                                       f"({info.file_size} bytes) or the limit ({limits.max_member_bytes}).")
-                out.write(chunk)
-    except (zipfile.BadZipFile, EOFError, OSError, NotImplementedError) as err:  # bad CRC, truncated, unsupported
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        return open(dest, "xb")
+    except (FileExistsError, NotADirectoryError, IsADirectoryError):
+        raise ArchiveError(f"archive refused: {info.filename!r} clashes with another member (a file and a folder "
+                           "of the same name).") from None
+
+
+# What reading a corrupt member raises: bad CRC or header, truncation, unsupported or corrupt compression.
+_READ_ERRORS = (zipfile.BadZipFile, EOFError, OSError, NotImplementedError, RuntimeError, zlib.error, lzma.LZMAError)
+
+
+def _open_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> BinaryIO:
+    try:
+        return zf.open(info)
+    except _READ_ERRORS as err:
+        raise ArchiveError(f"archive refused: {info.filename!r} could not be extracted ({err}).") from None
+
+
+def _read_chunk(src: BinaryIO, info: zipfile.ZipInfo) -> bytes:
+    try:
+        return src.read(_CHUNK)
+    except _READ_ERRORS as err:
         raise ArchiveError(f"archive refused: {info.filename!r} could not be extracted ({err}).") from None
 
 

@@ -41,6 +41,7 @@ from loragen.api.schemas import (
 from loragen.api.settings import Settings, abmll_checkpoint_dir
 from loragen.api.uncertainty import Scores, build_scorer, probe_inputs
 from loragen.api.uncertainty import score as score_adapters
+from loragen.api.upload import check_upload_text, checked_upload
 from loragen.bank.base_model import DEFAULT_BASE_MODEL, canonical_base_model_id, load_base_model, load_tokenizer
 from loragen.bank.errors import LoragenError, NotFoundError, UnknownBaseModelError
 from loragen.bank.generator import AdapterGenerator, GenerationRequest
@@ -210,14 +211,19 @@ class Service:
     def upload_dir(self, directory: str | Path, *, description: str, task: str | None = None) -> AdapterInfo:
         """Validate a PEFT directory (format, base model, shapes, finiteness) and add it to the bank.
 
+        The adapter is stored as kind "uploaded" with source "upload". loragen metadata in its safetensors header
+        (kind, provenance, metrics, ...) is a claim nobody checked, so it is dropped; only PEFT's task type is
+        kept (so the download loads as it was saved).
+
         Raises:
+            ApiError: 422 for an empty or too long description or task name.
             AdapterFormatError / AdapterShapeError / UnknownBaseModelError / NonFiniteError: the adapter is refused
                 and the bank is unchanged.
         """
-        if not description.strip():
-            raise ApiError(422, "invalid_request", "description is empty; say what the adapter does.")
+        check_upload_text(description, task)
         adapter = load_peft(directory)
         self._check_base(adapter.base_model or "")
+        adapter = checked_upload(adapter)
         # The bank checks every module against the base model's layers and finiteness before writing anything.
         adapter_id = self.bank.add(adapter, task=task, description=description, kind="uploaded", source="upload")
         return AdapterInfo.from_record(self.bank.record(adapter_id))

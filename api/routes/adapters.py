@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
@@ -11,7 +11,11 @@ from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFil
 from loragen.api.archive import ArchiveLimits, pack, unpack
 from loragen.api.routes._deps import ERRORS, WRITE, WRITE_ERRORS, offload, service
 from loragen.api.schemas import AdapterInfo, GenerateRequest, GenerateResponse
+from loragen.api.scratch import make_scratch_dir
 from loragen.api.service import Service
+from loragen.api.upload import MAX_TASK_CHARS, TASK_PATTERN
+from loragen.bank.errors import LoragenError
+from loragen.bank.generator import MAX_DESCRIPTION_CHARS
 
 router = APIRouter(prefix="/v1", tags=["adapters"])
 
@@ -43,28 +47,47 @@ async def download(adapter_id: str, request: Request, svc: Service = Depends(ser
 @router.post("/adapters", response_model=AdapterInfo, status_code=201, operation_id="upload_adapter",
              dependencies=WRITE, responses=WRITE_ERRORS)
 async def upload(request: Request, archive: UploadFile = File(description="zip of a PEFT adapter directory"),
-                 description: str = Form(min_length=1, max_length=2000), task: str | None = Form(None),
+                 description: str = Form(min_length=1, max_length=MAX_DESCRIPTION_CHARS),
+                 task: str | None = Form(None, min_length=1, max_length=MAX_TASK_CHARS, pattern=TASK_PATTERN,
+                                         description="name of the task the adapter solves (no control characters)"),
                  svc: Service = Depends(service)) -> AdapterInfo:
     """Upload a PEFT adapter (zip archive) with its description into the bank. The archive is checked (paths,
-    links, sizes, file types) and the adapter validated (format, base model, shapes) before anything is stored."""
+    links, sizes, file types) and the adapter validated (format, config against weights, base model, shapes,
+    finiteness) before anything is stored. The adapter is stored as kind "uploaded"; loragen metadata in its
+    safetensors header (provenance, kind, metrics) is not taken over."""
     return await offload(request, _import_zip, svc, archive, description, task)
 
 
 def _export_zip(svc: Service, adapter_id: str) -> bytes:
-    with tempfile.TemporaryDirectory(prefix="loragen-export-") as tmp:
-        return pack(svc.export(adapter_id, Path(tmp) / "adapter"))
+    tmp = make_scratch_dir("export")
+    try:
+        return pack(svc.export(adapter_id, tmp / "adapter"))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _import_zip(svc: Service, archive: UploadFile, description: str, task: str | None) -> AdapterInfo:
     s = svc.settings
     limits = ArchiveLimits(max_members=s.max_archive_members, max_member_bytes=s.max_member_bytes,
                            max_ratio=s.max_compression_ratio)
-    tmp = Path(tempfile.mkdtemp(prefix="loragen-upload-"))
+    tmp = make_scratch_dir("upload")
+    directory = None
     try:
         directory = unpack(archive.file, tmp / "adapter", limits=limits)
         return svc.upload_dir(directory, description=description, task=task)
+    except LoragenError as err:
+        if directory is None:
+            raise
+        raise _relative_to_upload(err, directory) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _relative_to_upload(err: LoragenError, directory: Path) -> LoragenError:
+    """`err` with the scratch folder cut out of its message: "adapter_model.safetensors: ..." is what the client
+    can act on; where the server unpacked the archive is none of its business."""
+    text = str(err).replace(f"{directory}{os.sep}", "").replace(str(directory), "the uploaded adapter")
+    return err if text == str(err) else type(err)(text)
 
 
 def _safe_filename(name: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from loragen.api.errors import redact
 from loragen.api.routes._deps import offload, service
 from loragen.api.schemas import HealthResponse
 from loragen.api.service import Service
@@ -14,7 +15,10 @@ router = APIRouter(tags=["operations"])
 @router.get("/healthz", response_model=HealthResponse, operation_id="health")
 async def health(request: Request, svc: Service = Depends(service)) -> HealthResponse:
     """Liveness and what the server can do: version, ready generation methods, bank size."""
-    return await offload(request, svc.health)
+    health = await offload(request, svc.health)
+    # Unauthenticated clients read this: why a method is unavailable, without where its checkpoint would be.
+    unavailable = {m: redact(why, svc.settings) for m, why in health.unavailable.items()}
+    return health.model_copy(update={"unavailable": unavailable})
 
 
 @router.get("/metrics", response_class=Response, operation_id="metrics",

@@ -64,6 +64,8 @@ class LoraAdapter:
         problems: list[str] = []
         if not isinstance(self.r, int) or self.r < 1:
             problems.append(f"r must be a positive integer, got {self.r!r}")
+        if not _finite_number(self.lora_alpha):
+            problems.append(f"lora_alpha must be a finite number, got {self.lora_alpha!r}")
         if not self.lora_A:
             problems.append("the adapter has no modules (lora_A is empty)")
         if set(self.lora_A) != set(self.lora_B):
@@ -82,6 +84,8 @@ class LoraAdapter:
                 )
             elif a.dtype != b.dtype:
                 problems.append(f"{name}: A is {a.dtype} but B is {b.dtype}")
+            elif not a.is_floating_point():  # integer/bool/complex factors break every ΔW computation
+                problems.append(f"{name}: factors must be floating point, got {a.dtype}")
         return problems
 
     # ---- derived quantities -------------------------------------------------------------------------
@@ -183,6 +187,13 @@ class LoraAdapter:
             lora_B[m] = flat[i : i + b.numel()].view_as(b)
             i += b.numel()
         return replace(self, lora_A=lora_A, lora_B=lora_B, **overrides)
+
+
+def _finite_number(value: Any) -> bool:
+    try:
+        return not isinstance(value, bool) and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
 
 
 def stack_shapes(adapter: LoraAdapter) -> Mapping[tuple[int, int], list[str]]:

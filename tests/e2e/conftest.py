@@ -90,13 +90,14 @@ class Server:
         return self.app.state.service
 
 
-def run_server(settings: Settings, timeout: float = 120.0) -> Iterator[Server]:
-    """Serve `create_app(settings=...)` with uvicorn on 127.0.0.1 in a thread until the generator is closed."""
+def run_server(settings: Settings, timeout: float = 120.0, app=None) -> Iterator[Server]:
+    """Serve `app` (default `create_app(settings=...)`) with uvicorn on 127.0.0.1 in a thread until the generator
+    is closed."""
     import uvicorn
 
     from loragen.api.app import create_app
 
-    app = create_app(settings=settings)
+    app = app or create_app(settings=settings)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)

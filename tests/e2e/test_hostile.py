@@ -182,3 +182,131 @@ def test_metrics_and_openapi(http, server):
     assert http.get("/openapi.json").json() == saved, (
         "the served OpenAPI schema changed; if intended, regenerate tests/e2e/openapi.json with "
         "`python -m tests.e2e.update_openapi`")
+
+
+# ---- uploads whose config, weights or header lie (issue 14) ----------------------------------------------------
+
+def _saved(tmp_path, seed: int, r: int = 4) -> Path:
+    return save_peft(minilm_adapter(seed=seed, r=r), tmp_path / f"a{seed}")
+
+
+def _edit_config(directory: Path, raw: dict[str, str] | None = None, **changes) -> Path:
+    """Rewrite adapter_config.json with `changes`, and `raw` values spliced in as JSON text (NaN, 1e999, ...)."""
+    config = json.loads((directory / "adapter_config.json").read_text())
+    config.update(changes)
+    config.update({k: f"@@{k}@@" for k in raw or {}})
+    text = json.dumps(config)
+    for k, v in (raw or {}).items():
+        text = text.replace(f'"@@{k}@@"', v)
+    (directory / "adapter_config.json").write_text(text)
+    return directory
+
+
+def _rewrite_weights(directory: Path, tensors=None, metadata=None) -> Path:
+    from safetensors.torch import load_file, save_file
+
+    weights = directory / "adapter_model.safetensors"
+    save_file(tensors if tensors is not None else load_file(weights), weights, metadata=metadata)
+    return directory
+
+
+@pytest.mark.parametrize("targets", [["foo", "bar"], ["query"], ["query", "value", "key"]],
+                         ids=["none-match", "missing-value", "extra-key"])
+def test_config_targets_must_match_the_weights(http, server, tmp_path, targets):
+    """A config naming modules the weights are not for was stored and only failed at PeftModel.from_pretrained."""
+    before = snapshot(server)
+    directory = _edit_config(_saved(tmp_path, 510), target_modules=targets)
+    assert_refused(upload(http, pack(directory)), 422, "bad_adapter_format", "target_modules do not match")
+    assert snapshot(server) == before
+
+
+@pytest.mark.parametrize("alpha", ["NaN", "Infinity", "-Infinity", "1e999", "1e308", "1e7", "0", "-8", '"8"',
+                                   "true", "null"])
+def test_lora_alpha_must_be_a_sane_number(http, server, tmp_path, alpha):
+    """NaN/Inf made the SVD fail (500); 1e308 was stored as an all-zero adapter (201)."""
+    before = snapshot(server)
+    directory = _edit_config(_saved(tmp_path, 511), raw={"lora_alpha": alpha})
+    assert_refused(upload(http, pack(directory)), 422, "bad_adapter_format", "lora_alpha")
+    assert snapshot(server) == before
+
+
+def test_a_scaled_delta_that_overflows_is_refused(http, server, tmp_path):
+    before = snapshot(server)
+    huge = {k: torch.full_like(v, 3e38) for k, v in _load(_saved(tmp_path, 512)).items()}  # finite float32
+    directory = _edit_config(_rewrite_weights(tmp_path / "a512", huge), lora_alpha=1e6)
+    assert_refused(upload(http, pack(directory)), 422, "non_finite", "overflows")
+    assert snapshot(server) == before
+
+
+def _load(directory: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(directory / "adapter_model.safetensors")
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int64, torch.bool, torch.uint8])
+def test_weights_must_be_floating_point(http, server, tmp_path, dtype):
+    before = snapshot(server)
+    directory = _saved(tmp_path, 513)
+    _rewrite_weights(directory, {k: (v * 100).to(dtype) for k, v in _load(directory).items()})
+    assert_refused(upload(http, pack(directory)), 422, "bad_adapter_format", "float32")
+    assert snapshot(server) == before
+
+
+@pytest.mark.parametrize(("header", "words"), [
+    ("[1, 2]", "not an object"),
+    ("[" * 100_000 + "]" * 100_000, "nested deeper"),
+    ('{"a":' * 100 + "1" + "}" * 100, "nested deeper"),
+    ("{not json", "not valid JSON"),
+    ('{"note": "\\ud800"}', "not valid Unicode"),
+], ids=["list", "deep-list", "deep-object", "not-json", "surrogate"])
+def test_header_metadata_must_be_a_small_json_object(http, server, tmp_path, header, words):
+    """A list made `setdefault` fail and 100k nesting a RecursionError: both were 500s."""
+    before = snapshot(server)
+    directory = _edit_config(_saved(tmp_path, 514), task_type="SEQ_CLS")
+    _rewrite_weights(directory, metadata={"loragen": header})
+    assert_refused(upload(http, pack(directory)), 422, "bad_adapter_format", words)
+    assert snapshot(server) == before
+
+
+def test_lone_surrogates_are_refused_in_every_text_field(http, server, tmp_path):
+    """A lone surrogate reached the tokenizer (500); every JSON string field is checked before any route runs."""
+    before = snapshot(server)
+    headers = {**AUTH, "Content-Type": "application/json"}
+    bodies = {
+        "/v1/predict": b'{"texts": ["fine", "bad \\ud800 text"]}',
+        "/v1/adapters:generate": b'{"description": "label 0 if Polish", "labels": ["\\udfff", "b"]}',
+        "/v1/merge": b'{"adapter_ids": ["\\ud800"], "output": "m-surrogate"}',
+    }
+    for path, body in bodies.items():
+        response = http.post(path, content=body, headers=headers)
+        assert_refused(response, 422, "invalid_request", "lone surrogate")
+    response = http.post("/v1/predict", content=b'{"texts": ["ok \\ud83d\\ude00"]}', headers=headers)
+    assert response.status_code == 200, response.text  # a surrogate *pair* is just an emoji
+    # ... and in an uploaded config: refused, with a message that is still valid UTF-8 JSON
+    directory = _edit_config(_saved(tmp_path, 515), raw={"base_model_name_or_path": '"x\\ud800"'})
+    assert_refused(upload(http, pack(directory)), 422, "bad_adapter_format", "not valid Unicode")
+    assert snapshot(server) == before
+
+
+@pytest.mark.parametrize(("field", "value"), [("task", "t" * 201), ("task", "two\nlines"),
+                                              ("description", "d" * 2001)])
+def test_task_and_description_are_limited(http, server, adapter_zip, field, value):
+    """A 900 KB task name was stored and came back in every search hit."""
+    before = snapshot(server)
+    response = http.post("/v1/adapters", headers=AUTH, data={"description": "some adapter", field: value},
+                         files={"archive": ("a.zip", adapter_zip, "application/zip")})
+    assert_refused(response, 422, "invalid_request", field)
+    assert snapshot(server) == before
+
+
+def test_an_upload_cannot_claim_kind_or_provenance(http, server, tmp_path):
+    directory = _edit_config(_saved(tmp_path, 516), task_type="SEQ_CLS")
+    claims = {"kind": "final", "provenance": {"method": "cvae"}, "metrics": {"accuracy": 1.0}, "id": "x"}
+    _rewrite_weights(directory, metadata={"loragen": json.dumps(claims)})
+    response = upload(http, pack(directory), description="an adapter with claims in its header")
+    assert response.status_code == 201, response.text
+    info = http.get(f"/v1/adapters/{response.json()['id']}").json()
+    assert info["kind"] == "uploaded" and info["source"] == "upload" and info["metrics"] == {}
+    assert not set(claims) & set(info["metadata"]), info["metadata"]
+    assert info["metadata"]["peft"] == {"task_type": "SEQ_CLS"}  # PEFT's own field is kept for the download

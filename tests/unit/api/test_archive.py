@@ -80,3 +80,36 @@ def test_member_limit_and_no_config(tmp_path):
     with pytest.raises(ArchiveError, match="zip"):
         unpack(b"not a zip", tmp_path / "o3")
     assert not any(tmp_path.iterdir())
+
+
+def test_corrupt_compressed_data_is_a_bad_archive(tmp_path):
+    data = bytearray(_zip({"adapter_config.json": bytes(range(256)) * 40}))
+    start = 30 + len("adapter_config.json")  # the local header, then the deflate stream
+    data[start:start + 64] = b"\xff" * 64
+    with pytest.raises(ArchiveError, match="could not be extracted"):
+        unpack(bytes(data), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_file_and_a_folder_of_the_same_name_is_a_bad_archive(tmp_path):
+    with pytest.raises(ArchiveError, match="clashes"):
+        unpack(_zip({"a.json": b"{}", "a.json/b.json": b"{}"}), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_a_full_disk_is_the_servers_error_not_the_archives(tmp_path, monkeypatch):
+    """Writing goes to /dev/full (a real ENOSPC from a real write): the OSError propagates for the HTTP layer to
+    answer 507, instead of an ArchiveError that blames the client; nothing is left behind."""
+    import builtins
+    import errno
+
+    from loragen.api import archive
+
+    real_open = builtins.open
+    monkeypatch.setattr(archive, "open", lambda f, mode="r", *a, **k: real_open("/dev/full", "wb") if mode == "xb"
+                        else real_open(f, mode, *a, **k), raising=False)
+    with pytest.raises(OSError) as err:
+        unpack(pack(save_peft(_adapter(), tmp_path / "src")), tmp_path / "out")
+    assert err.value.errno == errno.ENOSPC and not isinstance(err.value, ArchiveError)
+    assert not (tmp_path / "out").exists()

@@ -146,3 +146,95 @@ def test_save_replaces_atomically_and_refuses_foreign_directories(tmp_path, tiny
     with pytest.raises(AdapterFormatError, match="refusing to replace"):
         save_peft(adapter, tmp_path / "docs")
     assert (tmp_path / "docs" / "notes.txt").read_text() == "keep me"
+
+
+# ---- untrusted configs, weights and headers (uploads go through load_peft) ----------------------------------
+def _config(saved, raw: str | None = None, **changes) -> None:
+    """Rewrite the config with `changes`; `raw` replaces the lora_alpha value as JSON text (NaN, 1e999, ...)."""
+    cfg_file = saved / "adapter_config.json"
+    config = {**json.loads(cfg_file.read_text()), **changes}
+    text = json.dumps(config)
+    if raw is not None:
+        text = text.replace(f'"lora_alpha": {json.dumps(config["lora_alpha"])}', f'"lora_alpha": {raw}')
+    cfg_file.write_text(text)
+
+
+@pytest.mark.parametrize("targets", [["foo", "bar"], ["q_proj"], ["q_proj", "v_proj", "k_proj"]])
+def test_config_targets_must_name_exactly_the_weighted_modules(saved, targets):
+    _config(saved, target_modules=targets)
+    with pytest.raises(AdapterFormatError, match="target_modules do not match the weights"):
+        load_peft(saved)
+
+
+def test_targets_match_like_peft_and_a_regex_is_not_evaluated(saved):
+    _config(saved, target_modules=["self_attn.q_proj", "v_proj"])  # PEFT: equal, or a suffix after a dot
+    assert load_peft(saved).target_modules == ["self_attn.q_proj", "v_proj"]
+    _config(saved, target_modules="(a+)+$")  # a regex is never run (it could take exponential time) ...
+    assert load_peft(saved).target_modules == ["q_proj", "v_proj"]  # ... the weights tell the targets
+
+
+@pytest.mark.parametrize("raw", ["NaN", "Infinity", "-Infinity", "1e999", "1e308", "1000001", "0", "-2", '"8"',
+                                 "true", "null", "[8]"])
+def test_lora_alpha_must_be_finite_positive_and_sane(saved, raw):
+    _config(saved, raw=raw)
+    with pytest.raises(AdapterFormatError, match="lora_alpha must be a finite number"):
+        load_peft(saved)
+
+
+def test_config_field_types_are_checked(saved):
+    _config(saved, r=True, use_rslora="false", fan_in_fan_out=1, target_modules=[], base_model_name_or_path=3)
+    with pytest.raises(AdapterFormatError) as err:
+        load_peft(saved)
+    for words in ("r must be a positive integer", "use_rslora must be true or false", "fan_in_fan_out",
+                  "target_modules must be a non-empty list", "base_model_name_or_path must be a string"):
+        assert words in str(err.value)
+
+
+def test_config_strings_must_be_unicode_and_shallow(saved):
+    cfg_file = saved / "adapter_config.json"
+    good = json.loads(cfg_file.read_text())
+    cfg_file.write_text(json.dumps(good)[:-1] + ', "note": "\\ud800"}')
+    with pytest.raises(AdapterFormatError, match="not valid Unicode"):
+        load_peft(saved)
+    cfg_file.write_text(json.dumps({**good, "x": json.loads("[" * 40 + "]" * 40)}))
+    with pytest.raises(AdapterFormatError, match="nested deeper"):
+        load_peft(saved)
+    cfg_file.write_text(json.dumps(good)[:-1] + ', "x": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(AdapterFormatError, match="nested too deeply"):
+        load_peft(saved)
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int8, torch.bool, torch.complex64])
+def test_weights_must_be_floating_point(saved, dtype):
+    from safetensors.torch import load_file, save_file
+
+    weights = saved / "adapter_model.safetensors"
+    save_file({k: v.to(dtype) for k, v in load_file(weights).items()}, weights)
+    with pytest.raises(AdapterFormatError, match="must be float16, bfloat16, float32 or float64"):
+        load_peft(saved)
+
+
+@pytest.mark.parametrize(("header", "words"), [
+    ("[1]", "a JSON list, not an object"),
+    ('"text"', "a JSON str, not an object"),
+    ("[" * 100_000 + "]" * 100_000, "nested deeper"),
+    ("{oops", "not valid JSON"),
+    ('{"a": "\\udc00"}', "not valid Unicode"),
+])
+def test_header_metadata_must_be_a_small_object(saved, header, words):
+    from safetensors.torch import load_file, save_file
+
+    weights = saved / "adapter_model.safetensors"
+    save_file(load_file(weights), weights, metadata={"loragen": header})
+    with pytest.raises(AdapterFormatError, match=words):
+        load_peft(saved)
+
+
+def test_adapter_refuses_integer_factors_and_a_non_finite_alpha():
+    from loragen.bank.lora import LoraAdapter
+
+    a, b = torch.ones(2, 4, dtype=torch.int32), torch.ones(4, 2, dtype=torch.int32)
+    with pytest.raises(AdapterShapeError, match="floating point"):
+        LoraAdapter(base_model="m", r=2, lora_alpha=2.0, lora_A={"l.q": a}, lora_B={"l.q": b})
+    with pytest.raises(AdapterShapeError, match="lora_alpha must be a finite number"):
+        LoraAdapter(base_model="m", r=2, lora_alpha=float("nan"), lora_A={"l.q": a.float()}, lora_B={"l.q": b.float()})
