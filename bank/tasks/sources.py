@@ -51,6 +51,9 @@ class MemorySource:
     adapter_map: dict[str, list[tuple[LoraAdapter, str]]]
     example_map: dict[str, list[Example]] = field(default_factory=dict)
 
+    def __repr__(self) -> str:  # never the tensors
+        return f"MemorySource({len(self.task_list)} tasks)"
+
     def tasks(self) -> list[TaskRecord]:
         return list(self.task_list)
 
@@ -67,6 +70,9 @@ class BankSource:
 
     def __init__(self, bank: Any) -> None:
         self.bank = bank
+
+    def __repr__(self) -> str:
+        return f"BankSource({str(getattr(self.bank, 'path', self.bank))!r})"
 
     def tasks(self) -> list[TaskRecord]:
         return self.bank.tasks()
@@ -91,6 +97,9 @@ class OracleCacheSource:
     def __init__(self, root: str | os.PathLike) -> None:
         self.cache = OracleCache(root)
         self._tasks = self.cache.tasks()
+
+    def __repr__(self) -> str:
+        return f"OracleCacheSource({str(self.cache.root)!r})"
 
     def tasks(self) -> list[TaskRecord]:
         return list(self._tasks)

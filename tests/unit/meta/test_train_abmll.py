@@ -48,7 +48,7 @@ def test_trains_on_the_sources_in_bank_tasks_warm_started_from_matching_adapters
 
 def test_refuses_a_source_without_in_bank_tasks_or_with_several_providers(suite_tasks, tmp_path):
     _, _, held = suite_tasks
-    with pytest.raises(TaskDataError, match="no in-bank"):
+    with pytest.raises(TaskDataError, match=r"MemorySource\(1 tasks\) has no in-bank"):
         train_abmll(MemorySource([held], {}), MetaConfig.from_dict(TINY), tmp_path / "x", progress=False)
     mine = TaskRecord("mine/a-vs-b", "label 0 if a, label 1 if b", ("a", "b"), data_ref={"provider": "manifest"})
     with pytest.raises(TaskDataError, match="several task providers"):
