@@ -319,11 +319,14 @@ class Service:
         return self._new_classifier()
 
     def _new_classifier(self) -> Any:
+        from loragen.bank.tasks import BUILTIN, get_provider
+
         try:
-            from loragen.bank.suite import SuiteClassifier
+            provider = get_provider(BUILTIN)
         except ImportError as err:
-            raise ApiError(503, "unavailable", f"this needs the suite classifier (bank.suite): {err}") from None
-        return SuiteClassifier(device=self.settings.device)
+            raise ApiError(503, "unavailable", f"this needs the built-in suite's classifier ({BUILTIN}): {err}") \
+                from None
+        return provider.classifier(device=self.settings.device)
 
     def _check_base(self, name: str) -> str:
         try:

@@ -5,8 +5,8 @@ distance to the bank, and a calibrated confidence when a calibrator file is give
 which inputs the predictive distribution is evaluated on, and turns the result into a flat JSON dict:
 
 - the request's own example texts when it has them;
-- otherwise validation texts of the nearest bank task of the built-in suite (the task the description most
-  resembles; the labels are not used, only the texts);
+- otherwise validation texts of the nearest bank task (the task the description most resembles), from the task's
+  provider (`bank.tasks`; the labels are not used, only the texts);
 - otherwise no model-based scores, only the bank-distance signal.
 """
 
@@ -43,28 +43,28 @@ def probe_inputs(bank: Any, description: str, examples: Sequence[tuple[str, int]
     hits = bank.search_text(description, k=1) if hits is None else hits
     if not hits or not hits[0].task:
         return []
-    return list(_suite_texts(bank, hits[0].task))
+    return list(_task_texts(bank, hits[0].task))
 
 
-def _suite_texts(bank: Any, task: str) -> tuple[str, ...]:
+def _task_texts(bank: Any, task: str) -> tuple[str, ...]:
     key = (str(getattr(bank, "path", id(bank))), task)
     if key not in _TEXT_CACHE:
-        _TEXT_CACHE[key] = _load_suite_texts(bank, task)
+        _TEXT_CACHE[key] = _load_task_texts(bank, task)
     return _TEXT_CACHE[key]
 
 
 _TEXT_CACHE: dict[tuple[str, str], tuple[str, ...]] = {}
 
 
-def _load_suite_texts(bank: Any, task: str) -> tuple[str, ...]:
-    try:
-        from loragen.bank.suite import task_data
+def _load_task_texts(bank: Any, task: str) -> tuple[str, ...]:
+    from loragen.bank.tasks import provider_name, task_data
 
+    try:
         spec = bank.get_task(task)
-        if not spec.data_ref:
+        if provider_name(spec) is None:  # a task without rebuildable data: nothing to probe with
             return ()
         return tuple(text for text, _ in task_data(spec).val[:PROBE_TEXTS])
-    except (ImportError, LoragenError, KeyError, ValueError) as err:  # not a suite task: no texts to probe
+    except (LoragenError, KeyError, ValueError) as err:  # unknown task or provider, data it cannot rebuild
         log.debug("no probe texts for task %r: %s", task, err)
         return ()
 

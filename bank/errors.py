@@ -30,6 +30,10 @@ class NonFiniteError(LoragenError, ValueError):
     """A tensor holds NaN or Inf where finite values are required."""
 
 
+class TaskDataError(LoragenError, ValueError):
+    """A task's data cannot be had: its record names no task provider, an unknown one, or data its provider lacks."""
+
+
 class BankError(LoragenError):
     """A problem with the bank itself (store, index, schema)."""
 

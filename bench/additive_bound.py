@@ -24,14 +24,14 @@ import torch
 
 from loragen.bank.lora.adapter import LoraAdapter
 from loragen.bank.lora.canonical import dense_factors
-from loragen.bank.lora.peft_format import load_peft
-from loragen.bank.suite import SuiteClassifier, load_suite, task_data
+from loragen.bank.records import TaskRecord
+from loragen.bank.tasks import BUILTIN, OracleCache, get_provider, task_data
 
 RESULTS = Path(__file__).parent / "results"
 
 
-def features(row: dict) -> list[str]:
-    return [f"family:{row['family']}"] + [f"{k}:{s}" for k, s in enumerate(row["data_ref"]["sources"])]
+def features(task: TaskRecord) -> list[str]:
+    return [f"family:{task.family}"] + [f"{k}:{s}" for k, s in enumerate(task.data_ref["sources"])]
 
 
 def flat_delta(adapter: LoraAdapter) -> torch.Tensor:
@@ -86,18 +86,19 @@ def main() -> int:
     args = p.parse_args()
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    rows = [r for r in json.loads((args.oracles / "tasks.json").read_text()) if r.get("status") == "done"]
-    train = [r for r in rows if r["split"] == "train"]
-    held = [r for r in rows if r["split"] == "heldout"]
+    cache = OracleCache(args.oracles)
+    rows = cache.tasks()
+    train = [r for r in rows if r.split == "train"]
+    held = [r for r in rows if r.split == "heldout"]
     columns = {c: i for i, c in enumerate(sorted({f for r in rows for f in features(r)}))}
 
-    def design(row: dict) -> torch.Tensor:
+    def design(task: TaskRecord) -> torch.Tensor:
         x = torch.zeros(len(columns))
-        x[[columns[f] for f in features(row)]] = 1.0
+        x[[columns[f] for f in features(task)]] = 1.0
         return x
 
-    def final(row: dict) -> LoraAdapter:
-        return load_peft(args.oracles / row["name"].replace("/", "__") / "final")
+    def final(task: TaskRecord) -> LoraAdapter:
+        return cache.final(task.name)
 
     ref = final(train[0])
     x = torch.stack([design(r) for r in train])
@@ -107,8 +108,7 @@ def main() -> int:
     residual = sum(float((y[i] - x[i] @ weights).norm() ** 2) for i in range(len(y))) ** 0.5 / float(y.norm())
     project = Projector(ref, y, args.subspace_rank)
     del y
-    specs = {t.name: t for t in load_suite()}
-    clf = SuiteClassifier()
+    clf = get_provider(BUILTIN).classifier()
     report = {"command": "python bench/additive_bound.py " + " ".join(sys.argv[1:]),
               "ridge": args.ridge, "subspace_rank": args.subspace_rank, "in_bank_relative_residual": residual,
               "n_in_bank": len(train), "n_heldout": len(held), "splits": {}}
@@ -117,8 +117,7 @@ def main() -> int:
         sample = rng.sample(pool, min(args.max_tasks, len(pool)))
         acc, base, oracle = [], [], []
         for row in sample:
-            spec = specs[row["name"]]
-            test, n = task_data(spec).test[: args.n_test], len(spec.labels)
+            test, n = task_data(row).test[: args.n_test], len(row.labels)
             acc.append(clf.accuracy(test, to_adapter(ref, project(design(row) @ weights)), n))
             base.append(clf.accuracy(test, None, n))
             true = final(row)

@@ -1,10 +1,10 @@
 """Train the ICM-LoRA CVAE on the task suite's in-bank tasks and measure it (normalised gain per split).
 
-Splits (bank.suite.tasks): in_bank (training tasks, template description), heldout_task (combinations never seen
+Splits (bank.evaluate.splits): in_bank (training tasks, template description), heldout_task (combinations never seen
 in training), heldout_paraphrase (in-bank tasks asked with held-out wordings). Conditions: description only,
 description + label names, description + 8 labelled examples (from the task's training data). Baselines: the mean
 in-bank adapter and retrieval (the in-bank task whose description embedding is nearest, the task itself excluded).
-Accuracy is computed with `SuiteClassifier` on each task's test data; base and oracle accuracies come from the
+Accuracy is computed with the suite's classifier on each task's test data; base and oracle accuracies come from the
 oracle cache. Normalised gain = (acc − base) / (oracle − base) on accuracies averaged over the split's tasks.
 
     python bench/hypernet_suite.py --oracles /work/cache/oracles --max-epochs 300 \
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from loragen.bank.suite import few_shot_examples
+from loragen.bank.tasks import few_shot_examples
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -52,10 +52,10 @@ class _Evaluator:
     def __init__(self, source, gen, max_tasks: int, seed: int = 0) -> None:
         from loragen.bank.embed import default_encoder
         from loragen.bank.lora.merge import combine
-        from loragen.bank.suite import SuiteClassifier
+        from loragen.bank.tasks import BUILTIN, get_provider
 
         self.source, self.gen, self.max_tasks = source, gen, max_tasks
-        self.clf = SuiteClassifier()
+        self.clf = get_provider(BUILTIN).classifier()
         tasks = source.tasks()
         self.train_tasks = sorted((t for t in tasks if t.split == "train"), key=lambda t: t.name)
         self.heldout = sorted((t for t in tasks if t.split == "heldout"), key=lambda t: t.name)
@@ -75,7 +75,7 @@ class _Evaluator:
                 return self.finals[self.train_tasks[j].name]
 
     def _acc(self, task, adapter) -> float:
-        from loragen.bank.suite import task_data
+        from loragen.bank.tasks import task_data
 
         return self.clf.accuracy(task_data(task).test, adapter, len(task.labels))
 
@@ -90,7 +90,7 @@ class _Evaluator:
         tasks = sorted(rng.sample(tasks, min(self.max_tasks, len(tasks))), key=lambda t: t.name)
         rows = []
         for task in tqdm(tasks, desc=split):
-            m = self.source.metrics[task.name]
+            m = self.source.metrics(task.name)
             texts = list(task.heldout_paraphrases) if split == "heldout_paraphrase" else [task.description]
             row = {"task": task.name, "base": m["base_accuracy"], "oracle": m["test_accuracy"], "methods": {}}
             for text in texts:
@@ -137,10 +137,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/hypernet_suite.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    from loragen.hypernet.data import PeftDirSource
+    from loragen.bank.tasks import OracleCacheSource
     from loragen.hypernet.generate import CVAEGenerator
 
-    source = PeftDirSource(args.oracles)
+    source = OracleCacheSource(args.oracles)
     t0 = time.perf_counter()
     ckpt = args.checkpoint or _train(source, args)
     train_s = time.perf_counter() - t0

@@ -78,15 +78,16 @@ def spread(items: list, n: int | None) -> list:
 
 # ---- sources -----------------------------------------------------------------------------------------------
 def load_oracles(args, specs) -> dict[str, LoraAdapter]:
-    from loragen.meta.data import bank_adapters, cache_adapters
+    from loragen.bank.tasks import BankSource, OracleCacheSource
+    from loragen.meta.data import known_adapters
 
     if args.oracles is not None:
-        return cache_adapters(args.oracles, specs)
+        return known_adapters(OracleCacheSource(args.oracles), specs)
     if args.bank is not None:
         from loragen.bank.store import Bank
 
         with Bank.open(args.bank) as bank:
-            return bank_adapters(bank, specs)
+            return known_adapters(BankSource(bank), specs)
     return {}
 
 
@@ -139,7 +140,7 @@ class Methods:
 
 def evaluate(tasks, split, methods: Methods, scorer: Scorer, n_test: int, n_val: int, calib_names: set[str]):
     """Per task: accuracy per method; per input: max-prob/correct per method and the scorer's features."""
-    from loragen.bank.suite import task_data
+    from loragen.bank.tasks import task_data
 
     rows, per_input = [], {"features": [], "correct": [], "task": [], "part": []}
     curves: dict[str, tuple[list, list]] = {}
@@ -247,14 +248,16 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     from loragen.bank.embed import TextEncoder
-    from loragen.bank.suite import SuiteClassifier, load_suite, split_tasks, task_data
+    from loragen.bank.evaluate import split_tasks
+    from loragen.bank.tasks import BUILTIN, get_provider, task_data
     from loragen.meta.condition import SlotDescriptionEncoder
     from loragen.meta.data import ood_descriptions
     from loragen.meta.generate import ABMLLGenerator
 
     start = time.perf_counter()
-    specs = load_suite(seed=0)
-    clf = SuiteClassifier()
+    suite = get_provider(BUILTIN, seed=0)
+    specs = suite.tasks()
+    clf = suite.classifier()
     gen = ABMLLGenerator.from_checkpoint(args.checkpoint, classifier=clf)
     gen._encode = SlotDescriptionEncoder(TextEncoder().encode, gen.model.config.max_slots)
     oracles = load_oracles(args, specs)

@@ -11,17 +11,13 @@ Usage::
 
 from __future__ import annotations
 
-import json
 import os
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
-
+from loragen.bank import _checkpoint as files
 from loragen.bank import paths
-from loragen.bank._atomic import atomic_directory
+from loragen.bank._checkpoint import CONFIG_NAME, WEIGHTS_NAME
 from loragen.bank.errors import CheckpointError
 from loragen.hypernet.config import HypernetConfig
 from loragen.hypernet.layout import AdapterLayout
@@ -29,23 +25,15 @@ from loragen.hypernet.model import CVAE
 
 FORMAT = "loragen-hypernet-cvae"
 FORMAT_VERSION = 1
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-_PICKLES = ("*.ckpt", "*.pt", "*.pth", "*.bin", "*.pkl")
+TRAIN_COMMAND = "loragen train hypernet --bank BANK"
+
+__all__ = ["CONFIG_NAME", "FORMAT", "FORMAT_VERSION", "WEIGHTS_NAME", "check_compatible", "default_checkpoint_dir",
+           "load_checkpoint", "read_checkpoint_meta", "save_checkpoint"]
 
 
 def default_checkpoint_dir() -> Path:
     """The default CVAE checkpoint: `<loragen home>/hypernet`."""
     return paths.checkpoint_dir("hypernet")
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("loragen")
-    except Exception:  # not installed as a distribution (running from a checkout)
-        return "0+unknown"
 
 
 def save_checkpoint(model: CVAE, config: HypernetConfig, path: str | os.PathLike,
@@ -57,50 +45,24 @@ def save_checkpoint(model: CVAE, config: HypernetConfig, path: str | os.PathLike
         config: the config it was built from.
         path: the directory to write (replaced if it is a checkpoint already).
         extra: JSON-serialisable provenance (bank path, tasks trained on, text encoder, metrics).
+
+    Raises:
+        CheckpointError: `path` is a non-empty directory that is not a checkpoint.
     """
-    path = Path(path)
-    meta = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "loragen_version": _version(),
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "hypernet": config.to_dict(),
-        "layout": model.layout.to_dict(),
-        "extra": extra or {},
-    }
+    meta = {"hypernet": config.to_dict(), "layout": model.layout.to_dict(), "extra": extra or {}}
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    with atomic_directory(path, CONFIG_NAME, CheckpointError) as tmp:
-        save_file(tensors, tmp / WEIGHTS_NAME, metadata={"format": "pt"})
-        (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    return path
+    return files.write_checkpoint(path, tensors, meta, format_name=FORMAT, format_version=FORMAT_VERSION)
 
 
 def read_checkpoint_meta(path: str | os.PathLike) -> dict[str, Any]:
-    """The checkpoint's config.json, validated for format.
+    """The checkpoint's config.json, validated for files, format and version.
 
     Raises:
-        CheckpointError: missing directory or files, pickled weights only, a foreign or newer format.
+        CheckpointError: missing directory or files (naming the path and `loragen train hypernet`), pickled weights
+            only, a foreign format, or a format version newer than this loragen reads.
     """
-    path = Path(path)
-    if not path.is_dir():
-        raise CheckpointError(f"{path}: no hypernet checkpoint here; train one with `loragen train hypernet "
-                              f"--bank BANK -o {path}` or pass --checkpoint DIR")
-    if not (path / WEIGHTS_NAME).is_file():
-        pickles = [p.name for pat in _PICKLES for p in path.glob(pat)]
-        hint = f" It holds {pickles}: pickled checkpoints are never loaded." if pickles else ""
-        raise CheckpointError(f"{path}: missing {WEIGHTS_NAME}.{hint} Export with `save_checkpoint`.")
-    try:
-        meta = json.loads((path / CONFIG_NAME).read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: missing {CONFIG_NAME}") from None
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{path / CONFIG_NAME}: not valid JSON ({err})") from None
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: format {meta.get('format')!r} is not a {FORMAT} checkpoint")
-    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
-        raise CheckpointError(f"{path}: format version {meta['format_version']} is newer than this loragen "
-                              f"understands ({FORMAT_VERSION}); upgrade loragen")
-    return meta
+    return files.read_checkpoint_meta(path, format_name=FORMAT, format_version=FORMAT_VERSION, what="hypernet",
+                                      train_command=TRAIN_COMMAND)
 
 
 def check_compatible(layout: AdapterLayout, base_model: str | None, target_modules: list[str] | tuple[str, ...] | None,
@@ -142,10 +104,10 @@ def load_checkpoint(path: str | os.PathLike, base_model: str | None = None,
     layout = AdapterLayout.from_dict(meta["layout"])
     check_compatible(layout, base_model, target_modules, str(path))
     model = CVAE(config, layout)
+    state = files.load_weights(path)
     try:
-        state = load_file(path / WEIGHTS_NAME)
         model.load_state_dict(state, strict=True)
-    except (SafetensorError, RuntimeError, OSError) as err:
+    except RuntimeError as err:
         raise CheckpointError(f"{path / WEIGHTS_NAME}: weights do not load into the configured model ({err})") \
             from None
     return model.eval(), config, meta

@@ -2,11 +2,11 @@
 
 Why slots: a mean-pooled description embedding barely encodes which label goes with which class ("label 0 if
 Polish, label 1 if Czech" and the reverse have cosine 0.998: issue 5, pitfall 1). So the description is read
-structurally: it is cut into clauses, each clause that names a label index ("label 0 ...", "... is 1") is given to
-that slot, and each slot's text is embedded on its own with the index words removed, so "Polish" in slot 0 and
-"Polish" in slot 1 embed alike and the slot position alone says which label it is. Label names and labelled
-examples (embedded by the base model and averaged per label) are further per-slot channels: they state the mapping
-outright (pitfall 3). A whole-description embedding is kept as a global token for what the clauses miss.
+structurally (`bank.describe.segment_description`): each clause that names a label index goes to that slot, and
+each slot's text is embedded on its own with the index words removed, so "Polish" in slot 0 and "Polish" in slot 1
+embed alike and the slot position alone says which label it is. Label names and labelled examples (embedded by the
+base model and averaged per label) are further per-slot channels: they state the mapping outright (pitfall 3). A
+whole-description embedding is kept as a global token for what the clauses miss.
 
 Every channel is whitened with statistics fitted on the training set and stored in the checkpoint (pitfall 2:
 without whitening, end-to-end training stalled at one class for every task).
@@ -17,7 +17,6 @@ Layout of one condition (S = max_slots, D = text_dim, C = 3 channels: 0 descript
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -25,75 +24,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from loragen.bank.describe import label_indices, segment_description
+
 CHANNELS = ("description", "label", "examples")
 SEGMENT, LABEL, EXAMPLES = range(3)
 
-_CLAUSE_SPLIT = re.compile(r"[,;:.!?\n]+|\b(?:and|or|while|whereas|but|otherwise|else)\b", re.IGNORECASE)
-_INDEX_WORDS = {"zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
-                "nine": 9}
-# A label index: a standalone number, or a number word right after "label"/"class"/... ("class one").
-_INDEX = re.compile(
-    r"(?<![\w.])(\d{1,2})(?![\w.])|\b(?:label|class|category|output|answer|tag)\s+(?:is\s+)?("
-    + "|".join(_INDEX_WORDS) + r")\b",
-    re.IGNORECASE,
-)
-# Words that only say "this is a label index"; removed so a slot's text is about its class alone.
-_INDEX_NOISE = re.compile(r"\b(?:labels?|class(?:es)?|categor(?:y|ies)|outputs?|answers?|tags?|ids?|index)\b",
-                          re.IGNORECASE)
-# Filler that says how a class is phrased, not which class it is ("if the text is written in Polish" -> "Polish").
-# Removing it makes a slot's text nearly the same across wordings, which is what held-out paraphrases need.
-_FILLER = re.compile(
-    r"\b(?:if|when|whenever|where|for|the|a|an|this|that|it|its|is|are|was|be|being|of|in|on|to|as|with|by|"
-    r"text|texts|input|inputs|sentence|sentences|string|strings|sample|example|line|document|passage|snippet|"
-    r"written|made|composed|consisting|contains?|containing|uses?|using|language|predict|return|give|assign|mark|"
-    r"say|choose|pick|means?|meaning|stands?|should|must|will|would|then)\b|[=:>→\-–()\[\]\"'`]",
-    re.IGNORECASE,
-)
-
 TextEncode = Callable[[Sequence[str]], np.ndarray]
-
-
-def _indices(clause: str) -> list[int]:
-    found = []
-    for m in _INDEX.finditer(clause):
-        found.append(int(m.group(1)) if m.group(1) is not None else _INDEX_WORDS[m.group(2).lower()])
-    return found
-
-
-def _strip_index(clause: str) -> str:
-    text = _INDEX.sub(" ", clause)
-    text = _INDEX_NOISE.sub(" ", text)
-    content = re.sub(r"\s+", " ", _FILLER.sub(" ", text)).strip()
-    return content or re.sub(r"\s+", " ", text).strip()
-
-
-def segment_description(description: str, max_slots: int) -> dict[int, str]:
-    """Cut a description into per-label texts: slot index -> its clauses with the index words removed.
-
-    A clause naming exactly one label index goes to that slot; a clause naming none continues the slot before it
-    (or is left to the global token when no slot came yet); a clause naming several is ambiguous and skipped.
-
-    Example:
-        "label 0 if the sentence is Polish, label 1 if it is Czech" -> {0: "if the sentence is Polish",
-        1: "if it is Czech"}
-    """
-    slots: dict[int, list[str]] = {}
-    current: int | None = None
-    for clause in _CLAUSE_SPLIT.split(description):
-        if not clause or not clause.strip():
-            continue
-        idx = sorted(set(i for i in _indices(clause) if i < max_slots))
-        if len(idx) == 1:
-            current = idx[0]
-        elif len(idx) > 1:
-            current = None
-            continue
-        if current is None:
-            continue
-        text = _strip_index(clause)
-        if text:
-            slots.setdefault(current, []).append(text)
-    return {k: " ".join(v) for k, v in slots.items()}
 
 
 def count_slots(
@@ -111,7 +47,7 @@ def count_slots(
         n = len(labels)
     else:
         # Numbers beyond the slot count are not label indices ("classify the 100 sentences").
-        seen = [i for i in _indices(description) if i < max_slots] + [y for _, y in examples or ()]
+        seen = [i for i in label_indices(description) if i < max_slots] + [y for _, y in examples or ()]
         n = max([1, *seen]) + 1
     if n > max_slots:
         raise ValueError(

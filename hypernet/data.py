@@ -4,7 +4,8 @@ Each training item is one adapter of an in-bank task (its final adapter, or a tr
 at a lower loss weight) paired, freshly each epoch, with one of the task's training wordings (the template
 description or an in-bank paraphrase, never a held-out paraphrase), with label names with probability p_labels and
 with `n_examples` labelled examples (embedded once by the base model, averaged per label) with probability
-p_examples. Held-out tasks (split "heldout") are never read.
+p_examples. Held-out tasks (split "heldout") are never read. Tasks, adapters and examples come from a training
+source (`bank.tasks.TaskSource`: `BankSource(bank)`, `OracleCacheSource(dir)`, or a `MemorySource` snapshot).
 
 Everything heavy (canonical tokens, text embeddings) is computed once in `setup`; items are then cheap tensor
 lookups, so a step costs the model's forward/backward only.
@@ -12,14 +13,10 @@ lookups, so a step costs the model's forward/backward only.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass
 
 import numpy as np
 import pytorch_lightning as L
@@ -27,8 +24,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from loragen.bank.lora.adapter import LoraAdapter
+from loragen.bank.describe import segment_description
 from loragen.bank.records import TaskRecord
+from loragen.bank.tasks import TaskSource
 from loragen.hypernet.condition import (
     EXAMPLES,
     LABEL,
@@ -37,108 +35,11 @@ from loragen.hypernet.condition import (
     TextEncode,
     collate_conditions,
     embed_conditions,
-    segment_description,
 )
 from loragen.hypernet.config import HypernetConfig
 from loragen.hypernet.layout import AdapterLayout
 
 log = logging.getLogger(__name__)
-
-
-@runtime_checkable
-class TaskSource(Protocol):
-    """Where tasks and their adapters come from (the bank, or an in-memory set in tests)."""
-
-    def tasks(self) -> list[TaskRecord]:
-        """Every task (training reads only split "train")."""
-        ...
-
-    def adapters(self, task: str) -> list[tuple[LoraAdapter, str]]:
-        """The task's adapters as (adapter, kind), kind "final" or "checkpoint"."""
-        ...
-
-    def examples(self, task: TaskRecord, n: int, seed: int) -> list[tuple[str, int]]:
-        """Up to `n` labelled training examples of the task (empty when it has no data)."""
-        ...
-
-
-@dataclass
-class MemorySource:
-    """A `TaskSource` held in memory."""
-
-    task_list: list[TaskRecord]
-    adapter_map: dict[str, list[tuple[LoraAdapter, str]]]
-    example_map: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
-
-    def tasks(self) -> list[TaskRecord]:
-        return list(self.task_list)
-
-    def adapters(self, task: str) -> list[tuple[LoraAdapter, str]]:
-        return list(self.adapter_map.get(task, []))
-
-    def examples(self, task: TaskRecord, n: int, seed: int) -> list[tuple[str, int]]:
-        pool = self.example_map.get(task.name, [])
-        return random.Random(seed).sample(pool, min(n, len(pool)))
-
-
-def suite_examples(task: TaskRecord, n: int, seed: int) -> list[tuple[str, int]]:
-    """`n` examples from a built-in suite task's *training* data (never its test data); [] for other tasks."""
-    if task.data_ref.get("suite") != "builtin":
-        return []
-    from loragen.bank.suite import task_data
-
-    train = task_data(task).train
-    return random.Random(seed).sample(list(train), min(n, len(train)))
-
-
-class BankSource:
-    """A `TaskSource` over a `bank.store.Bank`; examples come from the suite's training data when it is a suite task."""
-
-    def __init__(self, bank) -> None:
-        self.bank = bank
-
-    def tasks(self) -> list[TaskRecord]:
-        return self.bank.tasks()
-
-    def adapters(self, task: str) -> list[tuple[LoraAdapter, str]]:
-        records = [r for r in self.bank.adapters(task=task) if r.kind in ("final", "checkpoint")]
-        records.sort(key=lambda r: (r.kind != "final", r.created_at, r.id))
-        return [(self.bank.get(r.id), r.kind) for r in records]
-
-    def examples(self, task: TaskRecord, n: int, seed: int) -> list[tuple[str, int]]:
-        return suite_examples(task, n, seed)
-
-
-class PeftDirSource:
-    """A `TaskSource` over a directory of PEFT adapters: `<root>/tasks.json` (TaskRecords as JSON, plus a "status"
-    of "done" once trained) and `<root>/<task name with / as __>/{final,ckpt-<step>}/` PEFT directories, as the
-    suite's oracle cache builder writes them. Examples come from the suite's training data."""
-
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-        index = self.root / "tasks.json"
-        if not index.is_file():
-            raise FileNotFoundError(f"{index}: no tasks.json; is {self.root} an oracle cache directory?")
-        fields = {f.name for f in dataclasses.fields(TaskRecord)}
-        self._rows = [r for r in json.loads(index.read_text()) if r.get("status") == "done"]
-        self._tasks = [TaskRecord(**{k: tuple(v) if isinstance(v, list) and k != "data_ref" else v
-                                     for k, v in r.items() if k in fields}) for r in self._rows]
-        self.metrics = {r["name"]: r for r in self._rows}
-
-    def tasks(self) -> list[TaskRecord]:
-        return list(self._tasks)
-
-    def adapters(self, task: str) -> list[tuple[LoraAdapter, str]]:
-        from loragen.bank.lora.peft_format import load_peft
-
-        folder = self.root / task.replace("/", "__")
-        if not (folder / "final").is_dir():
-            return []
-        ckpts = sorted(folder.glob("ckpt-*"), key=lambda p: int(p.name.split("-")[1]))
-        return [(load_peft(folder / "final"), "final")] + [(load_peft(p), "checkpoint") for p in ckpts]
-
-    def examples(self, task: TaskRecord, n: int, seed: int) -> list[tuple[str, int]]:
-        return suite_examples(task, n, seed)
 
 
 def training_tasks(source: TaskSource) -> list[TaskRecord]:
@@ -234,7 +135,7 @@ class HypernetDataModule(L.LightningDataModule):
     """Reads in-bank tasks and adapters from a `TaskSource` and serves training items.
 
     Args:
-        source: the bank (wrapped in `BankSource`) or any `TaskSource`.
+        source: the bank (wrapped in `bank.tasks.BankSource`) or any `TaskSource`.
         config: the hypernetwork config (condition options, batch size, augmentation switches).
         encode: texts -> (n, D) L2-normalised embeddings (the bank's TextEncoder.encode).
         layout: the adapter layout (default: found in the source).

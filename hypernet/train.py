@@ -17,10 +17,11 @@ from typing import Any
 import pytorch_lightning as L
 import torch
 
+from loragen.bank.tasks import MemorySource, TaskSource
 from loragen.hypernet.checkpoint import save_checkpoint
 from loragen.hypernet.condition import TextEncode
 from loragen.hypernet.config import HypernetConfig
-from loragen.hypernet.data import HypernetDataModule, MemorySource, TaskSource, as_numpy_encoder, training_tasks
+from loragen.hypernet.data import HypernetDataModule, as_numpy_encoder, training_tasks
 from loragen.hypernet.module import HypernetModule
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 A mean-pooled sentence embedding barely tells "label 0 if Polish, label 1 if Czech" from the reverse (cosine 0.998,
 issue 5), yet the two need opposite adapters. So, as the hypernetwork does, the description is cut into per-label
-clauses (`hypernet.condition.segment_description`) and each is embedded on its own; the embedding is the
+clauses (`bank.describe.segment_description`) and each is embedded on its own; the embedding is the
 concatenation [whole description, label 0 clause, ..., label S-1 clause] (absent labels are zeros).
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from loragen.hypernet.condition import segment_description
+from loragen.bank.describe import segment_description
 
 TextEncode = Callable[[Sequence[str]], np.ndarray]
 

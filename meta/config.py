@@ -37,7 +37,7 @@ class ABMLLConfig:
 
     r: int = 4
     lora_alpha: float = 8.0
-    target_modules: tuple[str, ...] = ("query", "key", "value")  # the suite's oracles (bank/suite/train.py)
+    target_modules: tuple[str, ...] = ("query", "key", "value")  # the suite's oracles (bank/train/oracle.py)
     scale_floor: float = 0.02
     prior_scale_init: float = 0.5
     posterior_scale_init: float = 0.05

@@ -1,10 +1,16 @@
-"""ABMLL's training data: suite tasks with their examples, description wordings and (optionally) bank adapters."""
+"""ABMLL's training data: tasks with their examples, description wordings and (optionally) known adapters.
+
+Tasks and known adapters come from a training source (`bank.tasks.TaskSource`: the bank, or an oracle cache);
+examples from each task's provider (`bank.tasks.task_data`), never from a suite directly.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import random
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +18,54 @@ import torch
 
 from loragen.bank.lora.adapter import LoraAdapter
 from loragen.bank.records import TaskRecord
-from loragen.meta.model import LoraLayout
-from loragen.meta.train import MetaTask
+from loragen.bank.tasks import Example, TaskSource, task_data
+from loragen.meta.model import LoraLayout, TaskBatch
 
 log = logging.getLogger(__name__)
 OOD_DESCRIPTIONS = Path(__file__).parent / "data" / "ood_descriptions.json"
+
+
+@dataclass
+class MetaTask:
+    """One training task for ABMLL.
+
+    Args:
+        name: task name. description: its description (or one paraphrase).
+        embedding: the description's embedding (embed_dim,), or one row per wording (P, embed_dim): each step
+            then conditions on a random wording (paraphrase augmentation).
+        examples: labelled (text, label) pairs the likelihood is evaluated on.
+        support: examples for ABML refinement during training (used when inner_steps > 0).
+        adapter: optional known adapter of the task as a flat vector (D,) (the bank's oracle), for the warm start.
+        num_labels: how many labels the task has.
+    """
+
+    name: str
+    description: str
+    embedding: torch.Tensor
+    examples: list[tuple[str, int]]
+    support: list[tuple[str, int]] = field(default_factory=list)
+    adapter: torch.Tensor | None = None
+    num_labels: int = 2
+
+    def wordings(self) -> torch.Tensor:
+        """The embeddings as (P, embed_dim)."""
+        return self.embedding if self.embedding.ndim == 2 else self.embedding.unsqueeze(0)
+
+
+def make_batch(tasks: Sequence[MetaTask], n_examples: int, rng: random.Random, with_support: bool) -> TaskBatch:
+    """A `TaskBatch` with a random subset of at most `n_examples` examples per task."""
+    texts, labels, s_texts, s_labels = [], [], [], []
+    for task in tasks:
+        ex = rng.sample(task.examples, min(n_examples, len(task.examples)))
+        texts.append([t for t, _ in ex])
+        labels.append(torch.tensor([y for _, y in ex]))
+        if with_support:
+            sup = rng.sample(task.support, min(n_examples, len(task.support))) if task.support else []
+            s_texts.append([t for t, _ in sup])
+            s_labels.append(torch.tensor([y for _, y in sup], dtype=torch.long))
+    emb = [t.wordings()[rng.randrange(t.wordings().shape[0])] for t in tasks]
+    return TaskBatch(torch.stack(emb), texts, labels, s_texts, s_labels, [t.name for t in tasks],
+                     [t.num_labels for t in tasks])
 
 
 def training_wordings(task: TaskRecord) -> list[str]:
@@ -27,7 +76,7 @@ def training_wordings(task: TaskRecord) -> list[str]:
 def meta_tasks(
     tasks: Sequence[TaskRecord],
     encode: Callable[[list[str]], np.ndarray],
-    examples: Callable[[TaskRecord], tuple[list[tuple[str, int]], list[tuple[str, int]]]],
+    examples: Callable[[TaskRecord], tuple[list[Example], list[Example]]],
     layout: LoraLayout | None = None,
     adapters: Mapping[str, LoraAdapter] | None = None,
 ) -> list[MetaTask]:
@@ -36,7 +85,7 @@ def meta_tasks(
     Args:
         tasks: in-bank tasks (held-out tasks must never be passed here).
         encode: description encoder (the bank's `TextEncoder().encode`).
-        examples: task -> (query examples, support examples), e.g. the suite's train and val splits.
+        examples: task -> (query examples, support examples), e.g. `task_examples()`: train and val splits.
         layout, adapters: the task's known adapter (the bank's oracle) flattened into `layout` for the warm start.
 
     Raises:
@@ -58,54 +107,27 @@ def meta_tasks(
     return out
 
 
-def suite_examples(n_train: int | None = None, n_val: int | None = None):
-    """The suite's examples per task: (train split as queries, validation split as support)."""
-    from loragen.bank.suite import task_data
+def task_examples(n_train: int | None = None, n_val: int | None = None
+                  ) -> Callable[[TaskRecord], tuple[list[Example], list[Example]]]:
+    """Each task's examples from its provider: (train split as queries, validation split as support).
 
-    def get(task: TaskRecord):
+    The getter raises `TaskDataError` naming a task whose data no provider can rebuild.
+    """
+
+    def get(task: TaskRecord) -> tuple[list[Example], list[Example]]:
         data = task_data(task)
         return data.train[:n_train] if n_train else data.train, data.val[:n_val] if n_val else data.val
 
     return get
 
 
-def bank_adapters(bank, tasks: Sequence[TaskRecord], kind: str = "final") -> dict[str, LoraAdapter]:
-    """The most recent adapter of `kind` per task from an open bank (canonical form)."""
+def known_adapters(source: TaskSource, tasks: Sequence[TaskRecord]) -> dict[str, LoraAdapter]:
+    """The most recent final adapter per task (its oracle), for the tasks the source has one for."""
     out = {}
     for task in tasks:
-        recs = bank.adapters(task=task.name, kind=kind)
-        if recs:
-            out[task.name] = bank.get(recs[-1].id)
-    return out
-
-
-def cache_adapters(directory: str | Path, tasks: Sequence[TaskRecord]) -> dict[str, LoraAdapter]:
-    """Oracle adapters from a directory of PEFT adapters with a tasks.json index (the suite's dev cache).
-
-    tasks.json maps task name -> subdirectory (a dict, or a list of {"name"/"task", "path"/"dir"} entries);
-    without it, subdirectory names are task names with "/" written as "__". The final adapter is the directory
-    itself or its `final/` subdirectory (trajectory checkpoints sit beside it).
-    """
-    from loragen.bank.lora import load_peft
-
-    directory = Path(directory)
-    index: dict[str, str] = {}
-    meta = directory / "tasks.json"
-    if meta.is_file():
-        raw = json.loads(meta.read_text())
-        if isinstance(raw, dict):
-            raw = raw.get("tasks", raw)
-        if isinstance(raw, dict):
-            index = {k: (v if isinstance(v, str) else v.get("path") or v.get("dir")) for k, v in raw.items()}
-        else:
-            index = {e.get("name") or e.get("task"): e.get("path") or e.get("dir") for e in raw}
-    out = {}
-    for task in tasks:
-        sub = index.get(task.name) or task.name.replace("/", "__")
-        for path in (directory / sub, directory / sub / "final"):
-            if (path / "adapter_config.json").is_file():
-                out[task.name] = load_peft(path)
-                break
+        finals = source.adapters(task.name, kinds=("final",))
+        if finals:
+            out[task.name] = finals[-1][0]
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +62,7 @@ class ABMLLGenerator:
 
     Usage::
 
-        gen = ABMLLGenerator.from_checkpoint("runs/abmll", classifier=SuiteClassifier())
+        gen = ABMLLGenerator.from_checkpoint("runs/abmll", classifier=get_provider("minilm-suite").classifier())
         mean, = gen.generate(GenerationRequest("label 0 if Polish, label 1 if Czech"))
         post = gen.posterior(GenerationRequest("...", n_samples=8, seed=0))   # post.mean, post.samples
     """
@@ -75,11 +76,17 @@ class ABMLLGenerator:
         self.config = config or GenerateConfig()
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, classifier: FactorClassifier | None = None,
+    def from_checkpoint(cls, path: str | os.PathLike | None = None, classifier: FactorClassifier | None = None,
                         encode: Encode | None = None, device: str | torch.device = "cpu") -> ABMLLGenerator:
-        """Load a checkpoint written by `meta.train.save_checkpoint` (classifier only needed to refine)."""
-        from loragen.meta.train import load_checkpoint
+        """Load from a checkpoint directory (default: `default_checkpoint_dir()`); the classifier is needed only
+        to refine with examples.
 
+        Raises:
+            CheckpointError: a missing or invalid checkpoint.
+        """
+        from loragen.meta.checkpoint import default_checkpoint_dir, load_checkpoint
+
+        path = Path(path) if path is not None else default_checkpoint_dir()
         model, guide, config, _ = load_checkpoint(path, classifier, device)
         return cls(model, guide, encode, config.generate)
 

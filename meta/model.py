@@ -33,7 +33,7 @@ Factors = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
 @runtime_checkable
 class FactorClassifier(Protocol):
-    """A classifier run with LoRA factors applied functionally (the suite's `SuiteClassifier` is one)."""
+    """A classifier run with LoRA factors applied functionally (every `bank.tasks.Classifier` is one)."""
 
     def logits_from_factors(self, texts: Sequence[str], factors: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
                             scaling: float, num_labels: int = 2) -> torch.Tensor:
@@ -128,12 +128,14 @@ class LoraLayout:
         ratio = adapter.scaling / self.scaling
         return torch.cat([torch.cat([a.reshape(-1), b.reshape(-1) * ratio]) for _, a, b in adapter.items()]).float()
 
-    def to_json(self) -> dict:
+    def to_dict(self) -> dict:
+        """The layout as JSON-serialisable data (stored in ABMLL checkpoints)."""
         return {"modules": list(self.modules), "shapes": [list(s) for s in self.shapes], "r": self.r,
                 "lora_alpha": self.lora_alpha, "base_model": self.base_model}
 
     @classmethod
-    def from_json(cls, data: Mapping) -> LoraLayout:
+    def from_dict(cls, data: Mapping) -> LoraLayout:
+        """Rebuild from `to_dict` output."""
         return cls(tuple(data["modules"]), tuple(tuple(s) for s in data["shapes"]), int(data["r"]),
                    float(data["lora_alpha"]), str(data["base_model"]))
 

@@ -95,7 +95,8 @@ class Scorer:
 
     Usage::
 
-        scorer = Scorer(SuiteClassifier(), bank=Bank.open(), calibrator=LogisticCalibrator.load(path))
+        clf = get_provider("minilm-suite").classifier()
+        scorer = Scorer(clf, bank=Bank.open(), calibrator=LogisticCalibrator.load(path))
         s = scorer.score("label 0 if Polish, label 1 if Czech", post.samples, inputs=["Dzień dobry"])
         s.confidence, s.mutual_information
     """

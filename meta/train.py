@@ -1,79 +1,39 @@
-"""Train ABMLL by SVI over minibatches of tasks; checkpoints as safetensors + JSON (never pickles).
+"""Train ABMLL: fit it by SVI over minibatches of tasks (`run_svi`), and the end-to-end recipe over a training
+source that writes a checkpoint (`train_abmll`, what `loragen train meta` runs).
 
 A plain loop rather than Lightning: one SVI step is one Pyro `svi.step` over a handful of tasks, each running the
 base model once; Lightning's loop would add nothing but overhead and a second optimiser owner next to Pyro's.
+
+Usage::
+
+    with Bank.open("bank.duckdb") as bank:
+        model, guide, history = train_abmll(BankSource(bank), MetaConfig(), "ckpt/abmll")
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import os
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import pyro
 import torch
 from pyro.infer import SVI, TraceMeanField_ELBO
 from pyro.optim import Adam
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from loragen.bank._atomic import atomic_directory
-from loragen.bank.errors import CheckpointError
-from loragen.meta.config import MetaConfig, TrainConfig
+from loragen.bank.errors import TaskDataError
+from loragen.bank.records import TaskRecord
+from loragen.bank.tasks import Classifier, TaskSource, classification_provider, provider_name
+from loragen.meta.checkpoint import save_checkpoint
+from loragen.meta.config import ABMLLConfig, MetaConfig, TrainConfig
+from loragen.meta.data import MetaTask, known_adapters, make_batch, meta_tasks, task_examples
 from loragen.meta.guide import ABMLLGuide
-from loragen.meta.model import ABMLLModel, FactorClassifier, LoraLayout, TaskBatch, inverse_softplus
+from loragen.meta.model import ABMLLModel, FactorClassifier, LoraLayout, inverse_softplus, weight_floor
 
 log = logging.getLogger(__name__)
-CHECKPOINT_WEIGHTS = "abmll.safetensors"
-CHECKPOINT_CONFIG = "abmll.json"
-FORMAT_VERSION = 1
-
-
-@dataclass
-class MetaTask:
-    """One training task for ABMLL.
-
-    Args:
-        name: task name. description: its description (or one paraphrase).
-        embedding: the description's embedding (embed_dim,), or one row per wording (P, embed_dim): each step
-            then conditions on a random wording (paraphrase augmentation).
-        examples: labelled (text, label) pairs the likelihood is evaluated on.
-        support: examples for ABML refinement during training (used when inner_steps > 0).
-        adapter: optional known adapter of the task as a flat vector (D,) (the bank's oracle), for the warm start.
-        num_labels: how many labels the task has.
-    """
-
-    name: str
-    description: str
-    embedding: torch.Tensor
-    examples: list[tuple[str, int]]
-    support: list[tuple[str, int]] = field(default_factory=list)
-    adapter: torch.Tensor | None = None
-    num_labels: int = 2
-
-    def wordings(self) -> torch.Tensor:
-        """The embeddings as (P, embed_dim)."""
-        return self.embedding if self.embedding.ndim == 2 else self.embedding.unsqueeze(0)
-
-
-def make_batch(tasks: Sequence[MetaTask], n_examples: int, rng: random.Random, with_support: bool) -> TaskBatch:
-    """A `TaskBatch` with a random subset of at most `n_examples` examples per task."""
-    texts, labels, s_texts, s_labels = [], [], [], []
-    for task in tasks:
-        ex = rng.sample(task.examples, min(n_examples, len(task.examples)))
-        texts.append([t for t, _ in ex])
-        labels.append(torch.tensor([y for _, y in ex]))
-        if with_support:
-            sup = rng.sample(task.support, min(n_examples, len(task.support))) if task.support else []
-            s_texts.append([t for t, _ in sup])
-            s_labels.append(torch.tensor([y for _, y in sup], dtype=torch.long))
-    emb = [t.wordings()[rng.randrange(t.wordings().shape[0])] for t in tasks]
-    return TaskBatch(torch.stack(emb), texts, labels, s_texts, s_labels, [t.name for t in tasks],
-                     [t.num_labels for t in tasks])
 
 
 def warm_start(guide: ABMLLGuide, tasks: Sequence[MetaTask], config: TrainConfig,
@@ -115,8 +75,8 @@ def warm_start(guide: ABMLLGuide, tasks: Sequence[MetaTask], config: TrainConfig
     return losses
 
 
-def train(model: ABMLLModel, guide: ABMLLGuide, tasks: Sequence[MetaTask], config: TrainConfig,
-          progress: bool = True) -> dict:
+def run_svi(model: ABMLLModel, guide: ABMLLGuide, tasks: Sequence[MetaTask], config: TrainConfig,
+            progress: bool = True) -> dict:
     """Fit ABMLL by SVI (TraceMeanField_ELBO: analytic KLs where Pyro has them) over minibatches of tasks.
 
     Clears Pyro's parameter store first, so a run never continues from another run's parameters by accident.
@@ -132,7 +92,7 @@ def train(model: ABMLLModel, guide: ABMLLGuide, tasks: Sequence[MetaTask], confi
         ValueError: no tasks, or a task without examples.
     """
     if not tasks or any(not t.examples for t in tasks):
-        raise ValueError("train needs at least one task, and every task needs labelled examples")
+        raise ValueError("run_svi needs at least one task, and every task needs labelled examples")
     pyro.clear_param_store()
     pyro.set_rng_seed(config.seed)
     rng = random.Random(config.seed)
@@ -160,41 +120,68 @@ def train(model: ABMLLModel, guide: ABMLLGuide, tasks: Sequence[MetaTask], confi
     return history
 
 
-# ---- checkpoints ---------------------------------------------------------------------------------------
-def save_checkpoint(path: str | Path, model: ABMLLModel, guide: ABMLLGuide, config: MetaConfig,
-                    extra: dict | None = None) -> Path:
-    """Write `abmll.safetensors` (guide parameters, floor) and `abmll.json` (config, layout, extra) into `path`."""
-    tensors = {f"guide.{k}": v.detach().contiguous().cpu() for k, v in guide.state_dict().items()}
-    tensors["model.floor"] = model.floor.detach().cpu().contiguous()
-    meta = {"format_version": FORMAT_VERSION, "config": config.to_dict(), "layout": model.layout.to_json(),
-            "extra": extra or {}}
-    with atomic_directory(path, CHECKPOINT_CONFIG, CheckpointError) as tmp:  # a crash never leaves half of it
-        save_file(tensors, str(tmp / CHECKPOINT_WEIGHTS))
-        (tmp / CHECKPOINT_CONFIG).write_text(json.dumps(meta, indent=2))
-    return Path(path)
+def build_abmll(classifier: FactorClassifier, config: ABMLLConfig, base_model: str,
+                seed: int = 0) -> tuple[ABMLLModel, ABMLLGuide]:
+    """A fresh ABMLL model and guide for `classifier.model` (the layout and the floor c come from its weights)."""
+    layout = LoraLayout.from_model(classifier.model, config, base_model)
+    floor = weight_floor(classifier.model, layout, config.scale_floor)
+    model = ABMLLModel(layout, floor, classifier, config)
+    return model, ABMLLGuide(model, seed=seed)
 
 
-def load_checkpoint(path: str | Path, classifier: FactorClassifier | None = None,
-                    device: str | torch.device = "cpu") -> tuple[ABMLLModel, ABMLLGuide, MetaConfig, dict]:
-    """Rebuild model and guide from `save_checkpoint`'s files.
+def _spread(tasks: list[TaskRecord], n: int | None) -> list[TaskRecord]:
+    """At most `n` of `tasks`, evenly spread over the list."""
+    if not n or len(tasks) <= n:
+        return tasks
+    step = len(tasks) / n
+    return [tasks[int(i * step)] for i in range(n)]
+
+
+def train_abmll(source: TaskSource, config: MetaConfig, out: str | os.PathLike, *,
+                max_tasks: int | None = None, classifier: Classifier | None = None,
+                progress: bool = True) -> tuple[ABMLLModel, ABMLLGuide, dict]:
+    """Train ABMLL on the source's in-bank tasks and write a checkpoint to `out`.
+
+    The tasks' examples come from their provider (`bank.tasks`), and so does the classifier the likelihood runs
+    (all tasks must share one provider); the source's final adapters warm-start the amortized posterior.
 
     Args:
-        path: the checkpoint directory. classifier: needed only for the likelihood (training, refinement).
+        source: in-bank tasks and their adapters (`BankSource(bank)`, `OracleCacheSource(dir)`, ...).
+        config: model/train/generate configs.
+        out: the checkpoint directory.
+        max_tasks: train on at most this many tasks (evenly spread; for quick runs).
+        classifier: the likelihood's classifier (default: a new one from the tasks' provider).
+        progress: show progress bars.
+
+    Returns:
+        (model, guide, history).
 
     Raises:
-        FileNotFoundError: the directory lacks abmll.json or abmll.safetensors.
+        TaskDataError: no in-bank task, tasks of several providers, or a task no provider can give examples for.
     """
-    path = Path(path)
-    missing = [n for n in (CHECKPOINT_CONFIG, CHECKPOINT_WEIGHTS) if not (path / n).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{path} is not an ABMLL checkpoint (missing {missing}); train one with "
-                                "`loragen train meta -o DIR`")
-    meta = json.loads((path / CHECKPOINT_CONFIG).read_text())
-    config = MetaConfig.from_dict(meta["config"])
-    layout = LoraLayout.from_json(meta["layout"])
-    tensors = load_file(str(path / CHECKPOINT_WEIGHTS), device=str(device))
-    model = ABMLLModel(layout, tensors["model.floor"], classifier, config.model, config.train.beta,
-                       config.train.gamma)
-    guide = ABMLLGuide(model)
-    guide.load_state_dict({k.removeprefix("guide."): v for k, v in tensors.items() if k.startswith("guide.")})
-    return model.to(device), guide.to(device).eval(), config, meta.get("extra", {})
+    from loragen.bank.embed import TextEncoder
+    from loragen.meta.condition import SlotDescriptionEncoder
+
+    tasks = _spread([t for t in source.tasks() if t.split == "train"], max_tasks)
+    if not tasks:
+        raise TaskDataError(f"{source!r} has no in-bank (split 'train') task to train on; build the bank first "
+                            "(`loragen bank build`)")
+    providers = sorted({str(provider_name(t)) for t in tasks})
+    if len(providers) > 1:
+        raise TaskDataError(f"the in-bank tasks come from several task providers {providers}; ABMLL trains with one "
+                            "classifier, so train on one provider's tasks")
+    torch.manual_seed(config.train.seed)
+    classifier = classifier or classification_provider(tasks[0]).classifier()
+    model, guide = build_abmll(classifier, config.model, classifier.base_model_id, seed=config.train.seed)
+    adapters = {k: a for k, a in known_adapters(source, tasks).items()
+                if tuple(a.modules) == model.layout.modules and a.r == config.model.r}
+    log.info("ABMLL: %d tasks, %d with a known adapter for the warm start", len(tasks), len(adapters))
+    encoder = TextEncoder()
+    slots = SlotDescriptionEncoder(encoder.encode, config.model.max_slots)
+    train_tasks = meta_tasks(tasks, slots, task_examples(), model.layout, adapters)
+    history = run_svi(model, guide, train_tasks, config.train, progress=progress)
+    extra = {"tasks": [t.name for t in tasks], "warm_start_tasks": len(adapters), "encoder": encoder.name,
+             "elbo": history["elbo"], "warm_start_mse": history["warm_start_mse"][-1:] or None,
+             "seconds": history["seconds"]}
+    save_checkpoint(model, guide, config, out, extra)
+    return model, guide, history

@@ -46,8 +46,8 @@ def load_config(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from loragen.bank.store import Bank
+    from loragen.bank.tasks import BankSource
     from loragen.hypernet.checkpoint import default_checkpoint_dir
-    from loragen.hypernet.data import BankSource
     from loragen.hypernet.train import snapshot, train_hypernet
 
     config = load_config(args)

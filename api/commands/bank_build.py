@@ -47,9 +47,9 @@ def add_parser(bank_sub: argparse._SubParsersAction) -> None:
 def select_tasks(args: argparse.Namespace) -> list:
     """The suite tasks the arguments ask for, in suite order."""
     from loragen.bank.errors import NotFoundError
-    from loragen.bank.suite import load_suite
+    from loragen.bank.tasks import BUILTIN, get_provider
 
-    tasks = load_suite(args.seed)
+    tasks = get_provider(BUILTIN, seed=args.seed).tasks()
     if args.family:
         tasks = [t for t in tasks if t.family in args.family]
     if args.split:
@@ -68,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
 
     from loragen.bank.errors import NotFoundError
     from loragen.bank.store import Bank
-    from loragen.bank.suite.build import build_suite, imported_oracles, trained_oracles
-    from loragen.bank.suite.train import TrainConfig
+    from loragen.bank.tasks import OracleCache
+    from loragen.bank.train import TrainConfig, build_bank, imported_oracles, trained_oracles
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -85,9 +85,10 @@ def run(args: argparse.Namespace) -> int:
     if args.import_only:
         if not args.import_dir:
             raise NotFoundError("--import-only needs --import-dir DIR")
-        tasks = [t for t in tasks if (args.import_dir / t.name.replace("/", "__") / "final").is_dir()]
+        cache = OracleCache(args.import_dir)
+        tasks = [t for t in tasks if cache.has_final(t.name)]
     with Bank.open(args.bank) as bank:
-        summary = build_suite(bank, tasks, oracle=oracle, progress=not args.no_progress)
+        summary = build_bank(bank, tasks, oracle=oracle, progress=not args.no_progress)
         if summary.built:
             bank.reindex()
     print(json.dumps(summary.as_dict(), indent=2))

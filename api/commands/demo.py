@@ -83,22 +83,23 @@ def _run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     from loragen.bank.generator import GenerationRequest
     from loragen.bank.lora import save_peft
     from loragen.bank.store import Bank
-    from loragen.bank.suite import SuiteClassifier, load_suite, task_data
-    from loragen.bank.suite.build import build_suite, imported_oracles
+    from loragen.bank.tasks import BUILTIN, get_provider
+    from loragen.bank.train import build_bank, imported_oracles
 
-    specs = load_suite(args.seed)
+    suite = get_provider(BUILTIN, seed=args.seed)
+    specs = suite.tasks()
     target = pick_heldout(specs, args.task)
     bank_tasks = related_tasks(specs, target, args.tasks)
     description = (target.heldout_paraphrases or (target.description,))[0]
-    classifier = SuiteClassifier()
-    data, n = task_data(target), len(target.labels)
+    classifier = suite.classifier()
+    data, n = suite.data(target), len(target.labels)
     inputs = [text for text, _ in data.val]
 
     with Bank.open(home / "bank.duckdb") as bank:
         _step(f"bank: {len(bank_tasks)} in-bank tasks related to the held-out task {target.name!r} "
               f"({home / 'bank.duckdb'})")
         oracle = imported_oracles(args.oracles) if args.oracles else None
-        build_suite(bank, bank_tasks, oracle=oracle, classifier=classifier)
+        build_bank(bank, bank_tasks, oracle=oracle, classifier=classifier)
         bank.reindex()
         checkpoint = train_generator(bank, home, args.epochs, args.seed)
         _step(f"generate for the held-out description: {description!r}")
@@ -156,8 +157,8 @@ def related_tasks(specs: list, target, n: int) -> list:
 
 def train_generator(bank, home: Path, epochs: int, seed: int) -> Path:
     """Train the hypernetwork on the bank, or reuse the checkpoint trained on the same bank content."""
+    from loragen.bank.tasks import BankSource
     from loragen.hypernet.config import HypernetConfig
-    from loragen.hypernet.data import BankSource
     from loragen.hypernet.train import snapshot, train_hypernet
 
     out = home / "hypernet"
@@ -197,15 +198,16 @@ def score_uncertainty(classifier, bank, description: str, samples: list, inputs:
 
 
 def heldout_oracle(target, classifier, home: Path):
-    """The held-out task's own oracle, for reference: trained once, cached as PEFT, never added to the bank."""
-    from loragen.bank.lora import load_peft, save_peft
-    from loragen.bank.suite.train import train_task_adapter
+    """The held-out task's own oracle, for reference: trained once, kept in an oracle cache, never added to the
+    bank."""
+    from loragen.bank.tasks import OracleCache
+    from loragen.bank.train import train_task_adapter
 
-    path = home / "oracle" / target.name.replace("/", "__")
-    if (path / "adapter_config.json").is_file():
-        return load_peft(path)
-    _step(f"oracle: training the held-out task's own adapter for reference ({target.name})")
-    return load_peft(save_peft(train_task_adapter(target, classifier=classifier).final, path))
+    cache = OracleCache(home / "oracle")
+    if not cache.has_final(target.name):
+        _step(f"oracle: training the held-out task's own adapter for reference ({target.name})")
+        cache.save_oracle(target.name, train_task_adapter(target, classifier=classifier).final)
+    return cache.final(target.name)
 
 
 def print_report(result: dict) -> None:

@@ -46,11 +46,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from loragen.bank.evaluate import BASELINES, CONDITIONS, EVAL_SPLITS, evaluate
     from loragen.bank.store import Bank
-    from loragen.bank.suite import SuiteClassifier
-    from loragen.bank.suite.evaluate import BASELINES, CONDITIONS, evaluate
-    from loragen.bank.suite.tasks import EVAL_SPLITS
-    from loragen.bank.suite.train import TrainConfig
+    from loragen.bank.tasks import BUILTIN, get_provider
+    from loragen.bank.train import TrainConfig
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -58,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(steps=steps, min_steps=steps, batch_size=32, stop_loss=0.0,
                          num_checkpoints=min(3, steps - 1))
     with Bank.open(args.bank) as bank:
-        classifier = SuiteClassifier()
+        classifier = get_provider(BUILTIN).classifier()
         methods = _generators(args.method or [], bank, classifier)
         report = evaluate(bank, methods, splits=args.split or EVAL_SPLITS, baselines=args.baseline or BASELINES,
                           max_examples=args.max_examples, max_tasks=args.max_tasks, classifier=classifier,

@@ -109,9 +109,9 @@ class _Lazy:
 
 
 def _classifier(device: str):
-    from loragen.bank.suite import SuiteClassifier
+    from loragen.bank.tasks import BUILTIN, get_provider
 
-    return SuiteClassifier(device=device)
+    return get_provider(BUILTIN).classifier(device=device)
 
 
 def _open_bank(args: argparse.Namespace, stack):

@@ -36,13 +36,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from loragen.api.service import predict_texts
     from loragen.bank.lora import load_peft
-    from loragen.bank.suite import SuiteClassifier
+    from loragen.bank.tasks import BUILTIN, get_provider
 
     texts = args.text or read_texts(args.file)
     adapter = load_peft(args.adapter)
     labels = args.labels.split(",") if args.labels else task_labels(adapter.metadata.get("task"))
-    result = predict_texts(SuiteClassifier(adapter.base_model or None, device=args.device), texts, adapter,
-                           num_labels=len(labels) if labels else 2, labels=labels)
+    classifier = get_provider(BUILTIN).classifier(adapter.base_model or None, device=args.device)
+    result = predict_texts(classifier, texts, adapter, num_labels=len(labels) if labels else 2, labels=labels)
     names = result.labels or [str(i) for i in range(len(result.probabilities[0]))]
     for text, probs, pred in zip(texts, result.probabilities, result.predictions):
         if args.json:
@@ -79,9 +79,9 @@ def task_labels(task: str | None) -> list[str] | None:
     """Label names of a task of the built-in suite, or None when the adapter names no suite task."""
     if not task:
         return None
-    from loragen.bank.suite import load_suite
+    from loragen.bank.tasks import BUILTIN, get_provider
 
-    for spec in load_suite():
+    for spec in get_provider(BUILTIN).tasks():
         if spec.name == task:
             return list(spec.labels)
     print(f"note: task {task!r} is not in the built-in suite; labels are shown by index", file=sys.stderr)

@@ -12,13 +12,13 @@ def add_parser(targets: argparse._SubParsersAction) -> None:
         help="train ABMLL, the Bayesian meta-learner (posterior adapters with uncertainty)",
         description="Fit ABMLL by SVI over minibatches of in-bank tasks: a global prior θ over task LoRA adapters and "
         "an amortized posterior q(φ | description), warm-started from the bank's adapters. Writes "
-        "abmll.json + abmll.safetensors.",
+        "config.json + model.safetensors.",
         epilog="example:\n  loragen train meta --bank bank.duckdb -o ckpt/abmll --steps 200 --beta 1e-3 --gamma 1e-5",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--bank", type=Path, default=None, help="bank file (default: the default bank)")
     p.add_argument("--oracles", type=Path, default=None,
-                   help="directory of PEFT oracles with tasks.json, used instead of a bank")
+                   help="an oracle cache (PEFT oracles with tasks.json), used instead of a bank")
     p.add_argument("-o", "--output", type=Path, required=True, help="checkpoint directory")
     p.add_argument("--config", type=Path, default=None, help="JSON or YAML MetaConfig (model/train/generate)")
     p.add_argument("--steps", "--max-steps", dest="steps", type=int, default=None, help="override train.steps")
@@ -47,7 +47,8 @@ def load_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from loragen.meta.recipes import fit_suite
+    from loragen.bank.tasks import BankSource, OracleCacheSource
+    from loragen.meta.train import train_abmll
 
     config = load_config(args)
     if args.threads:
@@ -55,14 +56,14 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     if args.oracles is not None and args.bank is None:
-        _, _, history = fit_suite(args.output, config, oracle_dir=args.oracles, max_tasks=args.max_tasks,
-                                  progress=not args.no_progress_bar)
+        _, _, history = train_abmll(OracleCacheSource(args.oracles), config, args.output, max_tasks=args.max_tasks,
+                                    progress=not args.no_progress_bar)
     else:
         from loragen.bank.store import Bank
 
         with Bank.open(args.bank) as bank:
-            _, _, history = fit_suite(args.output, config, bank=bank, max_tasks=args.max_tasks,
-                                      progress=not args.no_progress_bar)
+            _, _, history = train_abmll(BankSource(bank), config, args.output, max_tasks=args.max_tasks,
+                                        progress=not args.no_progress_bar)
     elbo = history["elbo"]
     tail = sum(elbo[-10:]) / max(1, len(elbo[-10:]))
     print(f"wrote ABMLL checkpoint {args.output} ({len(elbo)} SVI steps, final ELBO/task {tail:.2f}, "

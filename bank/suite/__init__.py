@@ -1,6 +1,9 @@
 """The built-in task suite: tasks from real text, their data, and the classifier every adapter is scored with.
 
-Usage::
+Only `bank/suite/` imports this package; everything else reaches it as the task provider "minilm-suite"
+(`loragen.bank.tasks.get_provider`, `bank/suite/provider.py`).
+
+Usage (inside the suite and its tests)::
 
     from loragen.bank.suite import load_suite, task_data, SuiteClassifier
     specs = load_suite(seed=0)
@@ -10,10 +13,8 @@ Usage::
 """
 
 from loragen.bank.suite.classifier import SuiteClassifier
-from loragen.bank.suite.data import TaskData, few_shot_examples, task_data
-from loragen.bank.suite.tasks import EVAL_SPLITS, eval_descriptions, load_suite, split_tasks
+from loragen.bank.suite.data import task_data
+from loragen.bank.suite.provider import MiniLMSuite
+from loragen.bank.suite.tasks import load_suite
 
-__all__ = [
-    "EVAL_SPLITS", "SuiteClassifier", "TaskData", "eval_descriptions", "few_shot_examples", "load_suite", "split_tasks",
-    "task_data",
-]
+__all__ = ["MiniLMSuite", "SuiteClassifier", "load_suite", "task_data"]

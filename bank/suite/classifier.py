@@ -21,7 +21,6 @@ NUM_SLOTS = 8  # most labels a suite task may have
 PROTOTYPE_SEED = 1234
 LOGIT_SCALE = 20.0  # 1 / temperature of the cosine similarity
 DEFAULT_MAX_LENGTH = 32
-DEFAULT_TARGETS = ("query", "key", "value")
 
 Factors = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
 

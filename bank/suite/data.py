@@ -10,22 +10,15 @@ from __future__ import annotations
 
 import random
 import zlib
-from dataclasses import dataclass
 from functools import lru_cache
 
+from loragen.bank.errors import TaskDataError
 from loragen.bank.records import TaskRecord
 from loragen.bank.suite import sources as S
+from loragen.bank.tasks.provider import TaskData
+from loragen.bank.tasks.registry import BUILTIN, provider_name
 
 _SPECIAL_TOKENS = 2  # [CLS] and [SEP]
-
-
-@dataclass(frozen=True)
-class TaskData:
-    """A task's examples as (text, label index) pairs."""
-
-    train: list[tuple[str, int]]
-    val: list[tuple[str, int]]
-    test: list[tuple[str, int]]
 
 
 def source(key: str) -> S.Source:
@@ -79,11 +72,11 @@ def task_data(spec: TaskRecord, n_train: int | None = None, n_val: int | None = 
         n_train, n_val, n_test: override the split sizes (smaller sets for tests).
 
     Raises:
-        ValueError: the task is not a built-in suite task.
+        TaskDataError: the task is not a built-in suite task.
     """
     ref = spec.data_ref
-    if ref.get("suite") != "builtin" or "sources" not in ref:
-        raise ValueError(f"task {spec.name!r} has no built-in suite data (data_ref={ref}); pass your own examples")
+    if provider_name(spec) != BUILTIN or "sources" not in ref:
+        raise TaskDataError(f"task {spec.name!r} has no built-in suite data (data_ref={ref}); pass your own examples")
     sizes = _split_sizes(ref)
     sizes = (n_train or sizes[0], n_val or sizes[1], n_test or sizes[2])
     keys, max_tokens = list(ref["sources"]), int(ref.get("max_tokens", 32))
@@ -102,12 +95,3 @@ def task_data(spec: TaskRecord, n_train: int | None = None, n_val: int | None = 
         rng.shuffle(examples)
         splits.append(examples)
     return TaskData(*splits)
-
-
-def few_shot_examples(spec: TaskRecord, n: int = 8, seed: int = 0) -> tuple[tuple[str, int], ...]:
-    """`n` labelled examples from a suite task's *training* split, labels taken round-robin so every label appears
-    (what a user who gives "a few examples" gives; never test data)."""
-    train = list(task_data(spec).train)
-    random.Random(seed).shuffle(train)
-    by_label = {k: [e for e in train if e[1] == k] for k in range(len(spec.labels))}
-    return tuple(by_label[i % len(by_label)][i // len(by_label)] for i in range(n))

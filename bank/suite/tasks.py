@@ -6,12 +6,10 @@ Families:
     locale   which locale a list of entities comes from (German vs French person names, ...).
 
 Every task's description says what each label means; both orders of a pair are separate tasks, so only the
-description tells which label is which. This module is also the one place that defines the evaluation splits:
-
-    in_bank              tasks with split "train" (generators may learn from them), with their own description;
-    heldout_task         tasks with split "heldout": label combinations never seen in training (both orders held
-                         out together), while every language / entity kind / locale occurs in some training task;
-    heldout_paraphrase   in-bank tasks asked with a held-out wording (a template never used in any training text).
+description tells which label is which. This module decides which tasks and wordings the evaluation splits
+(`bank.evaluate.splits`) hold out: held-out tasks (split "heldout") are label combinations never seen in training
+(both orders held out together), while every language / entity kind / locale occurs in some training task; each
+task's held-out paraphrases use templates never used in any training text.
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ import itertools
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 from loragen.bank.records import TaskRecord
 from loragen.bank.suite import sources as S
@@ -28,9 +25,6 @@ from loragen.bank.suite import sources as S
 SUITE_VERSION = 1
 MAX_TOKENS = 32  # texts fill exactly this many MiniLM tokens (with [CLS]/[SEP]): no length shortcut
 N_TRAIN, N_VAL, N_TEST = 256, 64, 128
-
-EvalSplit = Literal["in_bank", "heldout_task", "heldout_paraphrase"]
-EVAL_SPLITS: tuple[EvalSplit, ...] = ("in_bank", "heldout_task", "heldout_paraphrase")
 
 # Held-out shares of the label combinations, per family.
 HELDOUT_SHARE = 0.15
@@ -168,31 +162,6 @@ def load_suite(seed: int = 0) -> list[TaskRecord]:
     """
     rng = random.Random(f"loragen-suite-{seed}")
     return _lang_tasks(seed, rng) + _entity_tasks(seed, rng) + _locale_tasks(seed, rng)
-
-
-def eval_descriptions(task: TaskRecord, split: EvalSplit) -> list[str]:
-    """The wordings a generator is asked with for `task` in evaluation split `split`.
-
-    in_bank and heldout_task use the task's own description; heldout_paraphrase uses its held-out wordings.
-
-    Raises:
-        ValueError: the task does not belong to the split.
-    """
-    if split == "heldout_task":
-        if task.split != "heldout":
-            raise ValueError(f"task {task.name} is in the bank (split {task.split!r}), not a held-out task")
-        return [task.description]
-    if task.split != "train":
-        raise ValueError(f"task {task.name} is held out; split {split!r} covers only in-bank tasks")
-    return [task.description] if split == "in_bank" else list(task.heldout_paraphrases)
-
-
-def split_tasks(tasks: Sequence[TaskRecord], split: EvalSplit) -> list[TaskRecord]:
-    """The tasks evaluated in `split`."""
-    if split not in EVAL_SPLITS:
-        raise ValueError(f"unknown evaluation split {split!r}; choose one of {EVAL_SPLITS}")
-    wanted = "heldout" if split == "heldout_task" else "train"
-    return [t for t in tasks if t.split == wanted]
 
 
 def training_texts(tasks: Sequence[TaskRecord]) -> set[str]:

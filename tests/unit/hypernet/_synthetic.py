@@ -11,7 +11,7 @@ import torch
 from loragen.bank.base_model import canonical_base_model_id
 from loragen.bank.lora.adapter import LoraAdapter
 from loragen.bank.records import TaskRecord
-from loragen.hypernet.data import MemorySource
+from loragen.bank.tasks import MemorySource
 from tests._models import tiny_llama
 
 NAMES = ("Polish", "Czech", "German", "French", "Italian", "Spanish")

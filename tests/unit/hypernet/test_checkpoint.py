@@ -38,8 +38,19 @@ def _copy(path, dst):
 
 def test_broken_checkpoints_say_what_is_wrong(trained, tmp_path):
     path, _ = trained
-    with pytest.raises(CheckpointError, match="no hypernet checkpoint"):
+    missing = tmp_path / "missing"
+    with pytest.raises(CheckpointError, match=f"{missing}: no hypernet checkpoint.*loragen train hypernet"):
         load_checkpoint(tmp_path / "missing")
+    no_config = _copy(path, tmp_path / "no-config")
+    (no_config / CONFIG_NAME).unlink()
+    with pytest.raises(CheckpointError, match=f"missing {CONFIG_NAME}.*loragen train hypernet"):
+        load_checkpoint(no_config)
+    foreign = _copy(path, tmp_path / "foreign")
+    meta = json.loads((foreign / CONFIG_NAME).read_text())
+    meta["format"] = "loragen-meta-abmll"
+    (foreign / CONFIG_NAME).write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="not a loragen-hypernet-cvae checkpoint"):
+        load_checkpoint(foreign)
     pickled = tmp_path / "pickled"
     pickled.mkdir()
     (pickled / "last.ckpt").write_bytes(b"\x80\x04not really")
@@ -49,7 +60,7 @@ def test_broken_checkpoints_say_what_is_wrong(trained, tmp_path):
     meta = json.loads((newer / CONFIG_NAME).read_text())
     meta["format_version"] = 99
     (newer / CONFIG_NAME).write_text(json.dumps(meta))
-    with pytest.raises(CheckpointError, match="upgrade"):
+    with pytest.raises(CheckpointError, match="newer than this loragen.*upgrade loragen"):
         load_checkpoint(newer)
     bad_json = _copy(path, tmp_path / "bad-json")
     (bad_json / CONFIG_NAME).write_text("{")

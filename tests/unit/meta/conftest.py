@@ -8,9 +8,10 @@ import torch
 
 from loragen.bank.device import torch_threads
 from loragen.meta.config import ABMLLConfig, TrainConfig
+from loragen.meta.data import MetaTask
 from loragen.meta.guide import ABMLLGuide
 from loragen.meta.model import ABMLLModel, LoraLayout, weight_floor
-from loragen.meta.train import MetaTask, train
+from loragen.meta.train import run_svi
 from tests.unit.meta._toy import TASKS, ToyClassifier, description, description_embeddings, task_examples
 
 TOY_CONFIG = ABMLLConfig(r=2, target_modules=("query", "value"), embed_dim=16, hidden_dim=32, code_dim=8)
@@ -57,5 +58,5 @@ def trained_toy(toy_classifier, toy_tasks):
     model, guide = build(toy_classifier)
     cfg = TrainConfig(steps=40, tasks_per_batch=4, examples_per_task=16, lr=3e-2, mean_lr_scale=1.0,
                       warm_start_steps=0, seed=0)
-    history = train(model, guide, toy_tasks, cfg, progress=False)
+    history = run_svi(model, guide, toy_tasks, cfg, progress=False)
     return model, guide, history

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
+from loragen.bank.errors import CheckpointError
+from loragen.meta.checkpoint import CONFIG_NAME, FORMAT, FORMAT_VERSION, WEIGHTS_NAME, load_checkpoint, save_checkpoint
 from loragen.meta.config import ABMLLConfig, MetaConfig, TrainConfig
-from loragen.meta.train import load_checkpoint, save_checkpoint
+from loragen.meta.generate import ABMLLGenerator
 
 
 def test_elbo_increases_on_toy_tasks(trained_toy):
@@ -39,14 +43,70 @@ def test_trained_posterior_mean_explains_each_task_better(trained_toy, toy_tasks
 def test_checkpoint_roundtrip_without_pickle(trained_toy, tmp_path, toy_classifier):
     model, guide, _ = trained_toy
     cfg = MetaConfig(model=model.config)
-    save_checkpoint(tmp_path, model, guide, cfg, extra={"note": "toy"})
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["abmll.json", "abmll.safetensors"]
-    model2, guide2, cfg2, extra = load_checkpoint(tmp_path, toy_classifier)
-    assert extra == {"note": "toy"} and cfg2.model == model.config
+    path = save_checkpoint(model, guide, cfg, tmp_path / "ckpt", extra={"note": "toy"})
+    assert sorted(p.name for p in path.iterdir()) == [CONFIG_NAME, WEIGHTS_NAME]
+    model2, guide2, cfg2, meta = load_checkpoint(path, toy_classifier)
+    assert meta["extra"] == {"note": "toy"} and cfg2.model == model.config
+    assert (meta["format"], meta["format_version"]) == (FORMAT, FORMAT_VERSION) and meta["layout"]["r"] == 2
+    assert torch.equal(model2.floor, model.floor)
     emb = torch.randn(3, model.config.embed_dim)
     with torch.no_grad():
         for a, b in zip(guide.posterior(emb), guide2.posterior(emb)):
             torch.testing.assert_close(a, b)
+
+
+def _saved(trained_toy, path):
+    model, guide, _ = trained_toy
+    return save_checkpoint(model, guide, MetaConfig(model=model.config), path)
+
+
+def _edit_meta(path, **changes):
+    meta = json.loads((path / CONFIG_NAME).read_text())
+    meta.update(changes)
+    (path / CONFIG_NAME).write_text(json.dumps(meta))
+
+
+def test_newer_or_foreign_checkpoints_are_refused_with_what_to_do(trained_toy, tmp_path):
+    newer = _saved(trained_toy, tmp_path / "newer")
+    _edit_meta(newer, format_version=FORMAT_VERSION + 1)
+    with pytest.raises(CheckpointError, match="newer than this loragen.*upgrade loragen"):
+        load_checkpoint(newer)
+    foreign = _saved(trained_toy, tmp_path / "foreign")
+    _edit_meta(foreign, format="loragen-hypernet-cvae")
+    with pytest.raises(CheckpointError, match="not a loragen-meta-abmll checkpoint"):
+        load_checkpoint(foreign)
+
+
+def test_missing_checkpoints_name_the_path_and_the_training_command(trained_toy, tmp_path):
+    for path in (tmp_path / "absent", tmp_path / "empty"):
+        if path.name == "empty":
+            path.mkdir()
+        with pytest.raises(CheckpointError, match=f"{path}.*loragen train meta"):
+            load_checkpoint(path)
+    no_config = _saved(trained_toy, tmp_path / "no-config")
+    (no_config / CONFIG_NAME).unlink()
+    with pytest.raises(CheckpointError, match=f"missing {CONFIG_NAME}.*loragen train meta"):
+        load_checkpoint(no_config)
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "abmll.json").write_text("{}")
+    (old / "abmll.safetensors").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="abmll.json.*retrain"):
+        ABMLLGenerator.from_checkpoint(old)
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    (pickled / "abmll.pt").write_bytes(b"\x80\x04not really")
+    with pytest.raises(CheckpointError, match="never loaded"):
+        load_checkpoint(pickled)
+
+
+def test_checkpoint_never_replaces_a_directory_it_did_not_write(trained_toy, tmp_path):
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    with pytest.raises(CheckpointError, match="refusing to replace"):
+        _saved(trained_toy, other)
+    assert (other / "keep.txt").read_text() == "mine"
 
 
 def test_configs_name_the_bad_field():

@@ -8,7 +8,7 @@ import pytest
 
 from loragen.bank.device import torch_threads
 from loragen.bank.suite import SuiteClassifier, load_suite, task_data
-from loragen.bank.suite.train import TrainConfig, train_task_adapter
+from loragen.bank.train import TrainConfig, train_task_adapter
 
 TINY = TrainConfig(steps=6, min_steps=4, num_checkpoints=2)
 

@@ -9,12 +9,11 @@ import pytest
 import torch
 
 from loragen.api.cli import main
+from loragen.bank.evaluate import evaluate
 from loragen.bank.generator import AdapterGenerator, GenerationRequest
-from loragen.bank.store import Bank
-from loragen.bank.suite.build import build_suite, imported_oracles, trained_oracles
 from loragen.bank.retrieval import RetrievalGenerator
-from loragen.bank.suite.evaluate import evaluate
-from loragen.bank.suite.train import TrainConfig
+from loragen.bank.store import Bank
+from loragen.bank.train import TrainConfig, build_bank, imported_oracles, trained_oracles
 from tests.unit.bank.suite.conftest import one_thread
 
 FAST = TrainConfig(steps=3, min_steps=3, num_checkpoints=1)
@@ -37,8 +36,8 @@ def built_bank(subset, classifier, tmp_path_factory):
     """A 12-task bank built with the real recipe (3 steps): the suite's test-time subset build."""
     path = tmp_path_factory.mktemp("suite-bank") / "bank.duckdb"
     with one_thread(), Bank.open(path) as bank:
-        first = build_suite(bank, subset[:8], trained_oracles(FAST), classifier, progress=False)
-        again = build_suite(bank, subset, trained_oracles(FAST), classifier, progress=False)
+        first = build_bank(bank, subset[:8], trained_oracles(FAST), classifier, progress=False)
+        again = build_bank(bank, subset, trained_oracles(FAST), classifier, progress=False)
         bank.reindex()
     return path, first, again
 
@@ -72,7 +71,7 @@ def test_import_dir_reuses_peft_oracles(built_bank, subset, classifier, tmp_path
     (root / "results.jsonl").write_text(json.dumps({"name": task.name, "metrics": {"test_accuracy": 0.5,
                                                                                    "base_accuracy": 0.25}}) + "\n")
     with Bank.open(tmp_path / "b.duckdb") as bank:
-        summary = build_suite(bank, [task], imported_oracles(root, fallback=None), classifier, progress=False)
+        summary = build_bank(bank, [task], imported_oracles(root, fallback=None), classifier, progress=False)
         rec = bank.adapters(task=task.name, kind="final")[0]
     assert summary.test_accuracy[task.name] == 0.5 and rec.metrics["base_accuracy"] == 0.25
     with Bank.open(tmp_path / "b.duckdb") as bank:

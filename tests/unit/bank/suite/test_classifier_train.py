@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from loragen.bank.base_model import load_base_model
 from loragen.bank.lora.peft_format import load_peft, save_peft
 from loragen.bank.suite.classifier import label_prototypes
-from loragen.bank.suite.train import TrainConfig
+from loragen.bank.train import TrainConfig
 
 
 def test_head_is_the_same_fixed_prototypes_for_every_task(classifier):
@@ -44,7 +44,7 @@ def test_training_learns_the_task_and_keeps_checkpoints(trained, easy_task, easy
 
 
 def test_a_initialisation_is_fixed_across_tasks(suite, classifier):
-    from loragen.bank.suite.train import LoraTaskModule
+    from loragen.bank.train import LoraTaskModule
 
     first = LoraTaskModule(classifier, TrainConfig(), 2)
     second = LoraTaskModule(classifier, TrainConfig(), 3)

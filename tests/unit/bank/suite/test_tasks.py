@@ -7,7 +7,8 @@ import collections
 import pytest
 
 from loragen.bank.base_model import load_tokenizer
-from loragen.bank.suite import EVAL_SPLITS, eval_descriptions, load_suite, split_tasks, task_data
+from loragen.bank.evaluate import EVAL_SPLITS, eval_descriptions, split_tasks
+from loragen.bank.suite import load_suite, task_data
 from loragen.bank.suite import sources as S
 from loragen.bank.suite.tasks import check_sources, training_texts
 

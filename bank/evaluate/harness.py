@@ -1,6 +1,6 @@
-"""Evaluation harness: accuracy of every adapter source on the suite's evaluation splits, and normalised gain.
+"""Evaluation harness: accuracy of every adapter source on the evaluation splits, and normalised gain.
 
-Methods compared (all scored with the same `SuiteClassifier` on each task's test examples):
+Methods compared (all scored with the same classifier, the tasks' provider's, on each task's test examples):
     base        no adapter (the fixed prototype head alone: near chance);
     oracle      the task's own trained adapter from the bank (the ceiling);
     mean        the mean ΔW of all in-bank final adapters (one adapter for every task);
@@ -34,15 +34,15 @@ from typing import Any
 
 from tqdm import tqdm
 
+from loragen.bank.errors import TaskDataError
+from loragen.bank.evaluate.splits import EVAL_SPLITS, EvalSplit, eval_descriptions, split_tasks
 from loragen.bank.generator import AdapterGenerator, GenerationRequest
 from loragen.bank.lora.adapter import LoraAdapter
 from loragen.bank.lora.merge import combine
 from loragen.bank.records import TaskRecord
 from loragen.bank.retrieval import RetrievalGenerator
-from loragen.bank.suite.classifier import SuiteClassifier
-from loragen.bank.suite.data import few_shot_examples, task_data
-from loragen.bank.suite.tasks import EVAL_SPLITS, EvalSplit, eval_descriptions, split_tasks
-from loragen.bank.suite.train import TrainConfig, train_multitask_adapter
+from loragen.bank.tasks import Classifier, classifier_for, few_shot_examples, provider_name, task_data
+from loragen.bank.train import TrainConfig, train_multitask_adapter
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ class EvalReport:
         ax.set_ylim(0, 1)
         ax.axhline(0.5, color="grey", lw=0.8, ls="--")
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-        ax.set_title("loragen suite: accuracy per method and split")
+        ax.set_title("loragen: accuracy per method and split")
         fig.tight_layout()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -146,7 +146,7 @@ def mean_adapter(adapters: Sequence[LoraAdapter], rank: int = MEAN_RANK) -> Lora
 class _Scorer:
     """Accuracy of an adapter on a task's test examples, cached by (task, adapter checksum)."""
 
-    def __init__(self, classifier: SuiteClassifier, max_examples: int | None) -> None:
+    def __init__(self, classifier: Classifier, max_examples: int | None) -> None:
         self.classifier, self.max_examples = classifier, max_examples
         self._data: dict[str, list[tuple[str, int]]] = {}
         self._cache: dict[tuple[str, str], float] = {}
@@ -160,7 +160,7 @@ class _Scorer:
         return self._cache[key]
 
 
-def _baseline_generators(bank, tasks: Sequence[TaskRecord], finals: Mapping[str, str], classifier: SuiteClassifier,
+def _baseline_generators(bank, tasks: Sequence[TaskRecord], finals: Mapping[str, str], classifier: Classifier,
                          include: Collection[str], multitask_config: TrainConfig) -> dict[str, AdapterGenerator]:
     in_bank = [t for t in tasks if t.split == "train" and t.name in finals]
     gens: dict[str, AdapterGenerator] = {}
@@ -212,13 +212,13 @@ def evaluate(
     tasks: Sequence[str] | None = None,
     max_examples: int | None = 64,
     max_tasks: int | None = None,
-    classifier: SuiteClassifier | None = None,
+    classifier: Classifier | None = None,
     multitask_config: TrainConfig | None = None,
     seed: int = 0,
     progress: bool = True,
     conditions: Sequence[str] = ("labels",),
 ) -> EvalReport:
-    """Score base, oracle, mean, multi-task, retrieval and the given generators on the suite's splits.
+    """Score base, oracle, mean, multi-task, retrieval and the given generators on the evaluation splits.
 
     Args:
         bank: an open bank built with `loragen bank build` (tasks without a final adapter are skipped).
@@ -229,7 +229,7 @@ def evaluate(
         tasks: restrict to these task names.
         max_examples: test examples per task (None: all).
         max_tasks: evaluate at most this many tasks per split (a fixed random sample, from `seed`).
-        classifier: shared `SuiteClassifier`.
+        classifier: the classifier the tasks are scored with (default: a new one from their provider).
         multitask_config: recipe of the multi-task LoRA (default: `TrainConfig(steps=300, batch_size=32)`).
         seed: the generators' sampling seed.
         progress: show a progress bar.
@@ -237,6 +237,7 @@ def evaluate(
 
     Raises:
         ValueError: an unknown split or baseline name, or a bank with no built task.
+        TaskDataError: tasks of several providers without a classifier given, or a task no provider owns.
     """
     unknown = [b for b in baselines if b not in BASELINES] + [s for s in splits if s not in EVAL_SPLITS] + \
         [c for c in conditions if c not in CONDITIONS]
@@ -247,8 +248,12 @@ def evaluate(
     finals = _final_adapters(bank, {t.name for t in all_tasks})
     all_tasks = [t for t in all_tasks if t.name in finals]
     if not all_tasks:
-        raise ValueError(f"the bank {bank.path} has no built suite task; run `loragen bank build` first")
-    classifier = classifier or SuiteClassifier()
+        raise ValueError(f"the bank {bank.path} has no built task; run `loragen bank build` first")
+    providers = sorted({str(provider_name(t)) for t in all_tasks})
+    if classifier is None and len(providers) > 1:
+        raise TaskDataError(f"the bank's tasks come from several providers {providers}; pass the classifier to "
+                            "score them with, or restrict `tasks` to one provider's")
+    classifier = classifier or classifier_for(all_tasks[0])
     config = multitask_config or TrainConfig(steps=300, min_steps=300, batch_size=32, stop_loss=0.0)
     gens = {m: (g, "labels") for m, g in _baseline_generators(bank, all_tasks, finals, classifier, baselines,
                                                              config).items()}

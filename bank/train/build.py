@@ -1,19 +1,20 @@
-"""Build suite tasks into a bank: train (or import) each task's oracle, score it, store it with its checkpoints.
+"""Build tasks into a bank: train (or import) each task's oracle, score it, store it with its checkpoints.
 
 Resumable: a task whose final adapter is already in the bank is skipped, and a task is stored in one go only after
-training finishes, so an interrupted build loses at most the task in progress.
+training finishes, so an interrupted build loses at most the task in progress. Tasks come from any classification
+provider (`bank.tasks`); their test examples and the classifier that scores the oracles come from it too.
 
 Usage::
 
     from loragen.bank.store import Bank
-    from loragen.bank.suite.build import build_suite
+    from loragen.bank.tasks import get_provider
+    from loragen.bank.train import build_bank
     with Bank.open("bank.duckdb") as bank:
-        summary = build_suite(bank, load_suite(0)[:12])
+        summary = build_bank(bank, get_provider("minilm-suite").tasks()[:12])
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -22,16 +23,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from loragen.bank.lora.peft_format import load_peft
+from loragen.bank.errors import TaskDataError
 from loragen.bank.records import TaskRecord
-from loragen.bank.suite.classifier import SuiteClassifier
-from loragen.bank.suite.data import task_data
-from loragen.bank.suite.train import TrainConfig, TrainResult, train_task_adapter
+from loragen.bank.tasks import Classifier, OracleCache, classifier_for, provider_name, task_data, task_dir
+from loragen.bank.train.oracle import TrainConfig, TrainResult, train_task_adapter
 
 logger = logging.getLogger(__name__)
 
-# Builds a task's oracle: from training, or from pre-trained PEFT directories.
-OracleSource = Callable[[TaskRecord, SuiteClassifier], TrainResult]
+# Builds a task's oracle: from training, or from an oracle cache of pre-trained PEFT directories.
+OracleSource = Callable[[TaskRecord, Classifier], TrainResult]
 
 
 @dataclass
@@ -60,32 +60,29 @@ def trained_oracles(config: TrainConfig | None = None) -> OracleSource:
 
 
 def imported_oracles(root: str | Path, fallback: OracleSource | None = None) -> OracleSource:
-    """Oracle source reading pre-trained PEFT dirs `<root>/<task name, "/" -> "__">/{final,ckpt-<step>}`.
+    """Oracle source reading an oracle cache (`bank.tasks.oracle_cache`: `<root>/<task dir>/{final,ckpt-<step>}`).
 
-    Tasks missing there are trained with `fallback` (default: the standard recipe). Scores recorded in
-    `<root>/results.jsonl` (lines {"name", "metrics": {"test_accuracy", "base_accuracy", ...}}) are reused.
+    Tasks missing there are trained with `fallback` (default: the standard recipe). Scores the cache recorded
+    (test_accuracy, base_accuracy, steps, train_seconds) are reused.
     """
-    root, fallback = Path(root), fallback or trained_oracles()
-    log = root / "results.jsonl"
-    recorded = {r["name"]: r["metrics"] for r in map(json.loads, log.read_text().splitlines())} if log.exists() else {}
+    cache, fallback = OracleCache(root), fallback or trained_oracles()
 
-    def load(spec: TaskRecord, clf: SuiteClassifier) -> TrainResult:
-        task_root = root / spec.name.replace("/", "__")
-        if not (task_root / "final" / "adapter_config.json").is_file():
+    def load(spec: TaskRecord, clf: Classifier) -> TrainResult:
+        final = cache.final(spec.name)
+        if final is None:
             return fallback(spec, clf)
         meta = {"task": spec.name, "description": spec.description}
-        ckpts = sorted(task_root.glob("ckpt-*"), key=lambda p: int(p.name.split("-")[1]))
-        checkpoints = [load_peft(p).with_metadata(**meta, kind="checkpoint", step=int(p.name.split("-")[1]))
-                       for p in ckpts]
-        final = load_peft(task_root / "final").with_metadata(**meta, kind="final")
-        scores = {k: v for k, v in recorded.get(spec.name, {}).items()
+        checkpoints = [a.with_metadata(**meta, kind="checkpoint", step=step)
+                       for step, a in cache.checkpoints(spec.name)]
+        scores = {k: v for k, v in cache.metrics(spec.name).items()
                   if k in ("test_accuracy", "base_accuracy", "steps", "train_seconds")}
-        return TrainResult(final=final, checkpoints=checkpoints, metrics={"imported_from": str(task_root), **scores})
+        return TrainResult(final=final.with_metadata(**meta, kind="final"), checkpoints=checkpoints,
+                           metrics={"imported_from": str(task_dir(cache.root, spec.name)), **scores})
 
     return load
 
 
-def build_task(bank, spec: TaskRecord, classifier: SuiteClassifier, oracle: OracleSource) -> dict:
+def build_task(bank, spec: TaskRecord, classifier: Classifier, oracle: OracleSource) -> dict:
     """Train (or import) one task's oracle, score it on the test split, store task, final and checkpoints.
 
     Returns:
@@ -103,7 +100,7 @@ def build_task(bank, spec: TaskRecord, classifier: SuiteClassifier, oracle: Orac
     metrics["split"] = spec.split
     metrics["seconds"] = time.perf_counter() - start
     bank.add_task(spec)
-    source = f"suite/{spec.data_ref.get('version', 1)}"
+    source = f"{provider_name(spec) or 'unknown'}/{spec.data_ref.get('version', 1)}"
     for ckpt in result.checkpoints:
         bank.add(ckpt, task=spec.name, description=spec.description, kind="checkpoint", source=source,
                  metrics={"step": ckpt.metadata.get("step")}, on_duplicate="skip")
@@ -113,23 +110,30 @@ def build_task(bank, spec: TaskRecord, classifier: SuiteClassifier, oracle: Orac
     return metrics
 
 
-def build_suite(bank, tasks: Sequence[TaskRecord], oracle: OracleSource | None = None,
-                classifier: SuiteClassifier | None = None, progress: bool = True) -> BuildSummary:
+def build_bank(bank, tasks: Sequence[TaskRecord], oracle: OracleSource | None = None,
+               classifier: Classifier | None = None, progress: bool = True) -> BuildSummary:
     """Build `tasks` into `bank`, skipping those already built.
 
     Args:
         bank: an open `bank.store.Bank`.
-        tasks: suite tasks (e.g. `load_suite(seed)` or a subset).
+        tasks: tasks of one classification provider (e.g. `get_provider("minilm-suite").tasks()` or a subset).
         oracle: where oracles come from (default: `trained_oracles()`).
-        classifier: shared classifier (default: a new `SuiteClassifier()`).
+        classifier: shared classifier (default: a new one from the tasks' provider).
         progress: show a tqdm progress bar.
+
+    Raises:
+        TaskDataError: tasks of several providers without a classifier given, or a task no provider owns.
     """
     oracle = oracle or trained_oracles()
     summary = BuildSummary()
     built = {r.task for r in bank.adapters(kind="final")}
     todo = [t for t in tasks if t.name not in built]
     summary.skipped = [t.name for t in tasks if t.name in built]
-    classifier = classifier or (SuiteClassifier() if todo else None)
+    providers = sorted({str(provider_name(t)) for t in todo})
+    if classifier is None and len(providers) > 1:
+        raise TaskDataError(f"the tasks come from several providers {providers}; build each provider's tasks "
+                            "separately (each has its own classifier)")
+    classifier = classifier or (classifier_for(todo[0]) if todo else None)
     bar = tqdm(todo, desc="bank build", unit="task", disable=not progress)
     for spec in bar:
         metrics = build_task(bank, spec, classifier, oracle)

@@ -1,15 +1,18 @@
-"""Train one suite task's oracle LoRA with Lightning: the recipe every bank adapter is built with.
+"""Train one task's oracle LoRA with Lightning: the recipe every bank adapter is built with.
 
 LoRA conventions (Hu et al., 2021, https://arxiv.org/abs/2106.09685, as in PEFT): A is Kaiming-uniform, B is zero,
 ΔW = (alpha / r) · B @ A. A is drawn from a *fixed* seed (`TrainConfig.init_seed`) for every task, so bank adapters
 share their starting point and are comparable factor by factor. The factors are plain `nn.Parameter`s applied with
 `bank.lora.functional.lora_applied`; the base model is never modified.
 
+The recipe is the same for every classification provider: the task's provider (`bank.tasks`) gives its training
+examples and the classifier (a frozen base model with a task-free head) the loss runs through.
+
 Usage::
 
-    from loragen.bank.suite import load_suite
-    from loragen.bank.suite.train import TrainConfig, train_task_adapter
-    result = train_task_adapter(load_suite()[0], TrainConfig(steps=24))
+    from loragen.bank.tasks import get_provider
+    from loragen.bank.train import TrainConfig, train_task_adapter
+    result = train_task_adapter(get_provider().tasks()[0], TrainConfig(steps=24))
     result.final, result.checkpoints, result.metrics
 """
 
@@ -31,8 +34,9 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from loragen.bank.lora.adapter import LoraAdapter
 from loragen.bank.records import TaskRecord
-from loragen.bank.suite.classifier import DEFAULT_TARGETS, SuiteClassifier
-from loragen.bank.suite.data import TaskData, task_data
+from loragen.bank.tasks import Classifier, TaskData, classifier_for, task_data
+
+DEFAULT_TARGETS = ("query", "key", "value")  # BERT-style attention projections (MiniLM, the built-in suite)
 
 
 @dataclass
@@ -42,7 +46,8 @@ class TrainConfig:
     Attributes:
         r: LoRA rank.
         lora_alpha: LoRA alpha (scaling = alpha / r).
-        target_modules: short names of the linear layers to adapt (MiniLM attention projections by default).
+        target_modules: short names of the linear layers to adapt (BERT/MiniLM attention projections by
+            default).
         steps: most optimiser steps.
         min_steps: steps always taken before early stopping may end training.
         stop_loss: stop once the running mean of the training loss falls below this (0 disables early stopping):
@@ -120,13 +125,13 @@ def target_module_paths(model: nn.Module, targets: tuple[str, ...]) -> list[str]
 
 
 class LoraTaskModule(pl.LightningModule):
-    """LoRA factors as parameters, trained against the suite classifier's fixed prototypes.
+    """LoRA factors as parameters, trained through a provider's classifier (its head is fixed, task-free).
 
     Batches carry each example's label count, so tasks with 2 and 3 labels can be mixed (multi-task baseline):
     slots beyond an example's labels are masked out of its softmax.
     """
 
-    def __init__(self, classifier: SuiteClassifier, config: TrainConfig, num_labels: int) -> None:
+    def __init__(self, classifier: Classifier, config: TrainConfig, num_labels: int) -> None:
         super().__init__()
         self.classifier, self.config, self.num_labels = classifier, config, num_labels
         named = dict(classifier.model.named_modules())
@@ -179,14 +184,14 @@ class LoraTaskModule(pl.LightningModule):
         )
 
 
-Example = tuple[str, int, int]  # (text, label, number of labels of its task)
+_Item = tuple[str, int, int]  # (text, label, number of labels of its task)
 
 
-def _collate(batch: list[Example]) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+def _collate(batch: list[_Item]) -> tuple[list[str], torch.Tensor, torch.Tensor]:
     return [t for t, _, _ in batch], torch.tensor([y for _, y, _ in batch]), torch.tensor([n for _, _, n in batch])
 
 
-def _loader(examples: list[Example], config: TrainConfig) -> DataLoader:
+def _loader(examples: list[_Item], config: TrainConfig) -> DataLoader:
     gen = torch.Generator().manual_seed(config.seed)
     sampler = RandomSampler(examples, replacement=True, num_samples=config.steps * config.batch_size, generator=gen)
     return DataLoader(examples, batch_size=config.batch_size, sampler=sampler, collate_fn=_collate)
@@ -199,15 +204,16 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 
-def train_task_adapter(spec: TaskRecord, config: TrainConfig | None = None, classifier: SuiteClassifier | None = None,
+def train_task_adapter(spec: TaskRecord, config: TrainConfig | None = None, classifier: Classifier | None = None,
                        data: TaskData | None = None) -> TrainResult:
     """Train `spec`'s oracle LoRA and return the final adapter, its checkpoints and metrics.
 
     Args:
         spec: the task (its labels set the number of prototype slots used).
         config: the recipe (default `TrainConfig()`).
-        classifier: a shared `SuiteClassifier` (loading MiniLM once saves seconds per task).
-        data: the task's examples (default `task_data(spec)`).
+        classifier: a shared classifier (default: a new one from the task's provider; loading the base model once
+            saves seconds per task).
+        data: the task's examples (default: `bank.tasks.task_data(spec)`, from the task's provider).
 
     Returns:
         `TrainResult` whose adapters carry metadata task, description, kind ("final"/"checkpoint") and step;
@@ -215,32 +221,32 @@ def train_task_adapter(spec: TaskRecord, config: TrainConfig | None = None, clas
     """
     data = data or task_data(spec)
     n = len(spec.labels)
-    return _fit([(t, y, n) for t, y in data.train], config or TrainConfig(), classifier or SuiteClassifier(),
+    return _fit([(t, y, n) for t, y in data.train], config or TrainConfig(), classifier or classifier_for(spec),
                 {"task": spec.name, "description": spec.description})
 
 
 def train_multitask_adapter(specs: Sequence[TaskRecord], config: TrainConfig | None = None,
-                            classifier: SuiteClassifier | None = None, per_task: int = 64) -> TrainResult:
+                            classifier: Classifier | None = None, per_task: int = 64) -> TrainResult:
     """Train one LoRA on the pooled training data of `specs` (the multi-task baseline).
 
     It sees every task's examples but no description, so it cannot tell a pair from its reverse: it measures how
-    much of the suite is solvable without reading the task.
+    much of a task family is solvable without reading the task.
 
     Args:
         specs: the tasks (their first `per_task` training examples are pooled).
         config: the recipe (default `TrainConfig(steps=300, batch_size=32)` without early stopping).
-        classifier: a shared `SuiteClassifier`.
+        classifier: a shared classifier (default: a new one from the first task's provider).
         per_task: training examples taken from each task.
     """
     if not specs:
         raise ValueError("train_multitask_adapter needs at least one task")
     examples = [(t, y, len(s.labels)) for s in specs for t, y in task_data(s).train[:per_task]]
     config = config or TrainConfig(steps=300, min_steps=300, batch_size=32, stop_loss=0.0)
-    meta = {"task": "multitask", "description": f"multi-task LoRA over {len(specs)} suite tasks"}
-    return _fit(examples, config, classifier or SuiteClassifier(), meta)
+    meta = {"task": "multitask", "description": f"multi-task LoRA over {len(specs)} tasks"}
+    return _fit(examples, config, classifier or classifier_for(specs[0]), meta)
 
 
-def _fit(examples: list[Example], config: TrainConfig, classifier: SuiteClassifier,
+def _fit(examples: list[_Item], config: TrainConfig, classifier: Classifier,
          meta: dict[str, Any]) -> TrainResult:
     _quiet_lightning()
     module = LoraTaskModule(classifier, config, num_labels=max(n for _, _, n in examples))

@@ -1,0 +1,122 @@
+"""The checkpoint format both generators share: a directory with `config.json` and `model.safetensors`.
+
+`config.json` carries the format name and version, the loragen version and time that wrote it, and whatever the
+generator stores (its config, layout, provenance); `model.safetensors` the tensors. Never a pickle: reading parses
+JSON and safetensors only, so a checkpoint from anywhere is safe to open. The directory is written at once (a
+temporary sibling, then one rename), and reading checks the format and refuses a version newer than this
+loragen, with errors that name the path and the command that makes a checkpoint.
+
+`hypernet/checkpoint.py` and `meta/checkpoint.py` build on this; each adds what its model needs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loragen.bank._atomic import atomic_directory
+from loragen.bank.errors import CheckpointError
+
+if TYPE_CHECKING:
+    import torch
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+_PICKLES = ("*.ckpt", "*.pt", "*.pth", "*.bin", "*.pkl")
+
+
+def loragen_version() -> str:
+    """The installed loragen's version ("0+unknown" when running from a checkout that is not installed)."""
+    try:
+        from importlib.metadata import version
+
+        return version("loragen")
+    except Exception:  # not installed as a distribution
+        return "0+unknown"
+
+
+def write_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any], *,
+                     format_name: str, format_version: int) -> Path:
+    """Write `config.json` (`meta` stamped with format, versions and time) and `model.safetensors` atomically.
+
+    Args:
+        path: the checkpoint directory (replaced if it is a checkpoint already; anything else is never replaced).
+        tensors: the weights (detached, contiguous, on CPU).
+        meta: the generator's JSON-serialisable entries.
+        format_name: the format name, e.g. "loragen-hypernet-cvae".
+        format_version: the version readers check.
+
+    Raises:
+        CheckpointError: `path` is a non-empty directory that is not a checkpoint.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    stamped = {"format": format_name, "format_version": format_version, "loragen_version": loragen_version(),
+               "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **meta}
+    with atomic_directory(path, CONFIG_NAME, CheckpointError) as tmp:
+        save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+        (tmp / CONFIG_NAME).write_text(json.dumps(stamped, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def read_checkpoint_meta(path: str | os.PathLike, *, format_name: str, format_version: int, what: str,
+                         train_command: str) -> dict[str, Any]:
+    """A checkpoint's `config.json`, checked for files, format and version.
+
+    Args:
+        path: the checkpoint directory.
+        format_name, format_version: the format expected and the newest version this loragen reads.
+        what: the generator's name in messages ("hypernet", "ABMLL").
+        train_command: the command that writes such a checkpoint (`-o PATH` is appended in messages).
+
+    Raises:
+        CheckpointError: a missing directory or file (naming the path and the training command), pickled weights
+            only, invalid JSON, another format, or a version newer than this loragen reads.
+    """
+    path = Path(path)
+    make = f"train one with `{train_command} -o {path}`"
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: no {what} checkpoint here; {make} or pass --checkpoint DIR")
+    if not (path / WEIGHTS_NAME).is_file():
+        pickles = sorted(p.name for pat in _PICKLES for p in path.glob(pat))
+        hint = f" It holds {pickles}: pickled checkpoints are never loaded." if pickles else ""
+        raise CheckpointError(f"{path}: no {what} checkpoint here (missing {WEIGHTS_NAME}).{hint} "
+                              f"{make[0].upper()}{make[1:]}.")
+    try:
+        meta = json.loads((path / CONFIG_NAME).read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no {what} checkpoint here (missing {CONFIG_NAME}); {make}") from None
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path / CONFIG_NAME}: not valid JSON ({err})") from None
+    if not isinstance(meta, dict) or meta.get("format") != format_name:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise CheckpointError(f"{path}: format {found!r} is not a {format_name} checkpoint; {make}")
+    try:
+        version = int(meta.get("format_version", 0))
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{path / CONFIG_NAME}: format_version {meta.get('format_version')!r} is not a "
+                              "number") from None
+    if version > format_version:
+        raise CheckpointError(f"{path}: format version {version} is newer than this loragen understands "
+                              f"({format_version}); upgrade loragen (`pip install -U loragen`)")
+    return meta
+
+
+def load_weights(path: str | os.PathLike, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint directory's `model.safetensors`.
+
+    Raises:
+        CheckpointError: the file is missing or not valid safetensors.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    file = Path(path) / WEIGHTS_NAME
+    try:
+        return load_file(str(file), device=device)
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{file}: unreadable weights ({err})") from None

@@ -1,0 +1,26 @@
+"""The evaluation harness: base, oracle, mean, multi-task and retrieval baselines and any generators, scored per
+evaluation split (in-bank, held-out task, held-out paraphrase) with normalised gain.
+
+Usage::
+
+    from loragen.bank.evaluate import evaluate
+    with Bank.open(path) as bank:
+        report = evaluate(bank, {"cvae": generator})
+    print(report.table())
+"""
+
+from loragen.bank.evaluate.harness import (
+    BASELINES,
+    CONDITIONS,
+    N_EXAMPLES,
+    EvalReport,
+    FixedGenerator,
+    evaluate,
+    mean_adapter,
+)
+from loragen.bank.evaluate.splits import EVAL_SPLITS, EvalSplit, eval_descriptions, split_tasks
+
+__all__ = [
+    "BASELINES", "CONDITIONS", "EVAL_SPLITS", "EvalReport", "EvalSplit", "FixedGenerator", "N_EXAMPLES",
+    "eval_descriptions", "evaluate", "mean_adapter", "split_tasks",
+]
