@@ -30,7 +30,7 @@ codec and checksums), `indexes` (FAISS lifecycle) and `schema` (migrations).
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ from loragen.bank.store.adapters import KINDS, AdapterTable, OnDuplicate
 from loragen.bank.store.connection import Database
 from loragen.bank.store.indexes import Indexes
 from loragen.bank.store.schema import migrate
-from loragen.bank.store.tasks import TaskTable
+from loragen.bank.store.tasks import StoredExample, TaskTable
 from loragen.bank.store.vector_index import APPROX_THRESHOLD
 
 
@@ -153,6 +153,21 @@ class Bank:
     def tasks(self, split: str | None = None) -> list[TaskRecord]:
         """All tasks (of one split if given), sorted by name."""
         return self._tasks.records(split)
+
+    def set_task_data(self, name: str, train: Sequence[StoredExample], val: Sequence[StoredExample] = (),
+                      test: Sequence[StoredExample] = ()) -> int:
+        """Store a task's own examples (replacing earlier ones): (text, label index) pairs for classification or
+        (input, output) pairs for generation. Returns how many were stored.
+
+        Raises:
+            NotFoundError: the task is not in the bank (add it first).
+            ValueError: a malformed example (nothing is written).
+        """
+        return self._tasks.set_data(name, {"train": list(train), "val": list(val), "test": list(test)})
+
+    def task_data(self, name: str) -> dict[str, list[StoredExample]] | None:
+        """A task's stored examples by split ("train", "val", "test"), or None when it has none stored."""
+        return self._tasks.data(name)
 
     # ---- adapters: write ----------------------------------------------------------------------------------
     def add(

@@ -158,6 +158,28 @@ MIGRATIONS.append(
     )
 )
 
+# Version 4: tasks carry their own data. A user's task (imported from a manifest) has no provider that can rebuild
+# its examples, so they are stored with it: one row per example, `label` for classification, `output` for
+# generation (exactly one of the two is set). Task records with data say so in their data_ref
+# ({"provider": "bank"}, `bank.tasks.STORED`).
+MIGRATIONS.append(
+    (
+        4,
+        "task examples stored in the bank",
+        [
+            """CREATE TABLE task_examples (
+                task VARCHAR NOT NULL,
+                split VARCHAR NOT NULL,           -- train | val | test
+                position INTEGER NOT NULL,
+                input VARCHAR NOT NULL,
+                label INTEGER,                    -- classification: the label index
+                output VARCHAR,                   -- generation: the reference output
+                PRIMARY KEY (task, split, position)
+            )""",
+        ],
+    )
+)
+
 LATEST_VERSION = MIGRATIONS[-1][0]
 
 

@@ -1,4 +1,4 @@
-"""Task records in the bank's `tasks` table: insert or replace, look up, list."""
+"""Task records in the bank's `tasks` table, and the examples stored with a user's tasks (`task_examples`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from collections.abc import Iterable
 from loragen.bank.errors import NotFoundError
 from loragen.bank.records import TaskRecord
 from loragen.bank.store.connection import Database
+
+SPLITS = ("train", "val", "test")
+StoredExample = tuple[str, int | str]  # (text, label index) or (input, output)
 
 _COLUMNS = "name, description, labels, paraphrases, heldout_paraphrases, family, split, data_ref"
 
@@ -78,3 +81,43 @@ class TaskTable:
         """All tasks (of one split if given), sorted by name."""
         sql = f"SELECT {_COLUMNS} FROM tasks" + (" WHERE split = ?" if split else "") + " ORDER BY name"
         return [_from_row(r) for r in self._db.cursor().execute(sql, [split] if split else []).fetchall()]
+
+    def set_data(self, name: str, splits: dict[str, list[StoredExample]]) -> int:
+        """Store `name`'s examples (replacing any stored before) in one transaction; returns how many.
+
+        Args:
+            name: a task already in the bank.
+            splits: split ("train", "val", "test") -> (input, label index) or (input, output text) pairs.
+
+        Raises:
+            NotFoundError: no such task.
+            ValueError: an unknown split, or an example that is neither kind (nothing is written).
+        """
+        self.get(name)
+        rows = []
+        for split, examples in splits.items():
+            if split not in SPLITS:
+                raise ValueError(f"task {name!r}: unknown split {split!r}; use {list(SPLITS)}")
+            for i, (text, target) in enumerate(examples):
+                if not isinstance(text, str) or isinstance(target, bool) or not isinstance(target, (int, str)):
+                    raise ValueError(f"task {name!r}, {split}[{i}]: expected (text, label index) or (input, output) "
+                                     f"strings, got ({type(text).__name__}, {type(target).__name__})")
+                rows.append([name, split, i, text, target if isinstance(target, int) else None,
+                             target if isinstance(target, str) else None])
+        with self._db.transaction() as cur:
+            cur.execute("DELETE FROM task_examples WHERE task = ?", [name])
+            if rows:
+                cur.executemany("INSERT INTO task_examples VALUES (?, ?, ?, ?, ?, ?)", rows)
+        return len(rows)
+
+    def data(self, name: str) -> dict[str, list[StoredExample]] | None:
+        """`name`'s stored examples by split (every split present, possibly empty), or None when none are stored."""
+        rows = self._db.cursor().execute(
+            "SELECT split, input, label, output FROM task_examples WHERE task = ? ORDER BY split, position",
+            [name]).fetchall()
+        if not rows:
+            return None
+        out: dict[str, list[StoredExample]] = {split: [] for split in SPLITS}
+        for split, text, label, output in rows:
+            out[split].append((text, int(label) if label is not None else output))
+        return out

@@ -30,13 +30,14 @@ if TYPE_CHECKING:
 
     from loragen.bank.lora.adapter import LoraAdapter
 
-Example = tuple[str, int]  # (text, label index)
+Example = tuple[str, int]  # (text, label index) for classification; generation pairs are (input, output) strings
 Factors = Mapping[str, tuple["torch.Tensor", "torch.Tensor"]]  # module path -> (A (r, in), B (out, r))
 
 
 @dataclass(frozen=True)
 class TaskData:
-    """A task's examples as (text, label index) pairs, split three ways (no text in two splits).
+    """A task's examples, split three ways (no text in two splits): (text, label index) pairs for a classification
+    task, (input, output) string pairs for a generation task.
 
     Attributes:
         train: what oracles and generators may learn from (and what few-shot examples are drawn from).

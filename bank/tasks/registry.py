@@ -25,6 +25,7 @@ from loragen.bank.records import TaskRecord
 from loragen.bank.tasks.provider import ClassificationProvider, Classifier, Example, TaskData, TaskProvider
 
 BUILTIN = "minilm-suite"  # the built-in classification suite over MiniLM (bank/suite/)
+STORED = "bank"  # a user's task whose examples are stored in the bank that holds it (`Bank.task_data`)
 
 PROVIDERS: dict[str, str] = {
     BUILTIN: "loragen.bank.suite.provider:MiniLMSuite",
@@ -82,6 +83,10 @@ def provider_for(task: TaskRecord) -> TaskProvider:
         TaskDataError: the task's `data_ref` names no provider, or an unknown one (the message names the task).
     """
     name = provider_name(task)
+    if name == STORED:
+        raise TaskDataError(
+            f"task {task.name!r} keeps its examples in the bank that holds it: read them through that bank "
+            "(`BankSource(bank).data(task)` or `Bank.task_data`)")
     if name is None:
         raise TaskDataError(
             f"task {task.name!r} has no data loragen can rebuild: its data_ref {task.data_ref} names no task "

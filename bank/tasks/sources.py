@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from loragen.bank.errors import TaskDataError
 from loragen.bank.lora.adapter import LoraAdapter
 from loragen.bank.records import TaskRecord
 from loragen.bank.tasks.oracle_cache import OracleCache
-from loragen.bank.tasks.provider import Example
-from loragen.bank.tasks.registry import training_examples
+from loragen.bank.tasks.provider import Example, TaskData
+from loragen.bank.tasks.registry import STORED, provider_name, task_data, training_examples
 
 ADAPTER_KINDS = ("final", "checkpoint")
 
@@ -42,6 +43,18 @@ class TaskSource(Protocol):
         """Up to `n` labelled training examples of the task (empty when it has no data)."""
         ...
 
+    def data(self, task: TaskRecord) -> TaskData:
+        """All of the task's examples (train/val/test).
+
+        Raises:
+            TaskDataError: the task has no data this source can reach.
+        """
+        ...
+
+
+def _sample(pool: Sequence[Example], n: int, seed: int) -> list[Example]:
+    return random.Random(seed).sample(list(pool), min(n, len(pool)))
+
 
 @dataclass
 class MemorySource:
@@ -61,8 +74,12 @@ class MemorySource:
         return [(a, k) for a, k in self.adapter_map.get(task, []) if k in kinds]
 
     def examples(self, task: TaskRecord, n: int, seed: int) -> list[Example]:
-        pool = self.example_map.get(task.name, [])
-        return random.Random(seed).sample(pool, min(n, len(pool)))
+        return _sample(self.example_map.get(task.name, []), n, seed)
+
+    def data(self, task: TaskRecord) -> TaskData:
+        if task.name not in self.example_map:
+            raise TaskDataError(f"task {task.name!r} has no examples in this MemorySource")
+        return TaskData(train=list(self.example_map[task.name]), val=[], test=[])
 
 
 class BankSource:
@@ -83,7 +100,19 @@ class BankSource:
         return [(self.bank.get(r.id), r.kind) for r in records]
 
     def examples(self, task: TaskRecord, n: int, seed: int) -> list[Example]:
-        return training_examples(task, n, seed)
+        if provider_name(task) != STORED:
+            return training_examples(task, n, seed)
+        return _sample(self.data(task).train, n, seed)
+
+    def data(self, task: TaskRecord) -> TaskData:
+        """The task's examples: stored in the bank for a user's task, else rebuilt by its provider."""
+        if provider_name(task) != STORED:
+            return task_data(task)
+        stored = self.bank.task_data(task.name)
+        if stored is None:
+            raise TaskDataError(f"task {task.name!r} says its examples are in the bank, but none are stored; import "
+                                "them with its manifest: `loragen bank tasks import MANIFEST`")
+        return TaskData(**stored)
 
 
 class OracleCacheSource:
@@ -113,6 +142,9 @@ class OracleCacheSource:
 
     def examples(self, task: TaskRecord, n: int, seed: int) -> list[Example]:
         return training_examples(task, n, seed)
+
+    def data(self, task: TaskRecord) -> TaskData:
+        return task_data(task)
 
     def metrics(self, task: str) -> dict[str, Any]:
         """The task's recorded metrics (test_accuracy, base_accuracy, ...)."""
