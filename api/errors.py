@@ -34,6 +34,7 @@ from loragen.bank.errors import (
     AdapterShapeError,
     BankError,
     ChecksumError,
+    ConfigError,
     DuplicateAdapterError,
     LoragenError,
     NonFiniteError,
@@ -78,6 +79,7 @@ _DOMAIN_STATUS: tuple[tuple[type[BaseException], int, str], ...] = (
     (AdapterShapeError, 422, "bad_adapter_shape"),
     (AdapterFormatError, 422, "bad_adapter_format"),
     (NonFiniteError, 422, "non_finite"),
+    (ConfigError, 422, "invalid_request"),  # request/config dataclasses check themselves, naming the field
     (BankError, 503, "bank_unavailable"),
     (LoragenError, 400, "bad_request"),
     (ValueError, 422, "invalid_request"),  # config/request dataclasses raise ValueError naming the field

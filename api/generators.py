@@ -1,8 +1,10 @@
-"""The generation methods the service offers, by name: one registry, no special cases in the service.
+"""The generation methods, by name: the one table the service, its settings, the SDK and the CLI read.
 
 Each entry builds an `AdapterGenerator` from the service's context. A method whose package or trained checkpoint
 is missing is reported as unavailable (with the reason and the command that fixes it) instead of failing the
 whole service, so a bank-only install still serves `retrieve`.
+
+Importing this module is cheap (no torch): the CLI reads `METHODS` while it builds its parser.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from loragen.bank.device import resolve_device
 from loragen.bank.errors import LoragenError
-from loragen.bank.generator import AdapterGenerator
+
+if TYPE_CHECKING:
+    from loragen.bank.generator import AdapterGenerator
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +52,15 @@ def _cvae(ctx: GeneratorContext) -> AdapterGenerator:
     return CVAEGenerator.from_checkpoint(ctx.checkpoint)
 
 
+def abmll_checkpoint_dir(configured: Path | None = None) -> Path:
+    """The ABMLL checkpoint a method context uses: the configured one, else `<home>/meta`."""
+    from loragen.bank import paths
+
+    return configured or paths.checkpoint_dir("meta")
+
+
 def _abmll(ctx: GeneratorContext) -> AdapterGenerator:
-    from loragen.api.settings import abmll_checkpoint_dir
+    from loragen.bank.device import resolve_device
     from loragen.meta.generate import ABMLLGenerator
 
     path = abmll_checkpoint_dir(ctx.checkpoint)
@@ -71,6 +81,7 @@ REGISTRY: dict[str, MethodSpec] = {
     "cvae": MethodSpec(_cvae, "train it first: `loragen train hypernet`"),
     "abmll": MethodSpec(_abmll, "train it first: `loragen train meta`"),
 }
+METHODS: tuple[str, ...] = tuple(REGISTRY)  # every method name, in the registry's order
 
 
 def build_generators(methods: tuple[str, ...], contexts: dict[str, GeneratorContext]

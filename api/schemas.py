@@ -10,10 +10,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from loragen.api.generators import METHODS
 from loragen.bank.generator import MAX_DESCRIPTION_CHARS, MAX_EXAMPLES
 from loragen.bank.records import AdapterRecord, SearchHit
 
-Method = Literal["retrieve", "cvae", "abmll"]
+Method = Literal[METHODS]  # type: ignore[valid-type]  # the method table of api/generators.py, as a Literal
 MergeMethod = Literal["linear", "svd", "ties"]
 MAX_TEXTS = 256
 

@@ -13,8 +13,6 @@ by `Service.start` and shared by the worker threads. Thread safety:
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 import threading
 import time
 from functools import cached_property
@@ -24,7 +22,7 @@ from typing import Any
 import torch
 
 from loragen.api.errors import ApiError
-from loragen.api.generators import REGISTRY, GeneratorContext, build_generators
+from loragen.api.generators import REGISTRY, GeneratorContext, abmll_checkpoint_dir, build_generators
 from loragen.api.schemas import (
     AdapterInfo,
     GenerateRequest,
@@ -38,14 +36,14 @@ from loragen.api.schemas import (
     ReindexResponse,
     SearchResponse,
 )
-from loragen.api.settings import Settings, abmll_checkpoint_dir
+from loragen.api.settings import Settings
 from loragen.api.uncertainty import Scores, build_scorer, probe_inputs
 from loragen.api.uncertainty import score as score_adapters
 from loragen.api.upload import check_upload_text, checked_upload
-from loragen.bank.base_model import DEFAULT_BASE_MODEL, canonical_base_model_id, load_base_model, load_tokenizer
+from loragen.bank.base_model import DEFAULT_BASE_MODEL, canonical_base_model_id
 from loragen.bank.errors import LoragenError, NotFoundError, UnknownBaseModelError
 from loragen.bank.generator import AdapterGenerator, GenerationRequest
-from loragen.bank.lora import LoraAdapter, combine, load_peft, merge
+from loragen.bank.lora import LoraAdapter, combine, load_peft, save_merged_model
 
 log = logging.getLogger(__name__)
 
@@ -274,21 +272,9 @@ class Service:
             raise ApiError(422, "base_model_mismatch", f"adapters {wrong} are not for base model {base!r}.")
         combined = combine(adapters, request.weights, method=request.method, rank=request.rank,
                            density=request.density)
-        self._write_merged(combined, base, output)
+        save_merged_model(combined, output, base_model=base)
         return MergeResponse(output_dir=str(output), adapter_ids=request.adapter_ids, method=request.method,
                              base_model=base)
-
-    def _write_merged(self, adapter: LoraAdapter, base: str, output: Path) -> None:
-        model = load_base_model(base)  # fresh copy: merging modifies it in place
-        merge(model, adapter)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
-        try:
-            model.save_pretrained(tmp)
-            load_tokenizer(base).save_pretrained(tmp)
-            tmp.rename(output)  # atomic: a reader sees no folder or a complete model
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
 
     def predict(self, request: PredictRequest) -> PredictResponse:
         """Label probabilities of the built-in suite classifier for `texts`, with a bank adapter applied.

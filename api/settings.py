@@ -2,7 +2,8 @@
 
 Every field can be set from the environment as ``LORAGEN_<FIELD>`` (upper case), e.g. ``LORAGEN_TOKEN``,
 ``LORAGEN_BANK_PATH``, ``LORAGEN_MERGE_ROOT``, ``LORAGEN_REINDEX_INTERVAL_S``. Explicit keyword arguments to
-`Settings.from_env` win over the environment, which wins over the defaults.
+`Settings.from_env` win over the environment, which wins over the defaults. An empty variable counts as unset,
+except ``LORAGEN_TOKEN``: an empty token is refused rather than silently turning authentication off.
 """
 
 from __future__ import annotations
@@ -13,16 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loragen.api.generators import METHODS
 from loragen.bank import paths
-from loragen.bank.base_model import DEFAULT_BASE_MODEL
+from loragen.bank.base_model import DEFAULT_BASE_MODEL, packaged_model, resolve_base_model
+from loragen.bank.errors import ConfigError, UnknownBaseModelError
 
 MiB = 1 << 20
-METHODS = ("retrieve", "cvae", "abmll")
-
-
-def abmll_checkpoint_dir(configured: Path | None = None) -> Path:
-    """The ABMLL checkpoint the service uses: the configured one, else `<home>/meta`."""
-    return configured or paths.checkpoint_dir("meta")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,45 +72,71 @@ class Settings:
     torch_threads: int | None = 1
 
     def __post_init__(self) -> None:
+        problems = self._problems()
+        if problems:
+            raise ConfigError("invalid service settings: " + "; ".join(problems))
+        object.__setattr__(self, "merge_root", Path(self.merge_root).expanduser())
+        for name in ("bank_path", "cvae_checkpoint", "abmll_checkpoint", "calibrator"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, Path(getattr(self, name)).expanduser())
+
+    def _problems(self) -> list[str]:
+        """Every bad value, each naming its field, its environment variable and what is allowed."""
         problems = []
         for name in ("max_request_bytes", "max_upload_bytes", "max_archive_members", "max_member_bytes",
                      "generation_workers", "neighbours"):
             if getattr(self, name) < 1:
-                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+                problems.append(f"{_name(name)} must be >= 1, got {getattr(self, name)}")
         if self.torch_threads is not None and self.torch_threads < 1:
-            problems.append(f"torch_threads must be >= 1 or unset, got {self.torch_threads}")
+            problems.append(f"{_name('torch_threads')} must be >= 1 or unset, got {self.torch_threads}")
         if self.max_compression_ratio <= 1:
-            problems.append(f"max_compression_ratio must be > 1, got {self.max_compression_ratio}")
+            problems.append(f"{_name('max_compression_ratio')} must be > 1, got {self.max_compression_ratio}")
         if self.reindex_interval_s < 0:
-            problems.append(f"reindex_interval_s must be >= 0 (0 disables it), got {self.reindex_interval_s}")
+            problems.append(f"{_name('reindex_interval_s')} must be >= 0 (0 disables it), got "
+                            f"{self.reindex_interval_s}")
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
-            problems.append(f"methods {unknown} are unknown; choose from {list(METHODS)}")
+            problems.append(f"{_name('methods')}: {unknown} unknown; choose from {', '.join(METHODS)}")
         if self.token is not None and len(self.token) < 8:
-            problems.append("token must have at least 8 characters (or be unset to disable auth)")
+            what = "is empty" if not self.token else f"has {len(self.token)} characters"
+            problems.append(f"{_name('token')} {what}; use a token of at least 8 characters, or unset "
+                            "LORAGEN_TOKEN (and drop --token-file) to disable auth")
+        for name in self.base_models:
+            try:
+                if packaged_model(name) is None:  # packaged ones are located (or converted) when first used
+                    resolve_base_model(name)
+            except UnknownBaseModelError as err:
+                problems.append(f"{_name('base_models')}: {err}")
         if self.reindex_cron:
             from loragen.bank.store.schedule import ReindexSchedule
 
             try:
                 ReindexSchedule(cron=self.reindex_cron)  # parse now: a bad expression fails at startup
             except ValueError as err:
-                problems.append(f"reindex_cron: {err}")
-        if problems:
-            raise ValueError("invalid service settings: " + "; ".join(problems))
-        object.__setattr__(self, "merge_root", Path(self.merge_root).expanduser())
-        for name in ("bank_path", "cvae_checkpoint", "abmll_checkpoint", "calibrator"):
-            if getattr(self, name) is not None:
-                object.__setattr__(self, name, Path(getattr(self, name)).expanduser())
+                problems.append(f"{_name('reindex_cron')}: {err}")
+        return problems
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
-        """Settings from ``LORAGEN_<FIELD>`` variables, then `overrides` (None values are ignored)."""
+        """Settings from ``LORAGEN_<FIELD>`` variables, then `overrides` (None values are ignored).
+
+        Raises:
+            ConfigError: a variable does not parse, or a value is out of range (every problem, each naming the
+                variable).
+        """
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
+        problems = []
         for f in dataclasses.fields(cls):
-            raw = env.get(f"LORAGEN_{f.name.upper()}")
-            if raw is not None and raw != "":
-                values[f.name] = _parse(f.name, raw)
+            raw = env.get(_variable(f.name))
+            if raw is not None and (raw != "" or f.name == "token"):  # an empty token must not disable auth
+                try:
+                    values[f.name] = _parse(f, raw)
+                except ValueError:
+                    problems.append(f"{_variable(f.name)}={raw!r} is not {_KIND.get(f.name, 'valid')}; set it "
+                                    f"like {_variable(f.name)}={_example(f)}")
+        if problems:
+            raise ConfigError("invalid service settings: " + "; ".join(problems))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -122,16 +145,28 @@ _INTS = {"max_request_bytes", "max_upload_bytes", "max_archive_members", "max_me
          "generation_workers", "neighbours", "torch_threads"}
 _FLOATS = {"max_compression_ratio", "reindex_interval_s"}
 _TUPLES = {"methods", "base_models"}
+_KIND = {**{name: "a whole number" for name in _INTS}, **{name: "a number" for name in _FLOATS}}
 
 
-def _parse(name: str, raw: str) -> Any:
-    try:
-        if name in _INTS:
-            return int(raw)
-        if name in _FLOATS:
-            return float(raw)
-    except ValueError:
-        raise ValueError(f"LORAGEN_{name.upper()}={raw!r} is not a number") from None
-    if name in _TUPLES:
+def _variable(name: str) -> str:
+    return f"LORAGEN_{name.upper()}"
+
+
+def _name(name: str) -> str:
+    """How problems name a setting: the field and the variable that sets it."""
+    return f"{name} ({_variable(name)})"
+
+
+def _example(f: dataclasses.Field) -> str:
+    return str(f.default) if f.default not in (None, dataclasses.MISSING) else "1"
+
+
+def _parse(f: dataclasses.Field, raw: str) -> Any:
+    """One variable's value as the field's type (ValueError when it is not a number where one belongs)."""
+    if f.name in _INTS:
+        return int(raw)
+    if f.name in _FLOATS:
+        return float(raw)
+    if f.name in _TUPLES:
         return tuple(x.strip() for x in raw.split(",") if x.strip())
     return raw

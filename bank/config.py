@@ -42,7 +42,8 @@ class SectionedConfig:
         """Rebuild from `to_dict` output; missing sections/keys take defaults, unknown ones are dropped with a warning.
 
         Raises:
-            ValueError: a section is not a mapping, or a section's own checks fail (naming the field).
+            ConfigError: a section is not a mapping, or a section's own checks fail (naming the field); a
+                `ValueError`, so callers catching that keep working.
         """
         parts = {}
         for f in dataclasses.fields(cls):  # type: ignore[arg-type]
@@ -55,21 +56,40 @@ class SectionedConfig:
             if unknown:
                 log.warning("%s.%s: ignoring unknown keys %s (written by a newer loragen?)", cls.__name__, f.name,
                             unknown)
-            parts[f.name] = section_cls(**{k: v for k, v in raw.items() if k in known})
+            try:
+                parts[f.name] = section_cls(**{k: v for k, v in raw.items() if k in known})
+            except TypeError as err:  # a value of the wrong type, e.g. a string where a number belongs
+                raise ConfigError(f"{cls.__name__}.{f.name}: {err}; check the types of its values.") from None
         return cls(**parts)
 
     @classmethod
     def from_file(cls: type[T], path: str | Path) -> T:
-        """Read a JSON or YAML file holding (some of) the sections."""
+        """Read a JSON or YAML file holding (some of) the sections.
+
+        Raises:
+            ConfigError: the file is missing or does not parse, or a section's checks fail.
+        """
         path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such config file; give a JSON or YAML {cls.__name__} file.")
         text = path.read_text()
         if path.suffix in (".yaml", ".yml"):
             import yaml
 
-            data = yaml.safe_load(text) or {}
+            try:
+                data = yaml.safe_load(text) or {}
+            except yaml.YAMLError as err:
+                raise _parse_error(path, "YAML", err) from None
         else:
-            data = json.loads(text)
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise _parse_error(path, "JSON", err) from None
         if not isinstance(data, dict):
             sections = ", ".join(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
             raise ConfigError(f"{path}: expected a mapping with sections ({sections}), got {type(data).__name__}")
         return cls.from_dict(data)
+
+
+def _parse_error(path: Path, kind: str, err: Exception) -> ConfigError:
+    return ConfigError(f"{path}: not valid {kind} ({' '.join(str(err).split())}); fix the file.")

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import torch
 
+from loragen.bank.errors import ConfigError
+
 _DTYPES: dict[str, torch.dtype] = {
     "fp32": torch.float32,
     "float32": torch.float32,
@@ -25,13 +27,13 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """Return `device` as a torch.device; `None` or "auto" picks CUDA when present, else CPU.
 
     Raises:
-        ValueError: CUDA was asked for but none is available.
+        ConfigError: CUDA was asked for but none is available.
     """
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r} was requested but CUDA is not available; use 'cpu' or 'auto'.")
+        raise ConfigError(f"device {str(device)!r} was requested but CUDA is not available; use 'cpu' or 'auto'.")
     return dev
 
 
@@ -39,7 +41,7 @@ def resolve_dtype(dtype: str | torch.dtype | None, default: torch.dtype = torch.
     """Turn a precision string ("fp32", "bf16", ...) or dtype into a torch.dtype.
 
     Raises:
-        ValueError: the string is not a known precision.
+        ConfigError: the string is not a known precision.
     """
     if dtype is None:
         return default
@@ -47,7 +49,7 @@ def resolve_dtype(dtype: str | torch.dtype | None, default: torch.dtype = torch.
         return dtype
     key = str(dtype).lower().removeprefix("torch.")
     if key not in _DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(set(_DTYPES))}.")
+        raise ConfigError(f"unknown dtype {dtype!r}; use one of {sorted(set(_DTYPES))}.")
     return _DTYPES[key]
 
 

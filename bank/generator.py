@@ -6,11 +6,16 @@ The evaluation harness, the service and the CLI talk to generators only through 
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from loragen.bank.base_model import DEFAULT_BASE_MODEL
+from loragen.bank.errors import ConfigError
 from loragen.bank.lora.adapter import LoraAdapter
+from loragen.bank.lora.peft_format import save_peft
 
 MAX_DESCRIPTION_CHARS = 2000
 MAX_EXAMPLES = 256
@@ -31,7 +36,7 @@ class GenerationRequest:
         exclude_tasks: bank task names a generator must not use (leave-one-out evaluation of retrieval).
 
     Raises:
-        ValueError: empty or oversized description, bad labels, examples or sample count.
+        ConfigError: empty or oversized description, bad labels, examples or sample count (a `ValueError`).
     """
 
     description: str
@@ -66,7 +71,7 @@ class GenerationRequest:
         if not 1 <= self.n_samples <= 256:
             problems.append(f"n_samples must be in [1, 256], got {self.n_samples}")
         if problems:
-            raise ValueError("invalid generation request: " + "; ".join(problems))
+            raise ConfigError("invalid generation request: " + "; ".join(problems))
 
 
 @runtime_checkable
@@ -78,3 +83,15 @@ class AdapterGenerator(Protocol):
     def generate(self, request: GenerationRequest) -> list[LoraAdapter]:
         """Return `request.n_samples` adapters (the point estimate first when n_samples == 1)."""
         ...
+
+
+def save_adapters(adapters: Sequence[LoraAdapter], out: str | os.PathLike) -> list[Path]:
+    """Write generated adapters as PEFT directories: `out` itself for one, `out/sample-<i>` for several.
+
+    Returns:
+        The directories written, in the order of `adapters`.
+    """
+    out = Path(out)
+    if len(adapters) == 1:
+        return [save_peft(adapters[0], out)]
+    return [save_peft(adapter, out / f"sample-{i}") for i, adapter in enumerate(adapters)]

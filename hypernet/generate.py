@@ -23,9 +23,8 @@ import numpy as np
 import torch
 
 from loragen.bank.base_model import canonical_base_model_id
-from loragen.bank.generator import GenerationRequest
+from loragen.bank.generator import GenerationRequest, save_adapters
 from loragen.bank.lora.adapter import LoraAdapter
-from loragen.bank.lora.peft_format import save_peft
 from loragen.hypernet.checkpoint import check_compatible, default_checkpoint_dir, load_checkpoint
 from loragen.hypernet.condition import TextEncode, collate_conditions, condition_texts, embed_conditions
 from loragen.hypernet.config import HypernetConfig
@@ -124,11 +123,8 @@ class CVAEGenerator:
         return adapter
 
     def export(self, adapters: Sequence[LoraAdapter], out: str | os.PathLike) -> list[Path]:
-        """Write adapters as PEFT directories: `out` for one, `out/sample-<i>` for several."""
-        out = Path(out)
-        if len(adapters) == 1:
-            return [save_peft(adapters[0], out)]
-        return [save_peft(a, out / f"sample-{i}") for i, a in enumerate(adapters)]
+        """Write adapters as PEFT directories: `out` for one, `out/sample-<i>` for several (`save_adapters`)."""
+        return save_adapters(adapters, out)
 
 
 class _LRUEncode:

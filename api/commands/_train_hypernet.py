@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from loragen.api.commands.train import add_lightning_args, trainer_kwargs
+from loragen.api.commands._options import (
+    add_lightning,
+    add_train_options,
+    apply_threads,
+    positive_int,
+    train_output,
+    trainer_kwargs,
+)
 
 
 def add_parser(targets: argparse._SubParsersAction) -> None:
@@ -13,22 +19,22 @@ def add_parser(targets: argparse._SubParsersAction) -> None:
         "hypernet",
         help="train the ICM-LoRA CVAE hypernetwork",
         description="Train the CVAE that generates LoRA adapters from task descriptions on the bank's in-bank tasks "
-        "(final adapters, trajectory checkpoints and paraphrases as augmentation). Writes config.json + "
-        "model.safetensors.",
-        epilog="example:\n  loragen train hypernet --bank bank.duckdb -o ckpt/ --max-epochs 300 "
+        "(final adapters, trajectory checkpoints and paraphrases as augmentation) with a Lightning Trainer. Writes "
+        "config.json + model.safetensors.",
+        epilog="examples:\n  loragen train hypernet --max-epochs 300\n"
+        "  loragen train hypernet --bank bank.duckdb -o ckpt/ --config hypernet/configs/suite.yaml --max-steps 2000 "
         "--accelerator cpu --devices 2 --strategy ddp",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--bank", type=Path, default=None, help="bank file (default: the default bank)")
-    p.add_argument("-o", "--output", type=Path, default=None, help="checkpoint directory (default: the default one)")
-    p.add_argument("--config", type=Path, default=None, help="JSON or YAML HypernetConfig (model/condition/train)")
-    p.add_argument("--batch-size", type=int, default=None, help="override train.batch_size")
-    p.add_argument("--lr", type=float, default=None, help="override train.lr")
-    p.add_argument("--kl-weight", type=float, default=None, help="override train.kl_weight")
-    p.add_argument("--seed", type=int, default=None, help="override train.seed")
-    p.add_argument("--representation", choices=["subspace", "canonical"], default=None,
+    add_train_options(p, "hypernet", "HypernetConfig (model/condition/train)")
+    g = p.add_argument_group("CVAE options (hypernet only)", "fields of HypernetConfig that ABMLL's MetaConfig does "
+                             "not have")
+    g.add_argument("--batch-size", type=positive_int, default=None, help="override train.batch_size")
+    g.add_argument("--kl-weight", type=float, default=None, help="override train.kl_weight")
+    g.add_argument("--representation", choices=["subspace", "canonical"], default=None,
                    help="override model.representation")
-    add_lightning_args(p)
+    add_lightning(p, "hypernet only: ABMLL trains with a plain Pyro SVI loop on one device, so `train meta` has none "
+                  "of these")
     p.set_defaults(func=run)
 
 
@@ -47,13 +53,13 @@ def load_config(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from loragen.bank.store import Bank
     from loragen.bank.tasks import BankSource
-    from loragen.hypernet.checkpoint import default_checkpoint_dir
     from loragen.hypernet.train import snapshot, train_hypernet
 
     config = load_config(args)
+    apply_threads(args)
     with Bank.open(args.bank) as bank:  # read everything, then close: DDP ranks each read the bank in turn
         source = snapshot(BankSource(bank), config)
-    out = args.output or default_checkpoint_dir()
+    out = train_output(args, "hypernet")
     path, _, trainer = train_hypernet(source, config, out, trainer_kwargs(args))
     if path is not None:
         print(f"wrote hypernet checkpoint {path} ({trainer.global_step} steps, {len(source.task_list)} tasks)")

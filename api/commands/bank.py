@@ -1,6 +1,7 @@
 """`loragen bank add|import|export|search|reindex|stats`: manage the LoRA bank from the shell.
 
-Every command takes `--bank PATH` (default `$LORAGEN_HOME/bank.duckdb`, else the user data directory).
+Every command takes `--bank PATH` (`_options.add_bank`: default `$LORAGEN_HOME/bank.duckdb`, else the user data
+directory).
 `loragen bank reindex` is what a cron job or systemd timer runs; the service runs the same job on a schedule.
 """
 
@@ -11,6 +12,8 @@ import importlib
 import importlib.util
 import json
 from pathlib import Path
+
+from loragen.api.commands._options import add_bank, non_empty, positive_int
 
 EPILOG = """examples:
   loragen bank add ./my-adapter --description "classify Polish vs Czech sentences"
@@ -45,10 +48,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             importlib.import_module(module).add_parser(bank_sub)
 
 
-def _bank_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bank", type=Path, default=None, help="bank file (default: $LORAGEN_HOME/bank.duckdb)")
-
-
 def _add_common_write(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", default=None, help="name of the task the adapter solves")
     p.add_argument("--kind", default="uploaded", choices=["final", "checkpoint", "generated", "uploaded"])
@@ -63,7 +62,7 @@ def _add_add(bank_sub) -> None:
     p.add_argument("adapter", type=Path, help="PEFT adapter directory")
     p.add_argument("--description", default=None, help="what the adapter does (searchable)")
     _add_common_write(p)
-    _bank_arg(p)
+    add_bank(p)
     p.set_defaults(func=_run_add)
 
 
@@ -74,7 +73,7 @@ def _add_import(bank_sub) -> None:
     p.add_argument("paths", nargs="+", type=Path, help="adapter directories or folders of them")
     p.add_argument("--description", default=None, help="description for every adapter (default: from metadata)")
     _add_common_write(p)
-    _bank_arg(p)
+    add_bank(p)
     p.set_defaults(func=_run_import)
 
 
@@ -83,23 +82,24 @@ def _add_export(bank_sub) -> None:
     p.add_argument("id", help="adapter id")
     p.add_argument("output", type=Path, help="directory to write")
     p.add_argument("--original", action="store_true", help="export the kept original factors, not the canonical")
-    _bank_arg(p)
+    add_bank(p)
     p.set_defaults(func=_run_export)
 
 
 def _add_search(bank_sub) -> None:
     p = bank_sub.add_parser("search", help="search by description or by an adapter's weights")
-    p.add_argument("query", nargs="?", default=None, help="a plain-language task description")
+    p.add_argument("query", nargs="?", default=None, type=non_empty("describe the task you are looking for"),
+                   help="a plain-language task description")
     p.add_argument("--adapter", type=Path, default=None, help="search by this PEFT adapter's ΔW instead")
-    p.add_argument("-k", type=int, default=5, help="number of hits (default 5)")
+    p.add_argument("-k", type=positive_int, default=5, help="number of hits (default 5)")
     p.add_argument("--json", action="store_true", help="print hits as JSON lines")
-    _bank_arg(p)
+    add_bank(p)
     p.set_defaults(func=_run_search, search_parser=p)
 
 
 def _add_simple(bank_sub, name: str, help_text: str, func) -> None:
     p = bank_sub.add_parser(name, help=help_text, description=help_text)
-    _bank_arg(p)
+    add_bank(p)
     p.set_defaults(func=func)
 
 

@@ -9,6 +9,8 @@ import argparse
 import json
 from pathlib import Path
 
+from loragen.api.commands._options import add_bank, add_no_progress, add_seed, add_threads, positive_int
+
 EPILOG = """examples:
   loragen bank build                         # the whole suite (~316 tasks) into the default bank
   loragen bank build --tasks 12 --bank ./b.duckdb
@@ -26,21 +28,23 @@ def add_parser(bank_sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--bank", type=Path, default=None, help="bank file (default: $LORAGEN_HOME/bank.duckdb)")
-    p.add_argument("--seed", type=int, default=0, help="suite seed (default 0)")
-    p.add_argument("--tasks", type=int, default=None, help="build only the first N tasks (of the filtered list)")
+    add_bank(p)
+    add_seed(p, "suite seed (which tasks, data and paraphrases)", default=0)
+    p.add_argument("--tasks", type=positive_int, default=None, metavar="N",
+                   help="build only the first N tasks (of the filtered list)")
     p.add_argument("--family", action="append", choices=["lang", "entity", "locale"], default=None,
                    help="only these task families (repeatable)")
     p.add_argument("--split", choices=["train", "heldout"], default=None, help="only in-bank or held-out tasks")
     p.add_argument("--name", action="append", default=None, help="only the task of this name (repeatable)")
-    p.add_argument("--steps", type=int, default=None, help="most training steps per task (recipe default 40)")
-    p.add_argument("--rank", type=int, default=None, help="LoRA rank (recipe default 4)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--steps", type=positive_int, default=None, metavar="N",
+                   help="most training steps per task (recipe default 40)")
+    p.add_argument("--rank", type=positive_int, default=None, metavar="R", help="LoRA rank (recipe default 4)")
+    add_threads(p)
     p.add_argument("--import-dir", type=Path, default=None,
                    help="take oracles from PEFT dirs <dir>/<task, '/'->'__'>/{final,ckpt-N} where present")
     p.add_argument("--import-only", action="store_true",
                    help="with --import-dir: build only the tasks found there (train nothing)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress(p)
     p.set_defaults(func=run)
 
 

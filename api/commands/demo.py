@@ -20,6 +20,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from loragen.api.commands._options import add_seed, add_threads, positive_int
+
 EPILOG = """examples:
   loragen demo                         # ~16 in-bank tasks, a short hypernet training, one held-out task
   loragen demo --tasks 24 --epochs 150 # a bigger bank and longer training (slower, usually more accurate)
@@ -31,17 +33,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="build a small bank, train the generator, generate for a held-out task",
                        description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--home", type=Path, default=None, help="working folder (default $LORAGEN_HOME/demo)")
-    p.add_argument("--tasks", type=int, default=16, help="in-bank tasks to build (default 16)")
-    p.add_argument("--epochs", type=int, default=60, help="hypernetwork training epochs (default 60)")
+    p.add_argument("--tasks", type=positive_int, default=16, metavar="N", help="in-bank tasks to build (default 16)")
+    p.add_argument("--epochs", type=positive_int, default=60, metavar="N",
+                   help="hypernetwork training epochs (default 60)")
     p.add_argument("--task", default=None, help="held-out suite task to generate for (default: a language pair)")
-    p.add_argument("--samples", type=int, default=8, help="samples drawn for the uncertainty score (default 8)")
-    p.add_argument("--seed", type=int, default=0, help="suite and sampling seed")
+    p.add_argument("--samples", type=positive_int, default=8, metavar="N",
+                   help="samples drawn for the uncertainty score (default 8)")
+    add_seed(p, "suite and sampling seed", default=0)
     p.add_argument("--oracles", type=Path, default=None,
                    help="folder of pre-trained oracle PEFT dirs (<task with / as __>/final) to import instead of "
                    "training; tasks missing there are trained")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: MiniLM-sized steps are too small to split, and a second "
-                   "thread on a busy 2-core machine waits at barriers, up to 10x slower)")
+    add_threads(p, default=1, why="MiniLM-sized steps are too small to split, and a second thread on a busy "
+                "2-core machine waits at barriers, up to 10x slower")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 

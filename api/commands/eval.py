@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from loragen.api.commands._options import add_bank, add_no_progress, add_threads, positive_int
+
 EPILOG = """examples:
   loragen eval --bank ./bank.duckdb
   loragen eval --split in_bank --split heldout_task --max-examples 128 --json bench/results/eval.json
@@ -22,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--bank", type=Path, default=None, help="bank file (default: $LORAGEN_HOME/bank.duckdb)")
+    add_bank(p)
     p.add_argument("--split", action="append", choices=["in_bank", "heldout_task", "heldout_paraphrase"],
                    default=None, help="evaluation split (repeatable; default: all three)")
     p.add_argument("--baseline", action="append", choices=["base", "oracle", "mean", "multitask", "retrieval"],
@@ -33,13 +35,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--condition", action="append", choices=["description", "labels", "examples"], default=None,
                    help="what each --method gets besides the description: nothing, the label names, or 8 labelled "
                    "training examples (repeatable; default: all three, one row each)")
-    p.add_argument("--max-examples", type=int, default=64, help="test examples per task (default 64)")
-    p.add_argument("--max-tasks", type=int, default=None, help="at most N tasks per split (fixed random sample)")
-    p.add_argument("--multitask-steps", type=int, default=300, help="training steps of the multi-task LoRA")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--max-examples", type=positive_int, default=64, metavar="N",
+                   help="test examples per task (default 64)")
+    p.add_argument("--max-tasks", type=positive_int, default=None, metavar="N",
+                   help="at most N tasks per split (fixed random sample)")
+    p.add_argument("--multitask-steps", type=positive_int, default=300, metavar="N",
+                   help="training steps of the multi-task LoRA (default 300)")
+    add_threads(p)
     p.add_argument("--json", type=Path, default=Path("bench/results/eval.json"), help="where the JSON report goes")
     p.add_argument("--plot", type=Path, default=Path("bench/results/eval.png"), help="where the PNG chart goes")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress(p)
     p.set_defaults(func=run)
 
 

@@ -6,25 +6,42 @@ import argparse
 import json
 from pathlib import Path
 
-# The methods are the service's registry (api/generators.py): one table for the CLI, the service and the SDK.
-METHODS = ("cvae", "abmll", "retrieve")
+from loragen.api.commands._options import (
+    add_bank,
+    add_base_model,
+    add_checkpoint,
+    add_device,
+    add_seed,
+    non_empty,
+    positive_int,
+)
+from loragen.api.generators import METHODS  # the one method table (settings and the HTTP schema read it too)
 
 
 def _examples(path: Path | None) -> tuple[tuple[str, int], ...] | None:
-    """Labelled examples from a JSONL file of {"text": ..., "label": k} lines (or [text, k] pairs)."""
+    """Labelled examples from a JSONL file of {"text": ..., "label": k} lines (or [text, k] pairs).
+
+    Raises:
+        ConfigError: the file is missing, or a line is not a labelled example (naming the line).
+    """
+    from loragen.bank.errors import ConfigError
+
     if path is None:
         return None
+    if not path.is_file():
+        raise ConfigError(f"--examples {path}: no such file; give a JSONL file with one "
+                          '{"text": "...", "label": k} per line')
     out = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         try:
             item = json.loads(line)
             text, label = (item["text"], item["label"]) if isinstance(item, dict) else item
+            out.append((str(text), int(label)))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-            raise ValueError(f"{path}:{i}: expected {{\"text\": ..., \"label\": k}} or [text, k], got {line[:80]!r}") \
-                from None
-        out.append((str(text), int(label)))
+            raise ConfigError(f"{path}:{i}: expected {{\"text\": ..., \"label\": k}} or [text, k], got "
+                              f"{line[:80]!r}") from None
     return tuple(out)
 
 
@@ -37,42 +54,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "Czech\" -o out/pl-cs\n  loragen generate \"...\" --labels Polish Czech --samples 4 --seed 0 -o out/samples",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("description", help="the task, saying what each label means")
+    p.add_argument("description", type=non_empty("describe the task, e.g. 'label 0 if Polish, label 1 if Czech'"),
+                   help="the task, saying what each label means")
     p.add_argument("-o", "--output", type=Path, required=True, help="PEFT directory (sample-<i>/ inside for several)")
     p.add_argument("--method", choices=METHODS, default="cvae", help="generator (default cvae)")
     p.add_argument("--labels", nargs="+", default=None, help="class names in label order")
-    p.add_argument("--examples", type=Path, default=None, help="JSONL labelled examples: {\"text\":..., \"label\":k}")
-    p.add_argument("--samples", type=int, default=1, help="adapters to sample (1: the point estimate)")
-    p.add_argument("--seed", type=int, default=None, help="sampling seed (same seed, same adapters)")
-    p.add_argument("--bank", type=Path, default=None, help="bank file, for methods that read it (default bank)")
-    p.add_argument("--checkpoint", type=Path, default=None, help="generator checkpoint (default location)")
-    p.add_argument("--base-model", default=None, help="base model the adapter is for (default: packaged MiniLM)")
+    p.add_argument("--examples", type=Path, default=None, metavar="FILE",
+                   help="JSONL labelled examples: {\"text\":..., \"label\":k}")
+    p.add_argument("--samples", type=positive_int, default=1, metavar="N",
+                   help="adapters to sample (1: the point estimate)")
+    add_seed(p, "sampling seed (same seed, same adapters)")
+    add_bank(p)
+    add_checkpoint(p, "the generator's checkpoint directory")
+    add_base_model(p, "the model the adapter is for")
     p.add_argument("--no-score", action="store_true", help="skip the uncertainty scores")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    add_device(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
-
-    from loragen.bank.errors import LoragenError
-
-    try:
-        return _run(args)
-    except ValueError as err:  # bad input (GenerationRequest, examples file): a message, not a traceback
-        if isinstance(err, LoragenError):
-            raise
-        print(f"loragen generate: error: {err}", file=sys.stderr)
-        return 1
-
-
-def _run(args: argparse.Namespace) -> int:
     from contextlib import ExitStack
 
     from loragen.api.generators import REGISTRY, GeneratorContext
     from loragen.bank.base_model import DEFAULT_BASE_MODEL, canonical_base_model_id
-    from loragen.bank.generator import GenerationRequest
-    from loragen.bank.lora import save_peft
+    from loragen.bank.generator import GenerationRequest, save_adapters
 
     request = GenerationRequest(
         description=args.description,
@@ -87,9 +92,7 @@ def _run(args: argparse.Namespace) -> int:
         classifier = _Lazy(lambda: _classifier(args.device))
         ctx = GeneratorContext(bank=bank, device=args.device, checkpoint=args.checkpoint, classifier=classifier)
         adapters = REGISTRY[args.method].build(ctx).generate(request)
-        paths = [save_peft(adapters[0], args.output)] if len(adapters) == 1 else [
-            save_peft(a, args.output / f"sample-{i}") for i, a in enumerate(adapters)]
-        for path in paths:
+        for path in save_adapters(adapters, args.output):
             print(path)
         if not args.no_score:
             _print_scores(request, adapters, bank, classifier)
@@ -116,14 +119,15 @@ def _classifier(device: str):
 
 def _open_bank(args: argparse.Namespace, stack):
     """The bank when --bank is given or the method reads it (retrieval); it also feeds the bank-distance scores."""
-    from loragen.bank.store import Bank, default_bank_path
+    from loragen.bank import paths
+    from loragen.bank.store import Bank
 
     if args.bank is None and args.method != "retrieve":
         return None
-    if args.bank is None and not default_bank_path().exists():
+    if args.bank is None and not paths.bank_path().exists():
         from loragen.bank.errors import LoragenError
 
-        raise LoragenError(f"no bank at {default_bank_path()}; build one (`loragen bank build`) or pass --bank")
+        raise LoragenError(f"no bank at {paths.bank_path()}; build one (`loragen bank build`) or pass --bank")
     return stack.enter_context(Bank.open(args.bank))
 
 

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from loragen.api.commands._options import add_device
 from loragen.bank.errors import LoragenError
 
 EPILOG = """examples:
@@ -29,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     source.add_argument("--file", type=Path, help="JSON-lines file of texts")
     p.add_argument("--labels", default=None, help="comma-separated label names (default: the adapter's task)")
     p.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    add_device(p)
     p.set_defaults(func=run)
 
 

@@ -3,51 +3,135 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import signal
+import threading
 from pathlib import Path
+
+from loragen.api.commands._options import (
+    add_bank,
+    add_device,
+    comma_list,
+    non_negative_float,
+    positive_int,
+)
+from loragen.api.generators import METHODS
+
+log = logging.getLogger(__name__)
 
 EPILOG = """examples:
   loragen serve                                   # http://127.0.0.1:8000, docs at /docs
   LORAGEN_TOKEN=$(cat token) loragen serve --port 9000 --merge-root /srv/merged
 
 Every setting can also come from the environment as LORAGEN_<NAME> (LORAGEN_TOKEN, LORAGEN_BANK_PATH,
-LORAGEN_MAX_UPLOAD_BYTES, LORAGEN_REINDEX_INTERVAL_S, LORAGEN_REINDEX_CRON, LORAGEN_METHODS, ...).
-The token is read from LORAGEN_TOKEN or --token-file, never from the command line (it would show in `ps`).
+LORAGEN_MAX_UPLOAD_BYTES, LORAGEN_REINDEX_INTERVAL_S, LORAGEN_REINDEX_CRON, LORAGEN_METHODS, LORAGEN_BASE_MODELS, ...);
+flags win over the environment. The token is read from LORAGEN_TOKEN or --token-file, never from the command line
+(it would show in `ps`); without one, writes need no auth (unset LORAGEN_TOKEN; an empty one is refused).
+
+generation methods: {methods}
+base models (--base-models, LORAGEN_BASE_MODELS; default: minilm):
+{base_models}
+  or a local transformers directory (with config.json); models are never downloaded
 """
+
+
+def _epilog() -> str:
+    from loragen.bank.base_model import PACKAGED
+
+    rows = "\n".join(f"  {m.aliases[-1]:<10} {m.id} ({m.kind}; {m.install})" for m in PACKAGED)
+    return EPILOG.format(methods=", ".join(METHODS), base_models=rows)
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0-65535)")
+    return int(text)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the HTTP service (generate, search, upload, merge, metrics)",
                        description="Serve loragen over HTTP: models and the bank load once at start; generation "
-                       "runs in a worker pool; the bank is re-indexed on a schedule.", epilog=EPILOG,
+                       "runs in a worker pool; the bank is re-indexed on a schedule.", epilog=_epilog,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
-    p.add_argument("--bank", type=Path, default=None, help="bank DuckDB file (default $LORAGEN_HOME/bank.duckdb)")
+    p.add_argument("--port", type=_port, default=8000, help="TCP port (default 8000)")
+    add_bank(p)
     p.add_argument("--token-file", type=Path, default=None, help="file holding the API token required for writes")
     p.add_argument("--merge-root", type=Path, default=None, help="the only folder merged models are written under")
-    p.add_argument("--methods", default=None, help="comma-separated generation methods (default: all available)")
-    p.add_argument("--reindex-interval", type=float, default=None, help="seconds between re-indexes (0: off)")
-    p.add_argument("--reindex-cron", default=None, help="crontab expression for re-indexing, e.g. '0 3 * * *'")
-    p.add_argument("--workers", type=int, default=None, help="threads for generation and bank work (default 2)")
-    p.add_argument("--device", default=None, help="cpu, cuda or auto (default)")
+    p.add_argument("--methods", type=comma_list(METHODS), default=None, metavar="M[,M...]",
+                   help=f"generation methods to offer, comma-separated (default: all of {', '.join(METHODS)} that "
+                   "can start)")
+    p.add_argument("--base-models", type=lambda s: tuple(x.strip() for x in s.split(",") if x.strip()) or None,
+                   default=None, metavar="NAME[,NAME...]",
+                   help="base models the service accepts adapters for, comma-separated: packaged names or local "
+                   "transformers directories (listed below; default: minilm)")
+    p.add_argument("--reindex-interval", type=non_negative_float, default=None, metavar="SECONDS",
+                   help="seconds between re-indexes (0: off; default 3600)")
+    p.add_argument("--reindex-cron", default=None, metavar="EXPR",
+                   help="crontab expression for re-indexing instead, e.g. '0 3 * * *'")
+    p.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                   help="threads for generation and bank work (default 2)")
+    add_device(p, default=None)
     p.set_defaults(func=run)
 
 
+def settings_from_args(args: argparse.Namespace):
+    """The service settings: the flags over the LORAGEN_* environment over the defaults.
+
+    Raises:
+        ConfigError: a bad setting (each named with its variable), or an unreadable --token-file.
+    """
+    from loragen.api.settings import Settings
+    from loragen.bank.errors import ConfigError
+
+    token = None
+    if args.token_file is not None:
+        if not args.token_file.is_file():
+            raise ConfigError(f"--token-file {args.token_file}: no such file; write the token into it, or drop the "
+                              "flag to use LORAGEN_TOKEN")
+        token = args.token_file.read_text().strip()
+    return Settings.from_env(bank_path=args.bank, token=token, merge_root=args.merge_root, methods=args.methods,
+                             base_models=args.base_models, reindex_interval_s=args.reindex_interval,
+                             reindex_cron=args.reindex_cron, generation_workers=args.workers, device=args.device)
+
+
 def run(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)  # every setting is checked before anything loads
+
     import uvicorn
 
     from loragen.api.app import create_app
-    from loragen.api.settings import Settings
+    from loragen.api.service import Service
 
-    token = args.token_file.read_text().strip() if args.token_file else None
-    methods = tuple(m.strip() for m in args.methods.split(",")) if args.methods else None
-    settings = Settings.from_env(bank_path=args.bank, token=token, merge_root=args.merge_root, methods=methods,
-                                 reindex_interval_s=args.reindex_interval, reindex_cron=args.reindex_cron,
-                                 generation_workers=args.workers, device=args.device)
     if settings.token is None and args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: serving on {args.host} without an API token: anyone who can reach it can write. "
-              "Set LORAGEN_TOKEN or --token-file.")
+        log.warning("serving on %s without an API token: anyone who can reach it can write. Set LORAGEN_TOKEN or "
+                    "--token-file.", args.host)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    uvicorn.run(create_app(settings=settings), host=args.host, port=args.port, log_level="info")
+    if settings.torch_threads is not None:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
+    # Started here rather than in the app's lifespan, so that a bank or model that cannot load is a one-line error
+    # before the port opens, not a traceback from inside uvicorn.
+    with Service.start(settings) as service:
+        service.warm_up()
+        service.start_schedule()
+        _close_on_sigterm(service)
+        uvicorn.run(create_app(settings=settings, service=service), host=args.host, port=args.port,
+                    log_level="debug" if args.verbose >= 2 else "info")
     return 0
+
+
+def _close_on_sigterm(service) -> None:
+    """After a graceful shutdown on SIGTERM uvicorn re-raises the signal; close the service (schedule, bank) first,
+    then end the process by that signal as before. (Ctrl-C re-raises as KeyboardInterrupt and closes it anyway.)"""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def close_then_die(sig: int, frame) -> None:
+        service.close()
+        signal.signal(sig, signal.SIG_DFL)
+        signal.raise_signal(sig)
+
+    signal.signal(signal.SIGTERM, close_then_die)

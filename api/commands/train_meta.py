@@ -5,6 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from loragen.api.commands._options import (
+    add_train_options,
+    apply_threads,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+    train_output,
+)
+
 
 def add_parser(targets: argparse._SubParsersAction) -> None:
     p = targets.add_parser(
@@ -12,26 +21,31 @@ def add_parser(targets: argparse._SubParsersAction) -> None:
         help="train ABMLL, the Bayesian meta-learner (posterior adapters with uncertainty)",
         description="Fit ABMLL by SVI over minibatches of in-bank tasks: a global prior θ over task LoRA adapters and "
         "an amortized posterior q(φ | description), warm-started from the bank's adapters. Writes "
-        "config.json + model.safetensors.",
-        epilog="example:\n  loragen train meta --bank bank.duckdb -o ckpt/abmll --steps 200 --beta 1e-3 --gamma 1e-5",
+        "config.json + model.safetensors. Training is a plain Pyro SVI loop on one device, so the Lightning flags "
+        "of `train hypernet` (--accelerator, --devices, --strategy, --max-epochs, ...) do not apply.",
+        epilog="examples:\n  loragen train meta --max-steps 300\n"
+        "  loragen train meta --bank bank.duckdb -o ckpt/abmll --max-steps 200 --beta 1e-3 --gamma 1e-5",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--bank", type=Path, default=None, help="bank file (default: the default bank)")
-    p.add_argument("--oracles", type=Path, default=None,
-                   help="an oracle cache (PEFT oracles with tasks.json), used instead of a bank")
-    p.add_argument("-o", "--output", type=Path, required=True, help="checkpoint directory")
-    p.add_argument("--config", type=Path, default=None, help="JSON or YAML MetaConfig (model/train/generate)")
-    p.add_argument("--steps", "--max-steps", dest="steps", type=int, default=None, help="override train.steps")
-    p.add_argument("--tasks-per-batch", type=int, default=None, help="override train.tasks_per_batch")
-    p.add_argument("--examples-per-task", type=int, default=None, help="override train.examples_per_task")
-    p.add_argument("--beta", type=float, default=None, help="override train.beta (KL of φ_t to θ)")
-    p.add_argument("--gamma", type=float, default=None, help="override train.gamma (KL of θ to its hyperprior)")
-    p.add_argument("--lr", type=float, default=None, help="override train.lr")
-    p.add_argument("--inner-steps", type=int, default=None, help="override train.inner_steps (ABML refinement)")
-    p.add_argument("--seed", type=int, default=None, help="override train.seed")
-    p.add_argument("--max-tasks", type=int, default=None, help="train on at most this many in-bank tasks")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--no-progress-bar", action="store_true", help="hide the progress bar")
+    add_train_options(p, "meta", "MetaConfig (model/train/generate)")
+    p.add_argument("--steps", dest="max_steps", type=positive_int, default=None, help=argparse.SUPPRESS)  # old name
+    g = p.add_argument_group("ABMLL options (meta only)", "fields of MetaConfig, and data sources, that the CVAE of "
+                             "`train hypernet` does not have")
+    g.add_argument("--oracles", type=Path, default=None, metavar="DIR",
+                   help="directory of PEFT oracles with tasks.json, used instead of a bank (the CVAE needs a bank's "
+                   "trajectories)")
+    g.add_argument("--tasks-per-batch", metavar="N", type=positive_int, default=None,
+                   help="override train.tasks_per_batch")
+    g.add_argument("--examples-per-task", metavar="N", type=positive_int, default=None,
+                   help="override train.examples_per_task")
+    g.add_argument("--beta", metavar="X", type=non_negative_float, default=None,
+                   help="override train.beta (KL of φ_t to θ)")
+    g.add_argument("--gamma", metavar="X", type=non_negative_float, default=None,
+                   help="override train.gamma (KL of θ to its hyperprior)")
+    g.add_argument("--inner-steps", metavar="N", type=non_negative_int, default=None,
+                   help="override train.inner_steps (ABML refinement)")
+    g.add_argument("--max-tasks", metavar="N", type=positive_int, default=None,
+                   help="train on at most this many in-bank tasks, evenly spread (quick runs)")
     p.set_defaults(func=run)
 
 
@@ -39,8 +53,9 @@ def load_config(args: argparse.Namespace):
     from loragen.meta.config import MetaConfig
 
     data = MetaConfig.from_file(args.config).to_dict() if args.config is not None else {}
-    for key in ("steps", "tasks_per_batch", "examples_per_task", "beta", "gamma", "lr", "inner_steps", "seed"):
-        value = getattr(args, key)
+    for key, value in (("steps", args.max_steps), ("tasks_per_batch", args.tasks_per_batch),
+                       ("examples_per_task", args.examples_per_task), ("beta", args.beta), ("gamma", args.gamma),
+                       ("lr", args.lr), ("inner_steps", args.inner_steps), ("seed", args.seed)):
         if value is not None:
             data.setdefault("train", {})[key] = value
     return MetaConfig.from_dict(data)
@@ -51,21 +66,23 @@ def run(args: argparse.Namespace) -> int:
     from loragen.meta.train import train_abmll
 
     config = load_config(args)
-    if args.threads:
-        import torch
+    apply_threads(args)
+    output = train_output(args, "meta")
+    if args.oracles is not None and not args.oracles.is_dir():
+        from loragen.bank.errors import ConfigError
 
-        torch.set_num_threads(args.threads)
+        raise ConfigError(f"--oracles {args.oracles}: no such directory; give a folder of PEFT oracles with tasks.json")
     if args.oracles is not None and args.bank is None:
-        _, _, history = train_abmll(OracleCacheSource(args.oracles), config, args.output, max_tasks=args.max_tasks,
-                                    progress=not args.no_progress_bar)
+        _, _, history = train_abmll(OracleCacheSource(args.oracles), config, output, max_tasks=args.max_tasks,
+                                    progress=not args.no_progress)
     else:
         from loragen.bank.store import Bank
 
         with Bank.open(args.bank) as bank:
-            _, _, history = train_abmll(BankSource(bank), config, args.output, max_tasks=args.max_tasks,
-                                        progress=not args.no_progress_bar)
+            _, _, history = train_abmll(BankSource(bank), config, output, max_tasks=args.max_tasks,
+                                        progress=not args.no_progress)
     elbo = history["elbo"]
     tail = sum(elbo[-10:]) / max(1, len(elbo[-10:]))
-    print(f"wrote ABMLL checkpoint {args.output} ({len(elbo)} SVI steps, final ELBO/task {tail:.2f}, "
+    print(f"wrote ABMLL checkpoint {output} ({len(elbo)} SVI steps, final ELBO/task {tail:.2f}, "
           f"{history['seconds']:.0f} s)")
     return 0

@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from loragen.bank.errors import AdapterShapeError
+from loragen.bank.errors import AdapterShapeError, ConfigError
 from loragen.bank.lora.adapter import LoraAdapter
 from loragen.bank.lora.canonical import canonicalize, dense_factors
 from loragen.bank.lora.layers import target_weights
@@ -133,11 +133,11 @@ def merge(
 
 def _check_weights(adapters: Sequence[LoraAdapter], weights: Sequence[float] | None) -> list[float]:
     if not adapters:
-        raise ValueError("no adapters to merge.")
+        raise ConfigError("no adapters to merge.")
     if weights is None:
         return [1.0] * len(adapters)
     if len(weights) != len(adapters):
-        raise ValueError(f"got {len(weights)} weights for {len(adapters)} adapters; give one weight per adapter.")
+        raise ConfigError(f"got {len(weights)} weights for {len(adapters)} adapters; give one weight per adapter.")
     return [float(w) for w in weights]
 
 
@@ -199,13 +199,13 @@ def combine(
         in canonical form.
 
     Raises:
-        ValueError: unknown method, mismatched weights, or adapters for different base models.
+        ConfigError: unknown method, mismatched weights, or adapters for different base models.
         AdapterShapeError: two adapters disagree on a module's shape.
     """
     weights = _check_weights(adapters, weights)
     bases = {a.base_model for a in adapters}
     if len(bases) > 1:
-        raise ValueError(f"cannot combine adapters for different base models: {sorted(bases)}")
+        raise ConfigError(f"cannot combine adapters for different base models: {sorted(bases)}")
     shapes: dict[str, tuple[int, int]] = {}
     for adapter in adapters:
         for m, shape in adapter.shapes().items():
@@ -231,7 +231,7 @@ def combine(
         return canonicalize(linear, rank=min(k, linear.r))
     if method == "ties":
         return _ties(padded, weights, k, density, meta)
-    raise ValueError(f"unknown combine method {method!r}; use 'linear', 'svd' or 'ties'.")
+    raise ConfigError(f"unknown combine method {method!r}; use 'linear', 'svd' or 'ties'.")
 
 
 def _pad_modules(adapter: LoraAdapter, shapes: dict[str, tuple[int, int]]) -> LoraAdapter:
@@ -247,7 +247,7 @@ def _pad_modules(adapter: LoraAdapter, shapes: dict[str, tuple[int, int]]) -> Lo
 
 def _ties(adapters: Sequence[LoraAdapter], weights: Sequence[float], k: int, density: float, meta: dict):
     if not 0.0 < density <= 1.0:
-        raise ValueError(f"density must be in (0, 1], got {density}")
+        raise ConfigError(f"density must be in (0, 1], got {density}")
     lora_A, lora_B = {}, {}
     for m in adapters[0].modules:
         deltas = torch.stack([w * ad.delta_weight(m) for ad, w in zip(adapters, weights)])  # (n, out, in)

@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from loragen.bank.errors import ConfigError
+
 if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -43,12 +45,12 @@ class ReindexSchedule:
 
     def __post_init__(self) -> None:
         if (self.interval_s is None) == (self.cron is None):
-            raise ValueError(
+            raise ConfigError(
                 f"ReindexSchedule needs exactly one of interval_s or cron, got interval_s={self.interval_s!r}, "
                 f"cron={self.cron!r}"
             )
         if self.interval_s is not None and self.interval_s <= 0:
-            raise ValueError(f"ReindexSchedule.interval_s must be > 0, got {self.interval_s!r}")
+            raise ConfigError(f"ReindexSchedule.interval_s must be > 0, got {self.interval_s!r}")
         if self.cron is not None:
             self.trigger()  # parse now, so a bad expression fails where the config is read
 
@@ -67,7 +69,7 @@ class ReindexSchedule:
         """The APScheduler trigger for this schedule.
 
         Raises:
-            ValueError: the cron expression does not parse (the message quotes it).
+            ConfigError: the cron expression does not parse (the message quotes it).
         """
         from apscheduler.triggers.cron import CronTrigger
         from apscheduler.triggers.interval import IntervalTrigger
@@ -77,7 +79,7 @@ class ReindexSchedule:
         try:
             return CronTrigger.from_crontab(self.cron, timezone=self.timezone)
         except ValueError as err:
-            raise ValueError(
+            raise ConfigError(
                 f"ReindexSchedule.cron {self.cron!r} is not a 5-field crontab expression ({err}); "
                 "example: '0 3 * * *' (daily at 03:00)"
             ) from None

@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 
 from loragen.api import Client
-from tests.e2e.conftest import TOKEN, copy_bank, free_port
+from loragen.bank.lora import save_peft
+from tests.e2e.conftest import TOKEN, copy_bank, free_port, minilm_adapter
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,12 +45,16 @@ def test_serve_subprocess_and_predict(bank_template, tmp_path):
         with Client(url=url, token=TOKEN) as client:
             result = client.generate("label 0 if the text names a person, label 1 if it names a city")
             adapter_dir = client.download(result.id, tmp_path / "adapter")
+            fresh = save_peft(minilm_adapter(seed=77), tmp_path / "fresh")
+            client.upload(fresh, description="label 0 if the text is a question, label 1 otherwise")  # a write
     finally:
         proc.send_signal(signal.SIGTERM)
         output = proc.communicate(timeout=60)[0]
     # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status says how it ended
     assert proc.returncode in (0, -signal.SIGTERM), output
     assert "Application startup complete" in output and "Application shutdown complete" in output
+    # the service closed the bank on SIGTERM: DuckDB folded the upload's write-ahead log into the file
+    assert not bank.with_name(bank.name + ".wal").exists(), output
 
     texts = tmp_path / "texts.jsonl"
     texts.write_text('{"text": "Maria Kowalska"}\n"Kraków"\n')
