@@ -12,7 +12,7 @@ Usage (inside the suite and its tests)::
     logits = clf.logits([t for t, _ in data.test], adapter, num_labels=len(specs[0].labels))
 """
 
-from loragen.bank.suite.classifier import SuiteClassifier
+from loragen.bank.train.classifier import SuiteClassifier
 from loragen.bank.suite.data import task_data
 from loragen.bank.suite.provider import MiniLMSuite
 from loragen.bank.suite.tasks import load_suite

@@ -8,7 +8,7 @@ interface, so a user's task manifest or another suite plugs in beside it.
 from __future__ import annotations
 
 from loragen.bank.records import TaskRecord
-from loragen.bank.suite.classifier import SuiteClassifier
+from loragen.bank.train.classifier import SuiteClassifier
 from loragen.bank.suite.data import task_data
 from loragen.bank.suite.tasks import load_suite
 from loragen.bank.tasks.provider import TaskData

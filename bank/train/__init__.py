@@ -17,6 +17,7 @@ from loragen.bank.train.build import (
     imported_oracles,
     trained_oracles,
 )
+from loragen.bank.train.classifier import PrototypeClassifier
 from loragen.bank.train.oracle import (
     DEFAULT_TARGETS,
     LoraTaskModule,
@@ -27,6 +28,6 @@ from loragen.bank.train.oracle import (
 )
 
 __all__ = [
-    "DEFAULT_TARGETS", "BuildSummary", "LoraTaskModule", "OracleSource", "TrainConfig", "TrainResult", "build_bank",
+    "DEFAULT_TARGETS", "BuildSummary", "LoraTaskModule", "OracleSource", "PrototypeClassifier", "TrainConfig", "TrainResult", "build_bank",
     "build_task", "imported_oracles", "train_multitask_adapter", "train_task_adapter", "trained_oracles",
 ]

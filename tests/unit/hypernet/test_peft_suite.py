@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from loragen.bank.base_model import load_base_model
-from loragen.bank.suite.classifier import LOGIT_SCALE, SuiteClassifier, label_prototypes
+from loragen.bank.train.classifier import LOGIT_SCALE, SuiteClassifier, label_prototypes
 from loragen.hypernet.config import HypernetConfig, ModelConfig
 from loragen.hypernet.generate import CVAEGenerator
 from loragen.hypernet.layout import AdapterLayout

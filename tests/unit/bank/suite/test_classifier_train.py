@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from loragen.bank.base_model import load_base_model
 from loragen.bank.lora.peft_format import load_peft, save_peft
-from loragen.bank.suite.classifier import label_prototypes
+from loragen.bank.train.classifier import label_prototypes
 from loragen.bank.train import TrainConfig
 
 

@@ -1,4 +1,6 @@
-"""The suite's classifier: MiniLM sentence embedding (+ LoRA) against fixed per-slot label prototypes.
+"""The prototype classifier: an encoder's sentence embedding (+ LoRA) against fixed per-slot label prototypes.
+
+It scores every classification task over an encoder base model: the built-in MiniLM suite's and a user's own.
 
 The head carries no task information: label k is always the same fixed random unit vector, and a text's logit
 for label k is the scaled cosine similarity of its mean-pooled, adapted MiniLM embedding to that vector. So the
@@ -31,8 +33,8 @@ def label_prototypes(dim: int, num_slots: int = NUM_SLOTS, seed: int = PROTOTYPE
     return F.normalize(torch.randn(num_slots, dim, generator=gen), dim=-1)
 
 
-class SuiteClassifier:
-    """MiniLM + fixed label prototypes; adapters are applied on the fly (the base model is never modified).
+class PrototypeClassifier:
+    """An encoder + fixed label prototypes; adapters are applied on the fly (the base model is never modified).
 
     Args:
         base_model: base model name or local path (default: the packaged all-MiniLM-L6-v2).
@@ -41,7 +43,7 @@ class SuiteClassifier:
 
     Usage::
 
-        clf = SuiteClassifier()
+        clf = PrototypeClassifier()
         logits = clf.logits(["dzień dobry ..."], adapter, num_labels=2)   # (1, 2)
     """
 
@@ -118,3 +120,6 @@ class SuiteClassifier:
         labels = torch.tensor([y for _, y in examples])
         pred = self.logits(texts, adapter, num_labels).argmax(-1).cpu()
         return float((pred == labels).float().mean())
+
+
+SuiteClassifier = PrototypeClassifier  # the name the built-in suite has always used
