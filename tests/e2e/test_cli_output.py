@@ -24,7 +24,7 @@ def test_simple_command_prints_nothing_on_stderr(tmp_path, env):
 
 def test_verbose_levels(tmp_path, env):
     info = run_cli("-v", "bank", "stats", "--bank", tmp_path / "b1.duckdb", env=env)
-    assert info.returncode == 0 and "INFO loragen.bank.schema" in info.stderr
+    assert info.returncode == 0 and "INFO loragen.bank.store.schema" in info.stderr
     assert "faiss" not in info.stderr  # the loader's chatter needs -vv
     debug = run_cli("bank", "stats", "--bank", tmp_path / "b2.duckdb", "-vv", env=env)
     assert debug.returncode == 0 and "faiss.loader" in debug.stderr
