@@ -35,6 +35,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--condition", action="append", choices=["description", "labels", "examples"], default=None,
                    help="what each --method gets besides the description: nothing, the label names, or 8 labelled "
                    "training examples (repeatable; default: all three, one row each)")
+    p.add_argument("--control", action="append", choices=["random", "othertask", "none"], default=None,
+                   help="random-description controls for retrieval and each --method: a random string of the same "
+                   "length, or another task's description (repeatable; default: both; 'none' skips them)")
     p.add_argument("--max-examples", type=positive_int, default=64, metavar="N",
                    help="test examples per task (default 64)")
     p.add_argument("--max-tasks", type=positive_int, default=None, metavar="N",
@@ -51,7 +54,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from loragen.bank.evaluate import BASELINES, CONDITIONS, EVAL_SPLITS, evaluate
+    from loragen.bank.evaluate import BASELINES, CONDITIONS, CONTROLS, EVAL_SPLITS, evaluate
     from loragen.bank.store import Bank
     from loragen.bank.tasks import BUILTIN, get_provider
     from loragen.bank.train import TrainConfig
@@ -67,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
         report = evaluate(bank, methods, splits=args.split or EVAL_SPLITS, baselines=args.baseline or BASELINES,
                           max_examples=args.max_examples, max_tasks=args.max_tasks, classifier=classifier,
                           multitask_config=config, progress=not args.no_progress,
-                          conditions=args.condition or CONDITIONS)
+                          conditions=args.condition or CONDITIONS,
+                          controls=[c for c in args.control or CONTROLS if c != "none"])
     report.config["arguments"] = {k: v if isinstance(v, (int, float, list, type(None))) else str(v)
                                   for k, v in vars(args).items() if k != "func"}
     print(report.table())

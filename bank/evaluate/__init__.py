@@ -12,15 +12,17 @@ Usage::
 from loragen.bank.evaluate.harness import (
     BASELINES,
     CONDITIONS,
+    CONTROLS,
     N_EXAMPLES,
     EvalReport,
     FixedGenerator,
     evaluate,
     mean_adapter,
+    random_description,
 )
 from loragen.bank.evaluate.splits import EVAL_SPLITS, EvalSplit, eval_descriptions, split_tasks
 
 __all__ = [
-    "BASELINES", "CONDITIONS", "EVAL_SPLITS", "EvalReport", "EvalSplit", "FixedGenerator", "N_EXAMPLES",
-    "eval_descriptions", "evaluate", "mean_adapter", "split_tasks",
+    "BASELINES", "CONDITIONS", "CONTROLS", "EVAL_SPLITS", "EvalReport", "EvalSplit", "FixedGenerator", "N_EXAMPLES",
+    "eval_descriptions", "evaluate", "mean_adapter", "random_description", "split_tasks",
 ]

@@ -11,6 +11,11 @@ Methods compared (all scored with the same classifier, the tasks' provider's, on
     alone, reported under the method's name), "labels" (+ the label names in order, `NAME+labels`) and "examples"
     (+ 8 labelled training examples, `NAME+8examples`).
 
+Random-description controls (Text-to-LoRA's): every method that reads the description (retrieval and the given
+generators) is also asked with a random string of the same length (`NAME+random`) and with the description of
+another task of the same split (`NAME+othertask`). A generator that reads its description must score clearly
+higher with the aligned one; `EvalReport.summary[split][NAME]["aligned_minus_random"]` holds the gap.
+
 Normalised gain = (acc - acc_base) / (acc_oracle - acc_base) on accuracies aggregated over the split: per-task base
 accuracy swings widely with a fixed head (and base(B, A) = 1 - base(A, B)), so per-task ratios are unstable.
 
@@ -48,6 +53,7 @@ logger = logging.getLogger(__name__)
 
 BASELINES = ("base", "oracle", "mean", "multitask", "retrieval")
 CONDITIONS = ("description", "labels", "examples")
+CONTROLS = ("random", "othertask")  # descriptions that do not describe the task
 N_EXAMPLES = 8  # labelled examples given with the "examples" condition
 MEAN_RANK = 16  # rank of the SVD-compressed mean adapter
 
@@ -199,8 +205,29 @@ def _aggregate(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, floa
 
 
 def _row_name(method: str, condition: str) -> str:
-    return {"description": method, "labels": f"{method}+labels", "examples": f"{method}+{N_EXAMPLES}examples"}[
-        condition]
+    return {"description": method, "labels": f"{method}+labels", "examples": f"{method}+{N_EXAMPLES}examples",
+            "random": f"{method}+random", "othertask": f"{method}+othertask"}[condition]
+
+
+def random_description(description: str, seed: int) -> str:
+    """A random string of lower-case words with the same length as `description` (the control's wording)."""
+    rng = random.Random(f"{seed}:{description}")
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    words, length = [], 0
+    while length < len(description):
+        word = "".join(rng.choice(letters) for _ in range(rng.randint(2, 9)))
+        words.append(word)
+        length += len(word) + 1
+    return " ".join(words)[: max(1, len(description))]
+
+
+def _control_gaps(summary: dict[str, dict[str, dict[str, float]]]) -> None:
+    """Add `aligned_minus_random` (accuracy with the description minus with a random string) per method."""
+    for per_method in summary.values():
+        for method, stats in per_method.items():
+            random_row = per_method.get(f"{method}+random")
+            if random_row is not None:
+                stats["aligned_minus_random"] = stats["accuracy"] - random_row["accuracy"]
 
 
 def evaluate(
@@ -217,6 +244,7 @@ def evaluate(
     seed: int = 0,
     progress: bool = True,
     conditions: Sequence[str] = ("labels",),
+    controls: Sequence[str] = CONTROLS,
 ) -> EvalReport:
     """Score base, oracle, mean, multi-task, retrieval and the given generators on the evaluation splits.
 
@@ -234,13 +262,14 @@ def evaluate(
         seed: the generators' sampling seed.
         progress: show a progress bar.
         conditions: what the extra generators are given besides the wording (see `CONDITIONS`); each is a row.
+        controls: random-description controls (see `CONTROLS`) for retrieval and the extra generators.
 
     Raises:
         ValueError: an unknown split or baseline name, or a bank with no built task.
         TaskDataError: tasks of several providers without a classifier given, or a task no provider owns.
     """
     unknown = [b for b in baselines if b not in BASELINES] + [s for s in splits if s not in EVAL_SPLITS] + \
-        [c for c in conditions if c not in CONDITIONS]
+        [c for c in conditions if c not in CONDITIONS] + [c for c in controls if c not in CONTROLS]
     if unknown:
         raise ValueError(f"unknown baselines/splits/conditions {unknown}; baselines: {BASELINES}, splits: "
                          f"{EVAL_SPLITS}, conditions: {CONDITIONS}")
@@ -257,11 +286,16 @@ def evaluate(
     config = multitask_config or TrainConfig(steps=300, min_steps=300, batch_size=32, stop_loss=0.0)
     gens = {m: (g, "labels") for m, g in _baseline_generators(bank, all_tasks, finals, classifier, baselines,
                                                              config).items()}
+    readers = {m: g for m, (g, _) in gens.items() if m == "retrieval"} | dict(methods or {})
     for m, g in (methods or {}).items():
         gens.update({_row_name(m, c): (g, c) for c in conditions})
+    for m, g in readers.items():
+        gens.update({_row_name(m, c): (g, c) for c in controls})
     score = _Scorer(classifier, max_examples)
     chosen = {s: _sample(split_tasks(all_tasks, s), max_tasks, seed) for s in splits}
     work = [(s, t) for s in splits for t in chosen[s]]
+    others = {s: {t.name: chosen[s][(i + 1) % len(chosen[s])] for i, t in enumerate(chosen[s])} for s in splits
+              if chosen[s]}
     rows: list[dict[str, Any]] = []
     for split, task in tqdm(work, desc="eval", unit="task", disable=not progress):
         fixed = {"base": None, "oracle": bank.get(finals[task.name])}
@@ -270,6 +304,10 @@ def evaluate(
         for m, (gen, condition) in gens.items():
             accs = []
             for description in eval_descriptions(task, split):
+                if condition == "random":
+                    description = random_description(description, seed)
+                elif condition == "othertask":
+                    description = eval_descriptions(others[split][task.name], split)[0]
                 request = GenerationRequest(
                     description, labels=task.labels if condition == "labels" else None,
                     examples=few_shot_examples(task, N_EXAMPLES, seed) if condition == "examples" else None,
@@ -279,4 +317,6 @@ def evaluate(
     counts = {s: len(chosen[s]) for s in splits}
     cfg = {"max_examples": max_examples, "max_tasks": max_tasks, "seed": seed, "tasks_per_split": counts,
            "methods": list(gens)}
-    return EvalReport(rows=rows, summary=_aggregate(rows), config=cfg)
+    summary = _aggregate(rows)
+    _control_gaps(summary)
+    return EvalReport(rows=rows, summary=summary, config=cfg)

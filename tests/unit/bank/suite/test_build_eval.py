@@ -123,11 +123,19 @@ def test_harness_reports_every_split_and_method_with_normalised_gain(built_bank,
     assert report.config["tasks_per_split"] == {"in_bank": 9, "heldout_task": 3, "heldout_paraphrase": 9}
     for split in report.summary:
         assert set(report.summary[split]) == {"base", "oracle", "mean", "multitask", "retrieval", "lookup",
-                                              "lookup+labels", "lookup+8examples"}
+                                              "lookup+labels", "lookup+8examples", "lookup+random",
+                                              "lookup+othertask", "retrieval+random", "retrieval+othertask"}
         assert report.summary[split]["base"]["normalised_gain"] == 0.0
         assert report.summary[split]["oracle"]["normalised_gain"] == 1.0
     assert report.summary["in_bank"]["lookup"]["accuracy"] == report.summary["in_bank"]["oracle"]["accuracy"]
-    assert len(report.rows) == 8 * (9 + 3 + 9)
+    assert len(report.rows) == 12 * (9 + 3 + 9)
+    # The random-description controls: a generator that reads its description loses when it gets a random string
+    # or another task's description; the lookup generator finds no task for either.
+    in_bank = report.summary["in_bank"]
+    assert in_bank["lookup"]["aligned_minus_random"] > 0.2
+    assert in_bank["lookup+othertask"]["accuracy"] < in_bank["lookup"]["accuracy"] - 0.2
+    randoms = [r.description for r in lookup.requests if set(r.description) <= set("abcdefghijklmnopqrstuvwxyz ")]
+    assert len(randoms) >= 9 + 3 + 9 and not set(randoms) & set(lookup.by_description)
     # each condition gets what it names: the wording alone, + label names, + 8 training examples of every label
     kinds = {(r.labels is not None, r.examples is not None) for r in lookup.requests}
     assert kinds == {(False, False), (True, False), (False, True)}
@@ -167,7 +175,8 @@ def test_cli_eval_scores_a_trained_cvae_per_condition(built_bank, tmp_path, caps
                  "--method", f"cvae={ckpt}", "--condition", "description", "--condition", "examples",
                  "--max-examples", "8", "--json", str(out), "--plot", str(tmp_path / "e.png"), "--no-progress"]) == 0
     summary = json.loads(out.read_text())["summary"]["heldout_task"]
-    assert set(summary) == {"base", "oracle", "cvae", "cvae+8examples"}
+    assert set(summary) == {"base", "oracle", "cvae", "cvae+8examples", "cvae+random", "cvae+othertask"}
+    assert "aligned_minus_random" in summary["cvae"]
     assert all(0.0 <= row["accuracy"] <= 1.0 for row in summary.values())
     capsys.readouterr()
     assert main(["eval", "--bank", str(path), "--method", f"cvae={tmp_path / 'missing'}", "--no-progress"]) == 1
