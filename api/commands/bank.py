@@ -1,4 +1,7 @@
-"""`loragen bank add|import|export|search|reindex|stats`: manage the LoRA bank from the shell.
+"""`loragen bank add|import|export|search|reindex|stats|build|tasks|train`: manage the LoRA bank from the shell.
+
+`add`/`import` live in `bank_import`, `build` (the built-in suite) in `bank_build`, `tasks` (your own tasks from a
+manifest) in `bank_tasks`, `train` (oracles for your own tasks) in `bank_train`.
 
 Every command takes `--bank PATH` (`_options.add_bank`: default `$LORAGEN_HOME/bank.duckdb`, else the user data
 directory).
@@ -13,11 +16,14 @@ import importlib.util
 import json
 from pathlib import Path
 
+from loragen.api.commands import bank_import
 from loragen.api.commands._options import add_bank, non_empty, positive_int
 
 EPILOG = """examples:
   loragen bank add ./my-adapter --description "classify Polish vs Czech sentences"
-  loragen bank import ./adapters/* --skip-duplicates
+  loragen bank import ./adapters/* --skip-duplicates      # descriptions from each dir's loragen.json
+  loragen bank import --manifest adapters.jsonl --base-model ./my-llama
+  loragen bank tasks import tasks.yaml && loragen bank train && loragen bank tasks list
   loragen bank search "is this review positive?" -k 5
   loragen bank search --adapter ./my-adapter -k 5
   loragen bank export 3f2a9c0d1b2e4f5a ./out
@@ -25,20 +31,19 @@ EPILOG = """examples:
   loragen bank stats
 """
 # Subcommands written elsewhere that hook into `loragen bank` (each module exposes add_parser(bank_subparsers)).
-_EXTENSIONS = ("loragen.api.commands.bank_build",)
+_EXTENSIONS = ("loragen.api.commands.bank_build", "loragen.api.commands.bank_tasks", "loragen.api.commands.bank_train")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bank",
-        help="manage the LoRA bank (add, import, export, search, reindex, stats)",
+        help="manage the LoRA bank (add, import, export, search, reindex, stats, build, tasks, train)",
         description="Manage the LoRA bank: a DuckDB file of canonical adapters with FAISS search indexes.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     bank_sub = p.add_subparsers(dest="bank_command", metavar="BANK_COMMAND", required=True)
-    _add_add(bank_sub)
-    _add_import(bank_sub)
+    bank_import.add_parser(bank_sub)
     _add_export(bank_sub)
     _add_search(bank_sub)
     _add_simple(bank_sub, "reindex", "rebuild the search indexes atomically (for cron/systemd timers)", _run_reindex)
@@ -46,35 +51,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     for module in _EXTENSIONS:
         if importlib.util.find_spec(module) is not None:
             importlib.import_module(module).add_parser(bank_sub)
-
-
-def _add_common_write(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", default=None, help="name of the task the adapter solves")
-    p.add_argument("--kind", default="uploaded", choices=["final", "checkpoint", "generated", "uploaded"])
-    p.add_argument("--keep-original", action="store_true", help="also keep the factors as given (not only canonical)")
-    p.add_argument("--skip-duplicates", action="store_true",
-                   help="an adapter already in the bank returns its id instead of failing")
-
-
-def _add_add(bank_sub) -> None:
-    p = bank_sub.add_parser("add", help="add one PEFT adapter directory", description="Add one PEFT LoRA adapter "
-                            "directory (safetensors) to the bank, in canonical form; prints its id.")
-    p.add_argument("adapter", type=Path, help="PEFT adapter directory")
-    p.add_argument("--description", default=None, help="what the adapter does (searchable)")
-    _add_common_write(p)
-    add_bank(p)
-    p.set_defaults(func=_run_add)
-
-
-def _add_import(bank_sub) -> None:
-    p = bank_sub.add_parser("import", help="import many PEFT adapter directories", description="Import PEFT adapter "
-                            "directories; a directory without adapter_config.json is searched one level down. Each "
-                            "adapter is its own transaction; the first error stops the import (earlier ones stay).")
-    p.add_argument("paths", nargs="+", type=Path, help="adapter directories or folders of them")
-    p.add_argument("--description", default=None, help="description for every adapter (default: from metadata)")
-    _add_common_write(p)
-    add_bank(p)
-    p.set_defaults(func=_run_import)
 
 
 def _add_export(bank_sub) -> None:
@@ -107,49 +83,6 @@ def _open(args: argparse.Namespace):
     from loragen.bank.store import Bank
 
     return Bank.open(args.bank)
-
-
-def _write_kwargs(args: argparse.Namespace) -> dict:
-    return {
-        "description": args.description,
-        "task": args.task,
-        "kind": args.kind,
-        "keep_original": args.keep_original,
-        "on_duplicate": "skip" if args.skip_duplicates else "error",
-    }
-
-
-def _run_add(args: argparse.Namespace) -> int:
-    with _open(args) as bank:
-        print(bank.import_peft(args.adapter, **_write_kwargs(args)))
-    return 0
-
-
-def _adapter_dirs(paths: list[Path]) -> list[Path]:
-    from loragen.bank.errors import AdapterFormatError
-    from loragen.bank.lora.peft_format import CONFIG_NAME
-
-    found: list[Path] = []
-    for path in paths:
-        if (path / CONFIG_NAME).is_file():
-            found.append(path)
-        elif path.is_dir():
-            found.extend(sorted(p.parent for p in path.glob(f"*/{CONFIG_NAME}")))
-        else:
-            raise AdapterFormatError(f"{path}: not a directory; expected PEFT adapter directories.")
-    if not found:
-        raise AdapterFormatError(f"no PEFT adapter directories (with {CONFIG_NAME}) under {[str(p) for p in paths]}")
-    return found
-
-
-def _run_import(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    dirs = _adapter_dirs(args.paths)
-    with _open(args) as bank:
-        for path in tqdm(dirs, desc="import", unit="adapter", disable=len(dirs) < 5):
-            print(f"{bank.import_peft(path, **_write_kwargs(args))}\t{path}")
-    return 0
 
 
 def _run_export(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ from torch import nn
 
 from loragen.bank.errors import AdapterShapeError
 from loragen.bank.lora.adapter import LoraAdapter
-from loragen.bank.lora.layers import target_weights
+from loragen.bank.lora.layers import _is_conv1d, target_weights
 
 
 def _hook(a: torch.Tensor, b: torch.Tensor, scaling: float):
@@ -53,7 +53,7 @@ def lora_applied(
         pairs = dict(factors)
         scaling = 1.0 if scaling is None else scaling
     named = dict(model.named_modules())
-    missing = [m for m in pairs if not isinstance(named.get(m), nn.Linear)]
+    missing = [m for m in pairs if not (isinstance(named.get(m), nn.Linear) or _is_conv1d(named.get(m)))]
     if missing:
         raise AdapterShapeError(f"no linear layer named {missing[:3]} in {type(model).__name__}")
     handles = [named[m].register_forward_hook(_hook(a, b, scaling)) for m, (a, b) in pairs.items()]

@@ -10,7 +10,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
@@ -19,9 +19,9 @@ import duckdb
 import numpy as np
 import torch
 
-from loragen.bank.base_model import canonical_base_model_id, resolve_base_model
+from loragen.bank.base_model import PACKAGED, canonical_base_model_id, packaged_model, resolve_base_model
 from loragen.bank.embed import TextEncoder, weight_embedding
-from loragen.bank.errors import BankError, DuplicateAdapterError, NotFoundError
+from loragen.bank.errors import BankError, DuplicateAdapterError, NotFoundError, UnknownBaseModelError
 from loragen.bank.lora.adapter import LoraAdapter
 from loragen.bank.lora.canonical import canonicalize
 from loragen.bank.lora.layers import target_weights
@@ -116,6 +116,7 @@ class AdapterTable:
         metrics: dict[str, Any] | None = None,
         keep_original: bool = False,
         on_duplicate: OnDuplicate = "error",
+        paraphrases: Sequence[str] = (),
     ) -> str:
         """Validate and store `adapter`; see `Bank.add`."""
         if kind not in KINDS:
@@ -134,6 +135,8 @@ class AdapterTable:
             task_record.description if task_record else None
         )
         metadata = {k: v for k, v in canon.metadata.items() if k not in ("id", "task", "description")}
+        if paraphrases:
+            metadata["paraphrases"] = list(paraphrases)
         if keep_original:
             metadata["original"] = {"r": adapter.r, "lora_alpha": adapter.lora_alpha, "use_rslora": adapter.use_rslora}
         adapter_id = uuid.uuid4().hex[:16]
@@ -147,7 +150,8 @@ class AdapterTable:
             tensors += tensor_rows(adapter_id, adapter.to("cpu"), "original")
         if len(tensors) > BLOBS_PER_ADAPTER:
             raise BankError(f"an adapter may hold at most {BLOBS_PER_ADAPTER} tensors, this one has {len(tensors)}")
-        vectors = {"weight": weight_embedding(canon), "text": self._text_vector(description, task_record)}
+        vectors = {"weight": weight_embedding(canon),
+                   "text": self._text_vector(description, task_record, paraphrases)}
         try:
             seq = self._write(row, tensors, vectors)
         except _Duplicate as dup:
@@ -210,8 +214,9 @@ class AdapterTable:
         target_weights(model, adapter)
         return base_id
 
-    def _text_vector(self, description: str | None, task: TaskRecord | None) -> np.ndarray | None:
-        texts = [description] if description else []
+    def _text_vector(self, description: str | None, task: TaskRecord | None,
+                     paraphrases: Sequence[str] = ()) -> np.ndarray | None:
+        texts = ([description] if description else []) + [p for p in paraphrases if p]
         if task is not None:
             texts += list(task.paraphrases)
         if not texts:
@@ -235,9 +240,11 @@ class AdapterTable:
         self._indexes.forget(int(row[0]))
 
     def import_peft(self, path: str | os.PathLike, description: str | None, task: str | None, kind: AdapterKind,
-                    keep_original: bool, on_duplicate: OnDuplicate) -> str:
+                    keep_original: bool, on_duplicate: OnDuplicate, base_model: str | None = None,
+                    paraphrases: Sequence[str] = ()) -> str:
         """Load a PEFT directory and `add` it; see `Bank.import_peft`."""
         adapter = load_peft(path)
+        adapter = replace(adapter, base_model=adapter_base_model(path, adapter.base_model, base_model))
         return self.add(
             adapter,
             task=task or adapter.metadata.get("task"),
@@ -247,6 +254,7 @@ class AdapterTable:
             metrics=adapter.metadata.get("metrics"),
             keep_original=keep_original,
             on_duplicate=on_duplicate,
+            paraphrases=paraphrases,
         )
 
     def export_peft(self, adapter_id: str, path: str | os.PathLike, original: bool) -> Path:
@@ -304,6 +312,27 @@ class AdapterTable:
     def _original_sha(self, adapter_id: str) -> str:
         sql = "SELECT original_sha256 FROM adapters WHERE id = ?"
         return self._db.cursor().execute(sql, [adapter_id]).fetchone()[0]
+
+
+def adapter_base_model(adapter_dir: str | os.PathLike, recorded: str, override: str | None = None) -> str:
+    """The base model an imported PEFT directory is for: `override` when given, else its config's
+    `base_model_name_or_path`, where a relative path is taken relative to the adapter directory (not the cwd).
+
+    Raises:
+        UnknownBaseModelError: the recorded name is neither a packaged model, an absolute directory, nor a
+            directory relative to the adapter (the message says how to name the base model instead).
+    """
+    if override:
+        return override
+    if not recorded or packaged_model(recorded) is not None or Path(recorded).expanduser().is_absolute():
+        return recorded
+    local = Path(adapter_dir) / recorded
+    if (local / "config.json").is_file():
+        return str(local.resolve())
+    raise UnknownBaseModelError(
+        f"unknown base model {recorded!r} in {Path(adapter_dir) / 'adapter_config.json'}: not a packaged model "
+        f"({', '.join(m.aliases[-1] for m in PACKAGED)}) nor a transformers directory relative to the adapter "
+        f"({local.resolve()} has no config.json); give the base model explicitly (CLI: --base-model NAME|DIR)")
 
 
 def insert_embedding(cur: duckdb.DuckDBPyConnection, adapter_id: str, space: str, model: str, vec: np.ndarray) -> None:

@@ -165,6 +165,22 @@ class Bank:
         """
         return self._tasks.set_data(name, {"train": list(train), "val": list(val), "test": list(test)})
 
+    def put_task(self, task: TaskRecord, train: Sequence[StoredExample], val: Sequence[StoredExample] = (),
+                 test: Sequence[StoredExample] = ()) -> int:
+        """Insert or replace a task together with its examples (replacing earlier ones), in one transaction.
+
+        Returns:
+            How many examples were stored.
+
+        Raises:
+            ValueError: a task without name or description, or a malformed example (nothing is written).
+        """
+        return self._tasks.put(task, {"train": list(train), "val": list(val), "test": list(test)})
+
+    def task_example_counts(self) -> dict[str, dict[str, int]]:
+        """Stored examples per task and split ("train", "val", "test"); tasks without stored examples are absent."""
+        return self._tasks.counts()
+
     def task_data(self, name: str) -> dict[str, list[StoredExample]] | None:
         """A task's stored examples by split ("train", "val", "test"), or None when it has none stored."""
         return self._tasks.data(name)
@@ -180,6 +196,7 @@ class Bank:
         metrics: dict[str, Any] | None = None,
         keep_original: bool = False,
         on_duplicate: OnDuplicate = "error",
+        paraphrases: Sequence[str] = (),
     ) -> str:
         """Store an adapter (canonical form) with its tensors and embeddings, all in one transaction.
 
@@ -195,6 +212,8 @@ class Bank:
             keep_original: also keep the factors as given (`get(id, original=True)`).
             on_duplicate: "error" raises DuplicateAdapterError when the same canonical adapter is already stored;
                 "skip" returns the existing id and changes nothing.
+            paraphrases: other wordings of this adapter's description (kept in its metadata; the text embedding
+                averages them with the description and the task's paraphrases).
 
         Returns:
             The new adapter's id (or the existing id for a skipped duplicate).
@@ -203,7 +222,8 @@ class Bank:
             UnknownBaseModelError, AdapterShapeError, NonFiniteError: the adapter is not valid; nothing is written.
             DuplicateAdapterError: see `on_duplicate`.
         """
-        return self._adapters.add(adapter, task, description, kind, source, metrics, keep_original, on_duplicate)
+        return self._adapters.add(adapter, task, description, kind, source, metrics, keep_original, on_duplicate,
+                                  paraphrases)
 
     def delete(self, adapter_id: str) -> None:
         """Remove an adapter, its tensors and embeddings (one transaction).
@@ -221,13 +241,21 @@ class Bank:
         kind: AdapterKind = "uploaded",
         keep_original: bool = False,
         on_duplicate: OnDuplicate = "error",
+        base_model: str | None = None,
+        paraphrases: Sequence[str] = (),
     ) -> str:
-        """Import a PEFT LoRA directory (safetensors only); see `add` for the arguments and errors.
+        """Import a PEFT LoRA directory (safetensors only); see `add` for the other arguments and errors.
+
+        Args:
+            base_model: the base model the adapter is for (default: its config's `base_model_name_or_path`; a
+                relative path there is taken relative to the adapter directory, not the working directory).
 
         Raises:
             AdapterFormatError: not a PEFT LoRA directory, pickled weights, unreadable safetensors.
+            UnknownBaseModelError: the base model cannot be found (see `base_model`).
         """
-        return self._adapters.import_peft(path, description, task, kind, keep_original, on_duplicate)
+        return self._adapters.import_peft(path, description, task, kind, keep_original, on_duplicate, base_model,
+                                          paraphrases)
 
     def export_peft(self, adapter_id: str, path: str | os.PathLike, original: bool = False) -> Path:
         """Write an adapter as a PEFT directory (canonical form, or the kept original); returns the directory."""

@@ -94,21 +94,41 @@ class TaskTable:
             ValueError: an unknown split, or an example that is neither kind (nothing is written).
         """
         self.get(name)
-        rows = []
-        for split, examples in splits.items():
-            if split not in SPLITS:
-                raise ValueError(f"task {name!r}: unknown split {split!r}; use {list(SPLITS)}")
-            for i, (text, target) in enumerate(examples):
-                if not isinstance(text, str) or isinstance(target, bool) or not isinstance(target, (int, str)):
-                    raise ValueError(f"task {name!r}, {split}[{i}]: expected (text, label index) or (input, output) "
-                                     f"strings, got ({type(text).__name__}, {type(target).__name__})")
-                rows.append([name, split, i, text, target if isinstance(target, int) else None,
-                             target if isinstance(target, str) else None])
+        rows = _example_rows(name, splits)
         with self._db.transaction() as cur:
             cur.execute("DELETE FROM task_examples WHERE task = ?", [name])
             if rows:
                 cur.executemany("INSERT INTO task_examples VALUES (?, ?, ?, ?, ?, ?)", rows)
         return len(rows)
+
+    def put(self, task: TaskRecord, splits: dict[str, list[StoredExample]]) -> int:
+        """Insert or replace `task` together with its examples (replacing any stored before), in one transaction.
+
+        Returns:
+            How many examples were stored.
+
+        Raises:
+            ValueError: a task without a name or description, an unknown split or a malformed example (nothing is
+                written).
+        """
+        row = _row(task)
+        if not row[0] or not row[1]:
+            raise ValueError(f"a task needs a name and a description, got name={row[0]!r}")
+        rows = _example_rows(task.name, splits)
+        with self._db.transaction() as cur:
+            cur.execute("INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+            cur.execute("DELETE FROM task_examples WHERE task = ?", [task.name])
+            if rows:
+                cur.executemany("INSERT INTO task_examples VALUES (?, ?, ?, ?, ?, ?)", rows)
+        return len(rows)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Stored examples per task and split (tasks without stored examples are absent)."""
+        out: dict[str, dict[str, int]] = {}
+        sql = "SELECT task, split, count(*) FROM task_examples GROUP BY task, split"
+        for task, split, n in self._db.cursor().execute(sql).fetchall():
+            out.setdefault(task, dict.fromkeys(SPLITS, 0))[split] = int(n)
+        return out
 
     def data(self, name: str) -> dict[str, list[StoredExample]] | None:
         """`name`'s stored examples by split (every split present, possibly empty), or None when none are stored."""
@@ -121,3 +141,22 @@ class TaskTable:
         for split, text, label, output in rows:
             out[split].append((text, int(label) if label is not None else output))
         return out
+
+
+def _example_rows(name: str, splits: dict[str, list[StoredExample]]) -> list[list]:
+    """task_examples rows for `name`'s examples, after checking every split name and example.
+
+    Raises:
+        ValueError: an unknown split, or an example that is neither (text, label index) nor (input, output).
+    """
+    rows = []
+    for split, examples in splits.items():
+        if split not in SPLITS:
+            raise ValueError(f"task {name!r}: unknown split {split!r}; use {list(SPLITS)}")
+        for i, (text, target) in enumerate(examples):
+            if not isinstance(text, str) or isinstance(target, bool) or not isinstance(target, (int, str)):
+                raise ValueError(f"task {name!r}, {split}[{i}]: expected (text, label index) or (input, output) "
+                                 f"strings, got ({type(text).__name__}, {type(target).__name__})")
+            rows.append([name, split, i, text, target if isinstance(target, int) else None,
+                         target if isinstance(target, str) else None])
+    return rows

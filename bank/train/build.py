@@ -100,14 +100,27 @@ def build_task(bank, spec: TaskRecord, classifier: Classifier, oracle: OracleSou
     metrics["split"] = spec.split
     metrics["seconds"] = time.perf_counter() - start
     bank.add_task(spec)
-    source = f"{provider_name(spec) or 'unknown'}/{spec.data_ref.get('version', 1)}"
-    for ckpt in result.checkpoints:
-        bank.add(ckpt, task=spec.name, description=spec.description, kind="checkpoint", source=source,
-                 metrics={"step": ckpt.metadata.get("step")}, on_duplicate="skip")
-    # The final adapter goes in last: its presence marks the task as built (resume skips it).
-    bank.add(result.final, task=spec.name, description=spec.description, kind="final", source=source,
-             metrics=metrics, on_duplicate="skip")
+    store_result(bank, spec, result, metrics)
     return metrics
+
+
+def store_result(bank, spec: TaskRecord, result: TrainResult, metrics: dict) -> list[str]:
+    """Store a task's trained oracle: its trajectory checkpoints, then its final adapter with `metrics` (the
+    final's presence marks the task as built, so it goes in last).
+
+    Returns:
+        The ids stored (an adapter already in the bank keeps its id), the final adapter's last.
+    """
+    source = trained_source(spec)
+    ids = [bank.add(ckpt, task=spec.name, description=spec.description, kind="checkpoint", source=source,
+                    metrics={"step": ckpt.metadata.get("step")}, on_duplicate="skip") for ckpt in result.checkpoints]
+    return [*ids, bank.add(result.final, task=spec.name, description=spec.description, kind="final", source=source,
+                           metrics=metrics, on_duplicate="skip")]
+
+
+def trained_source(spec: TaskRecord) -> str:
+    """The `source` recorded on the adapters the recipe trains for `spec` ("<provider>/<data version>")."""
+    return f"{provider_name(spec) or 'unknown'}/{spec.data_ref.get('version', 1)}"
 
 
 def build_bank(bank, tasks: Sequence[TaskRecord], oracle: OracleSource | None = None,
