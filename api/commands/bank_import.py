@@ -164,7 +164,10 @@ def _resolve(item: _Adapter, args: argparse.Namespace, tasks: dict[str, Any], pr
     """Fill in description, task and paraphrases from the flags, the sidecar, the adapter's metadata, its task."""
     sidecar: dict[str, Any] = {}
     if (item.path / SIDECAR).is_file():
-        sidecar = _fields(_read_json(item.path / SIDECAR, problems), SIDECAR_KEYS, str(item.path / SIDECAR), problems)
+        before = len(problems)
+        raw = _read_json(item.path / SIDECAR, problems)
+        if len(problems) == before:
+            sidecar = _fields(raw, SIDECAR_KEYS, str(item.path / SIDECAR), problems)
     own = _own_metadata(item.path)
     task = args.task or item.task or sidecar.get("task") or (own.get("task") if isinstance(own.get("task"), str)
                                                                else None)
