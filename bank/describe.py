@@ -1,15 +1,27 @@
-"""Reading a task description structurally: which clause talks about which label index.
+"""Reading a task description structurally: which clause talks about which label index, if any.
 
-A mean-pooled description embedding barely tells "label 0 if Polish, label 1 if Czech" from the reverse (cosine
-0.998: issue 5, pitfall 1), yet the two need opposite adapters. Both generators therefore cut a description into
-clauses, give each clause that names a label index ("label 0 ...", "... is 1") to that label's slot, and embed
-each slot's text on its own with the index words and the phrasing filler removed. This module is that parsing,
-shared by `hypernet.condition` (the CVAE's condition slots) and `meta.condition` (ABMLL's slot embedding).
+A description is free text first: both generators always embed the whole of it (Text-to-LoRA's condition), and a
+task with no labels (a generation task: "summarise legal text in 3 sentences") is nothing but that text. Label
+slots come on top, only where the description clearly names label indices, because a mean-pooled embedding barely
+tells "label 0 if Polish, label 1 if Czech" from the reverse (cosine 0.998: issue 5, pitfall 1), yet the two need
+opposite adapters. Such a description is cut into clauses; each clause that names a label index goes to that
+label's slot and is embedded on its own with the index words and the phrasing filler removed. This module is that
+parsing, shared by `hypernet.condition` (the CVAE's condition slots) and `meta.condition` (ABMLL's slot embedding).
+
+A number is a label index only in one of these forms (a bare number in running text is not: "in 3 sentences"):
+
+    after a label noun        "label 0 ...", "class one is ...", "... is label 1", "category 2"
+    after an output verb,     "output 1 if ...", "predict 0 for ...", "answer 1 when ...", "return 0 otherwise"
+      before a condition
+    opening a clause,         "0 = Polish", "0: Polish", "2 is Czech", "1 for Czech", "0 means ...", "..., 0 otherwise"
+      before a mapping word
+    in parentheses            "Polish (0) or Czech (1)"
 
 Usage::
 
     segment_description("label 0 if the sentence is Polish, label 1 if it is Czech", max_slots=3)
     # {0: "Polish", 1: "Czech"}
+    segment_description("summarise legal text in 3 sentences", max_slots=8)   # {}: free text, no label slots
     label_indices("predict 1 for German")   # [1]
 """
 
@@ -20,11 +32,21 @@ import re
 _CLAUSE_SPLIT = re.compile(r"[,;:.!?\n]+|\b(?:and|or|while|whereas|but|otherwise|else)\b", re.IGNORECASE)
 _INDEX_WORDS = {"zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
                 "nine": 9}
-# A label index: a standalone number, or a number word right after "label"/"class"/... ("class one").
-_INDEX = re.compile(
-    r"(?<![\w.])(\d{1,2})(?![\w.])|\b(?:label|class|category|output|answer|tag)\s+(?:is\s+)?("
-    + "|".join(_INDEX_WORDS) + r")\b",
-    re.IGNORECASE,
+_DIGIT = r"(?<![\w.])(?P<d>\d{1,2})(?![\w.])"  # "3.5", "v2" and "100" are not label indices
+_NUMBER = r"(?:(?<![\w.])(?P<d>\d{1,2})(?![\w.])|(?P<w>" + "|".join(_INDEX_WORDS) + r")\b)"
+_CONDITION = r"(?=\s*(?:$|[,;:.!?\n)]|\b(?:if|when|whenever|for|where|otherwise|else|unless)\b))"
+_CLAUSE_START = r"(?:^|(?<=[,;:.!?\n(])|(?<=\band)|(?<=\bor)|(?<=\bwhile)|(?<=\bbut)|(?<=\botherwise)|(?<=\belse))"
+_MAPS_TO = r"(?=\s*(?:$|[=:,;.!?\n]|->|→|=>|[-–]\s|\b(?:is|for|if|when|means?|meaning|stands|otherwise|else)\b))"
+_INDEX_FORMS = (
+    # "label 0", "class one", "Polish is label 1", "category 2"
+    re.compile(r"\b(?:label|class|category|tag)s?\s+(?:is\s+|=\s*|#\s*)?" + _NUMBER, re.IGNORECASE),
+    # "output 1 if", "predict 0 for", "answer one when", "return 0 otherwise", "..., output 1."
+    re.compile(r"\b(?:output|answer|predict|return|respond\s+with|reply\s+with|say|emit|assign|give|choose|pick|"
+               r"mark)\s+" + _NUMBER + _CONDITION, re.IGNORECASE),
+    # "0 = Polish", "0: Polish", "2 is Czech", "1 for Czech", "0 otherwise" at the start of a clause
+    re.compile(_CLAUSE_START + r"\s*[\"'`(]?\s*" + _DIGIT + _MAPS_TO, re.IGNORECASE),
+    # "Polish (0) or Czech (1)"
+    re.compile(r"\(\s*" + _DIGIT + r"\s*\)"),
 )
 # Words that only say "this is a label index"; removed so a slot's text is about its class alone.
 _INDEX_NOISE = re.compile(r"\b(?:labels?|class(?:es)?|categor(?:y|ies)|outputs?|answers?|tags?|ids?|index)\b",
@@ -40,16 +62,32 @@ _FILLER = re.compile(
 )
 
 
+def _index_spans(text: str) -> list[tuple[int, int, int]]:
+    """(start, end, index) of every label index `text` names, in order of appearance, each number once."""
+    found: dict[int, tuple[int, int, int]] = {}
+    for form in _INDEX_FORMS:
+        for m in form.finditer(text):
+            group = "d" if m.group("d") is not None else "w"
+            start, end = m.span(group)
+            value = int(m.group("d")) if group == "d" else _INDEX_WORDS[m.group("w").lower()]
+            found.setdefault(start, (start, end, value))
+    return [found[k] for k in sorted(found)]
+
+
 def label_indices(text: str) -> list[int]:
-    """The label indices `text` names, in order of appearance (digits, or number words after "label"/"class")."""
-    found = []
-    for m in _INDEX.finditer(text):
-        found.append(int(m.group(1)) if m.group(1) is not None else _INDEX_WORDS[m.group(2).lower()])
-    return found
+    """The label indices `text` names, in order of appearance (see the module docstring for what counts).
+
+    Example:
+        label_indices("class one is Polish, 2 is Czech, version 3.5") == [1, 2]
+        label_indices("summarise legal text in 3 sentences") == []
+    """
+    return [value for _, _, value in _index_spans(text)]
 
 
-def _strip_index(clause: str) -> str:
-    text = _INDEX.sub(" ", clause)
+def _strip_index(clause: str, spans: list[tuple[int, int, int]]) -> str:
+    text = clause
+    for start, end, _ in reversed(spans):
+        text = text[:start] + " " + text[end:]
     text = _INDEX_NOISE.sub(" ", text)
     content = re.sub(r"\s+", " ", _FILLER.sub(" ", text)).strip()
     return content or re.sub(r"\s+", " ", text).strip()
@@ -59,14 +97,15 @@ def segment_description(description: str, max_slots: int) -> dict[int, str]:
     """Cut a description into per-label texts: slot index -> its clauses with the index words removed.
 
     A clause naming exactly one label index goes to that slot; a clause naming none continues the slot before it
-    (or is left to the global token when no slot came yet); a clause naming several is ambiguous and skipped.
+    (or is left to the whole-description embedding when no slot came yet); a clause naming several is ambiguous and
+    skipped. A description that names no label index has no slots: it is free text only.
 
     Args:
         description: the task description.
-        max_slots: label slots; indices at or beyond it are not label indices ("classify the 100 sentences").
+        max_slots: label slots; indices at or beyond it are not label indices ("label 100").
 
     Returns:
-        slot index -> the text of its clauses.
+        slot index -> the text of its clauses (empty for free text).
 
     Example:
         "label 0 if the sentence is Polish, label 1 if it is Czech" -> {0: "Polish", 1: "Czech"}
@@ -76,7 +115,8 @@ def segment_description(description: str, max_slots: int) -> dict[int, str]:
     for clause in _CLAUSE_SPLIT.split(description):
         if not clause or not clause.strip():
             continue
-        idx = sorted(set(i for i in label_indices(clause) if i < max_slots))
+        spans = [s for s in _index_spans(clause) if s[2] < max_slots]
+        idx = sorted({value for _, _, value in spans})
         if len(idx) == 1:
             current = idx[0]
         elif len(idx) > 1:
@@ -84,7 +124,7 @@ def segment_description(description: str, max_slots: int) -> dict[int, str]:
             continue
         if current is None:
             continue
-        text = _strip_index(clause)
+        text = _strip_index(clause, spans)
         if text:
             slots.setdefault(current, []).append(text)
     return {k: " ".join(v) for k, v in slots.items()}

@@ -56,7 +56,10 @@ class GenerationRequest:
             problems.append(f"description has {len(self.description)} characters; the limit is {MAX_DESCRIPTION_CHARS}")
         if self.labels is not None:
             if len(self.labels) < 2 or any(not str(lab).strip() for lab in self.labels):
-                problems.append(f"labels must name at least two non-empty classes, got {list(self.labels)}")
+                problems.append(f"labels must name at least two non-empty classes, got {list(self.labels)}: label "
+                                "names are a classification task's classes in label order; a generation task "
+                                "(free-text output) takes none, so leave --labels out and describe the output in "
+                                "the description")
             object.__setattr__(self, "labels", tuple(str(lab) for lab in self.labels))
         if self.examples is not None:
             if len(self.examples) > MAX_EXAMPLES:

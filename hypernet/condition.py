@@ -1,18 +1,19 @@
-"""The condition: a task description (plus optional label names and labelled examples) as per-class slot vectors.
+"""The condition: a task description (plus optional label names and labelled examples) as tokens for the CVAE.
 
-Why slots: a mean-pooled description embedding barely encodes which label goes with which class ("label 0 if
-Polish, label 1 if Czech" and the reverse have cosine 0.998: issue 5, pitfall 1). So the description is read
-structurally (`bank.describe.segment_description`): each clause that names a label index goes to that slot, and
-each slot's text is embedded on its own with the index words removed, so "Polish" in slot 0 and "Polish" in slot 1
-embed alike and the slot position alone says which label it is. Label names and labelled examples (embedded by the
-base model and averaged per label) are further per-slot channels: they state the mapping outright (pitfall 3). A
-whole-description embedding is kept as a global token for what the clauses miss.
+Free text is the main path (Text-to-LoRA's condition): the whole description's embedding is always a condition
+token, and a task without labels (a generation task) is conditioned on nothing else. On top of it, a description
+that clearly names label indices ("label 0 if Polish, label 1 if Czech") is read structurally
+(`bank.describe.segment_description`): each clause naming a label index goes to that slot and is embedded on its
+own with the index words removed, so "Polish" in slot 0 and "Polish" in slot 1 embed alike and the slot position
+alone says which label it is (a mean-pooled embedding cannot tell that description from its reverse: cosine
+0.998, issue 5, pitfall 1). Label names and labelled examples (embedded and averaged per label) are further
+per-slot channels: they state the mapping outright (pitfall 3).
 
 Every channel is whitened with statistics fitted on the training set and stored in the checkpoint (pitfall 2:
 without whitening, end-to-end training stalled at one class for every task).
 
 Layout of one condition (S = max_slots, D = text_dim, C = 3 channels: 0 description clause, 1 label name, 2 examples):
-    slots (S, C, D) raw embeddings, present (S, C) bool, n_slots int, global (D,).
+    slots (S, C, D) raw embeddings, present (S, C) bool, n_slots int (0 for a generation task), global (D,).
 """
 
 from __future__ import annotations
@@ -90,8 +91,20 @@ def condition_texts(
     labels: Sequence[str] | None,
     examples: Sequence[tuple[str, int]] | None,
     max_slots: int,
+    label_slots: bool = True,
 ) -> ConditionTexts:
-    """Parse one request into the texts to embed (see `segment_description`, `count_slots`)."""
+    """Parse one request into the texts to embed (see `segment_description`, `count_slots`).
+
+    Args:
+        description, labels, examples: the request.
+        max_slots: the model's slots.
+        label_slots: False reads the description as free text only (no slots: how generation tasks, which have no
+            labels, are conditioned); then `labels` and `examples` must be None.
+    """
+    if not label_slots:
+        if labels or examples:
+            raise ValueError("a free-text (generation) condition takes no label names or labelled examples")
+        return ConditionTexts(description, {}, None, None, 0)
     n = count_slots(description, labels, examples, max_slots)
     segments = {k: v for k, v in segment_description(description, max_slots).items() if k < n}
     return ConditionTexts(description, segments, tuple(labels) if labels else None,
@@ -116,9 +129,11 @@ def embed_conditions(
         example_vectors: optional precomputed (n_examples, D) embeddings per request, in the order of its
             `examples` (training embeds each task's example pool once; generation passes None).
         global_text: "always" embeds every whole description; "fallback" only those whose clauses do not cover
-            every class (the others get a zero global vector).
+            every class (the others get a zero global vector). A description without label clauses (free text)
+            is always embedded: it is the whole condition.
     """
-    with_global = [global_text == "always" or len(req.segments) < req.n_slots for req in requests]
+    with_global = [global_text == "always" or not req.segments or len(req.segments) < req.n_slots
+                   for req in requests]
     texts: list[str] = []
     for i, req in enumerate(requests):
         if with_global[i]:

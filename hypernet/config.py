@@ -29,7 +29,8 @@ class ConditionConfig:
         n_examples: how many labelled examples a training item carries when it has them.
         example_pool: examples per task embedded once before training (items draw `n_examples` from these).
         p_drop_global: probability that a training item's whole-description token is zeroed, so the model
-            learns to read the per-label slots rather than memorise wordings (held-out paraphrases).
+            learns to read the per-label slots rather than memorise wordings (held-out paraphrases). Only items
+            whose wording has label clauses are dropped: for free text the description token is the condition.
         global_text: "always" embeds the whole description for the global token; "fallback" only when the parser
             did not find a clause for every class (otherwise the token is zero). The whole description is the one
             long text the encoder must run on per request (the short per-label texts repeat and are cached), so

@@ -7,6 +7,11 @@ with `n_examples` labelled examples (embedded once by the base model, averaged p
 p_examples. Held-out tasks (split "heldout") are never read. Tasks, adapters and examples come from a training
 source (`bank.tasks.TaskSource`: `BankSource(bank)`, `OracleCacheSource(dir)`, or a `MemorySource` snapshot).
 
+A generation task (no labels) is conditioned on its description alone (no slots, no label names, no examples);
+a classification task whose description names no label index gets label names and examples but no clause slots.
+Which optional channels the bank could fit is recorded (`HypernetDataModule.channels`), so generation refuses a
+request that uses a channel the checkpoint never learnt.
+
 Everything heavy (canonical tokens, text embeddings) is computed once in `setup`; items are then cheap tensor
 lookups, so a step costs the model's forward/backward only.
 """
@@ -25,11 +30,15 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from loragen.bank.describe import segment_description
+from loragen.bank.errors import ConfigError, TaskDataError
+from loragen.bank.lora.adapter import LoraAdapter
 from loragen.bank.records import TaskRecord
-from loragen.bank.tasks import TaskSource
+from loragen.bank.tasks import Example, TaskSource
+from loragen.hypernet.bank_layout import choose_layout
 from loragen.hypernet.condition import (
     EXAMPLES,
     LABEL,
+    SEGMENT,
     ConditionTexts,
     RawCondition,
     TextEncode,
@@ -47,17 +56,28 @@ def training_tasks(source: TaskSource) -> list[TaskRecord]:
     return sorted((t for t in source.tasks() if t.split == "train"), key=lambda t: t.name)
 
 
-def find_layout(source: TaskSource) -> AdapterLayout:
-    """The layout of the first in-bank task's final adapter.
+def task_kind(task: TaskRecord) -> str:
+    """"classification" (the task has label names) or "generation" (it has none)."""
+    return "classification" if task.labels else "generation"
+
+
+def find_layout(source: TaskSource, skip_mismatched: bool = False) -> AdapterLayout:
+    """The majority layout of the in-bank tasks' adapters (see `hypernet.bank_layout.choose_layout`).
 
     Raises:
-        ValueError: the source has no in-bank task with an adapter.
+        ConfigError: the source has no in-bank task with an adapter (naming the commands that add some), or
+            adapters of several layouts without `skip_mismatched`.
     """
-    for task in training_tasks(source):
-        for adapter, _ in source.adapters(task.name):
-            return AdapterLayout.of(adapter)
-    raise ValueError("the bank has no in-bank (split 'train') task with an adapter; build the bank first "
-                     "(`loragen bank build`)")
+    tasks = training_tasks(source)
+    return choose_layout({t.name: source.adapters(t.name) for t in tasks}, skip_mismatched)[0]
+
+
+def classification_pool(task: TaskRecord, pool: Sequence[Example]) -> list[tuple[str, int]]:
+    """The (text, label index) examples of a classification task's pool with a valid label; none for a generation
+    task (its (input, output) pairs are no per-label channel)."""
+    n = len(task.labels)
+    return [(t, y) for t, y in pool if n and isinstance(t, str) and isinstance(y, int) and not isinstance(y, bool)
+            and 0 <= y < n]
 
 
 @dataclass
@@ -92,7 +112,8 @@ class HypernetDataset(Dataset):
         if entry.example_ys.numel() and rng.random() < self.cc.p_examples:
             ys = _example_subset(entry, self.cc.n_examples, rng)
         cond = _with_channels(entry, base, labels=labels, examples=ys)
-        if rng.random() < self.cc.p_drop_global:
+        # Drop the whole-description token only where label clauses can stand in for it: free text is never dropped.
+        if rng.random() < self.cc.p_drop_global and bool(base.present[:, SEGMENT].any()):
             cond.glob = torch.zeros_like(base.glob)
         return self.tokens[i], self.weights[i], cond
 
@@ -138,15 +159,25 @@ class HypernetDataModule(L.LightningDataModule):
         source: the bank (wrapped in `bank.tasks.BankSource`) or any `TaskSource`.
         config: the hypernetwork config (condition options, batch size, augmentation switches).
         encode: texts -> (n, D) L2-normalised embeddings (the bank's TextEncoder.encode).
-        layout: the adapter layout (default: found in the source).
+        layout: the adapter layout (default: the majority layout of the source's adapters).
         num_workers: DataLoader workers (0 is right: items are tensor lookups).
+        skip_mismatched: leave out adapters of another layout than the majority's instead of refusing them.
+
+    Raises:
+        ConfigError: no in-bank task has an adapter, or adapters of several layouts without `skip_mismatched`.
     """
 
     def __init__(self, source: TaskSource, config: HypernetConfig, encode: TextEncode,
-                 layout: AdapterLayout | None = None, num_workers: int = 0) -> None:
+                 layout: AdapterLayout | None = None, num_workers: int = 0, skip_mismatched: bool = False) -> None:
         super().__init__()
         self.source, self.config, self.encode = source, config, encode
-        self.layout = layout or find_layout(source)
+        self.tasks = training_tasks(source)
+        self._adapters: dict[str, list[tuple[LoraAdapter, str]]] | None = None
+        self._skipped: set[int] = set()
+        if layout is None:
+            self._adapters = {t.name: source.adapters(t.name) for t in self.tasks}
+            layout, self._skipped = choose_layout(self._adapters, skip_mismatched)
+        self.layout = layout
         self.num_workers = num_workers
         self.train_set: HypernetDataset | None = None
         self.val_set: HypernetDataset | None = None
@@ -155,14 +186,15 @@ class HypernetDataModule(L.LightningDataModule):
         if self.train_set is not None:
             return
         tc = self.config.train
-        tasks = training_tasks(self.source)
+        tasks = self.tasks
         rng = random.Random(tc.seed)
         val_names = set(t.name for t in rng.sample(tasks, int(len(tasks) * tc.val_fraction)))
         entries = self._entries(tasks)
         train, val = ([], [], [], []), ([], [], [], [])
         for ti, task in enumerate(tqdm(tasks, desc="canonical tokens", disable=len(tasks) < 20)):
-            for adapter, kind in self.source.adapters(task.name):
-                if kind != "final" and not tc.use_checkpoints:
+            pairs = self._adapters[task.name] if self._adapters is not None else self.source.adapters(task.name)
+            for adapter, kind in pairs:
+                if (kind != "final" and not tc.use_checkpoints) or id(adapter) in self._skipped:
                     continue
                 into = val if task.name in val_names else train
                 if into is val and kind != "final":
@@ -172,7 +204,10 @@ class HypernetDataModule(L.LightningDataModule):
                 into[2].append(ti)
                 into[3].append(kind == "final")
         if not train[0]:
-            raise ValueError("no training adapters found: the bank has no final/checkpoint adapters for in-bank tasks")
+            from loragen.hypernet.bank_layout import NO_ADAPTERS
+
+            raise ConfigError(NO_ADAPTERS)
+        self._adapters = None  # the tokens hold what training needs
         self.entries = entries
         self.train_finals = [i for i, final in enumerate(train[3]) if final]
         self.train_set = HypernetDataset(torch.stack(train[0]), torch.tensor(train[1]), train[2], entries,
@@ -182,6 +217,17 @@ class HypernetDataModule(L.LightningDataModule):
                                            self.config, tc.seed, train=False)
         log.info("hypernet data: %d tasks, %d training adapters, %d validation", len(tasks), len(train[0]),
                  len(val[0]))
+
+    def channels(self) -> dict[str, bool]:
+        """Which optional condition channels the training set fills: "labels" (some task has label names) and
+        "examples" (some task has labelled examples). A checkpoint cannot read a channel it never saw."""
+        assert self.train_set is not None, "call setup() first"
+        return {"labels": any(e.labels.shape[0] > 0 for e in self.entries),
+                "examples": any(e.example_ys.numel() > 0 for e in self.entries)}
+
+    def task_kinds(self) -> list[str]:
+        """The kinds of the training tasks, sorted: "classification" and/or "generation"."""
+        return sorted({task_kind(t) for t in self.tasks})
 
     def _entries(self, tasks: Sequence[TaskRecord]) -> list[_TaskEntry]:
         """Embed every task's wordings, label names and example pool (one batched encoder call per kind)."""
@@ -193,8 +239,9 @@ class HypernetDataModule(L.LightningDataModule):
                 parsed.append(ConditionTexts(text, segments, None, None, len(task.labels)))
                 owners.append(ti)
         conds = embed_conditions(parsed, self.encode, cc.max_slots, cc.text_dim, global_text=cc.global_text)
-        label_vecs = torch.as_tensor(self.encode([lab for t in tasks for lab in t.labels]))
-        pools = [self.source.examples(t, cc.example_pool, tc.seed) for t in tasks]
+        names = [lab for t in tasks for lab in t.labels]
+        label_vecs = torch.as_tensor(self.encode(names)) if names else torch.zeros(0, cc.text_dim)
+        pools = [classification_pool(t, self._pool(t)) for t in tasks]
         flat = [text for pool in pools for text, _ in pool]
         ex_vecs = torch.as_tensor(self.encode(flat)) if flat else torch.zeros(0, cc.text_dim)
         entries, lab_pos, ex_pos = [], 0, 0
@@ -209,6 +256,16 @@ class HypernetDataModule(L.LightningDataModule):
             ))
             lab_pos, ex_pos = lab_pos + n, ex_pos + p
         return entries
+
+    def _pool(self, task: TaskRecord) -> list[Example]:
+        """The task's example pool; none for a generation task or one whose data the source cannot reach."""
+        if not task.labels:
+            return []
+        try:
+            return self.source.examples(task, self.config.condition.example_pool, self.config.train.seed)
+        except TaskDataError as err:
+            log.warning("task %r: no examples for the examples channel (%s)", task.name, err)
+            return []
 
     def whitening_sample(self) -> dict[str, torch.Tensor]:
         """Conditions with every channel present (all wordings, labels, all examples per label) to fit whitening."""

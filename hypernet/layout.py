@@ -104,7 +104,8 @@ class AdapterLayout:
 
     # ---- conversions -------------------------------------------------------------------------------
     def check(self, adapter: LoraAdapter) -> None:
-        """Raise AdapterShapeError unless `adapter` has this layout's modules and shapes (any rank >= r)."""
+        """Raise AdapterShapeError unless `adapter` has this layout's base model, modules and shapes (any rank: a
+        lower one is zero-padded, a higher one truncated to r by `to_tokens`)."""
         problems = []
         if adapter.base_model != self.base_model:
             problems.append(f"base model {adapter.base_model!r}, expected {self.base_model!r}")
@@ -114,19 +115,22 @@ class AdapterLayout:
             problems.append(f"modules differ (extra {extra}, missing {missing})")
         elif tuple(adapter.shapes()[m] for m in self.modules) != self.shapes:
             problems.append("module shapes differ")
-        if adapter.r < self.r:
-            problems.append(f"rank {adapter.r} < the layout's rank {self.r}")
         if problems:
             raise AdapterShapeError(f"adapter {adapter.metadata.get('id', '')!s} does not fit the hypernetwork "
                                     f"layout: " + "; ".join(problems))
 
     def to_tokens(self, adapter: LoraAdapter) -> torch.Tensor:
-        """(M, T) float32 tokens of `adapter`'s canonical rank-r form."""
+        """(M, T) float32 tokens of `adapter`'s canonical rank-r form (a lower-rank adapter's canonical factors are
+        zero-padded to r: the same ΔW exactly)."""
         self.check(adapter)
-        canon = canonicalize(adapter.to(dtype=torch.float32), rank=self.r)
+        k = min(adapter.r, self.r)
+        canon = canonicalize(adapter.to(dtype=torch.float32), rank=k)
         tokens = torch.zeros(self.n_modules, self.token_dim)
-        for j, m in enumerate(self.modules):
-            flat = torch.cat([canon.lora_B[m].reshape(-1), canon.lora_A[m].reshape(-1)])
+        for j, (m, (out_f, in_f)) in enumerate(zip(self.modules, self.shapes)):
+            b = torch.zeros(out_f, self.r)
+            a = torch.zeros(self.r, in_f)
+            b[:, :k], a[:k] = canon.lora_B[m], canon.lora_A[m]
+            flat = torch.cat([b.reshape(-1), a.reshape(-1)])
             tokens[j, : flat.numel()] = flat
         return tokens
 

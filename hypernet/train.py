@@ -17,7 +17,9 @@ from typing import Any
 import pytorch_lightning as L
 import torch
 
-from loragen.bank.tasks import MemorySource, TaskSource
+from loragen.bank.errors import TaskDataError
+from loragen.bank.records import TaskRecord
+from loragen.bank.tasks import Example, MemorySource, TaskSource
 from loragen.hypernet.checkpoint import save_checkpoint
 from loragen.hypernet.condition import TextEncode
 from loragen.hypernet.config import HypernetConfig
@@ -38,8 +40,20 @@ def snapshot(source: TaskSource, config: HypernetConfig) -> MemorySource:
     return MemorySource(
         task_list=tasks,
         adapter_map={t.name: source.adapters(t.name) for t in tasks},
-        example_map={t.name: source.examples(t, pool, seed) for t in tasks},
+        example_map={t.name: _examples(source, t, pool, seed) for t in tasks},
     )
+
+
+def _examples(source: TaskSource, task: TaskRecord, n: int, seed: int) -> list[Example]:
+    """A classification task's example pool (generation tasks have none: their pairs are no per-label channel);
+    none, with a warning, where the source has no data for the task (its description still trains)."""
+    if not task.labels:
+        return []
+    try:
+        return source.examples(task, n, seed)
+    except TaskDataError as err:
+        log.warning("task %r: no examples for the examples channel (%s)", task.name, err)
+        return []
 
 
 def train_hypernet(
@@ -50,6 +64,7 @@ def train_hypernet(
     encode: TextEncode | None = None,
     text_encoder: str | None = None,
     callbacks: list[L.Callback] | None = None,
+    skip_mismatched: bool = False,
 ) -> tuple[Path | None, HypernetModule, L.Trainer]:
     """Fit a CVAE on `source` and write its checkpoint to `out` (rank 0 only).
 
@@ -61,15 +76,20 @@ def train_hypernet(
         encode: the text encoder function (default: the bank's TextEncoder for `text_encoder`).
         text_encoder: the text encoder's model name, recorded in the checkpoint.
         callbacks: extra Lightning callbacks.
+        skip_mismatched: train on the majority adapter layout only, leaving other adapters out (default: refuse a
+            bank whose adapters have several layouts; several ranks are fine, see `hypernet.bank_layout`).
 
     Returns:
         (checkpoint path or None on ranks other than 0, the module, the trainer).
+
+    Raises:
+        ConfigError: no in-bank task has an adapter, or adapters of several layouts without `skip_mismatched`.
     """
     if encode is None:
         from loragen.hypernet._text import default_text_encode
 
         encode = default_text_encode(text_encoder)
-    dm = HypernetDataModule(source, config, as_numpy_encoder(encode))
+    dm = HypernetDataModule(source, config, as_numpy_encoder(encode), skip_mismatched=skip_mismatched)
     module = HypernetModule(config, dm.layout)
     kwargs = {"logger": False, "enable_checkpointing": False, "enable_model_summary": False,
               "deterministic": True, **(trainer_kwargs or {})}
@@ -81,7 +101,9 @@ def train_hypernet(
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
     extra = {
         "text_encoder": text_encoder,
-        "tasks": [t.name for t in training_tasks(source)],
+        "tasks": [t.name for t in dm.tasks],
+        "task_kinds": dm.task_kinds(),
+        "channels": dm.channels(),
         "n_train_adapters": len(dm.train_set),
         "global_step": trainer.global_step,
         "metrics": metrics,

@@ -20,9 +20,11 @@ import torch
 from loragen.bank import _checkpoint as files
 from loragen.bank import paths
 from loragen.bank._checkpoint import CONFIG_NAME, WEIGHTS_NAME
-from loragen.bank.errors import CheckpointError
+from loragen.bank.errors import CheckpointError, ConfigError
+from loragen.bank.tasks import BUILTIN
 from loragen.meta.config import MetaConfig
 from loragen.meta.guide import ABMLLGuide
+from loragen.meta.likelihood import CLASSIFIER, LikelihoodSpec
 from loragen.meta.model import ABMLLModel, FactorClassifier, LoraLayout
 
 FORMAT = "loragen-meta-abmll"
@@ -30,8 +32,8 @@ FORMAT_VERSION = 2  # 1: abmll.json + abmll.safetensors, before both generators 
 TRAIN_COMMAND = "loragen train meta --bank BANK"
 _LEGACY_CONFIG = "abmll.json"
 
-__all__ = ["CONFIG_NAME", "FORMAT", "FORMAT_VERSION", "WEIGHTS_NAME", "default_checkpoint_dir", "load_checkpoint",
-           "read_checkpoint_meta", "save_checkpoint"]
+__all__ = ["CONFIG_NAME", "FORMAT", "FORMAT_VERSION", "WEIGHTS_NAME", "default_checkpoint_dir", "likelihood_spec",
+           "load_checkpoint", "read_checkpoint_meta", "save_checkpoint"]
 
 
 def default_checkpoint_dir() -> Path:
@@ -40,7 +42,7 @@ def default_checkpoint_dir() -> Path:
 
 
 def save_checkpoint(model: ABMLLModel, guide: ABMLLGuide, config: MetaConfig, path: str | os.PathLike,
-                    extra: dict[str, Any] | None = None) -> Path:
+                    extra: dict[str, Any] | None = None, likelihood: LikelihoodSpec | None = None) -> Path:
     """Write a checkpoint directory atomically (temporary sibling, then rename).
 
     Args:
@@ -49,6 +51,7 @@ def save_checkpoint(model: ABMLLModel, guide: ABMLLGuide, config: MetaConfig, pa
         config: the config it was built and trained with.
         path: the directory to write (replaced if it is a checkpoint already).
         extra: JSON-serialisable provenance (tasks trained on, encoder, ELBO history).
+        likelihood: the likelihood it was trained with (kind, base model; `likelihood_spec` reads it back).
 
     Raises:
         CheckpointError: `path` is a non-empty directory that is not a checkpoint.
@@ -56,6 +59,8 @@ def save_checkpoint(model: ABMLLModel, guide: ABMLLGuide, config: MetaConfig, pa
     tensors = {f"guide.{k}": v.detach().contiguous().cpu() for k, v in guide.state_dict().items()}
     tensors["model.floor"] = model.floor.detach().cpu().contiguous()
     meta = {"meta": config.to_dict(), "layout": model.layout.to_dict(), "extra": extra or {}}
+    if likelihood is not None:
+        meta["likelihood"] = likelihood.to_dict()
     return files.write_checkpoint(path, tensors, meta, format_name=FORMAT, format_version=FORMAT_VERSION)
 
 
@@ -73,6 +78,22 @@ def read_checkpoint_meta(path: str | os.PathLike) -> dict[str, Any]:
                               f"`{TRAIN_COMMAND} -o {path}`")
     return files.read_checkpoint_meta(path, format_name=FORMAT, format_version=FORMAT_VERSION, what="ABMLL",
                                       train_command=TRAIN_COMMAND)
+
+
+def likelihood_spec(meta: dict[str, Any]) -> LikelihoodSpec:
+    """The likelihood a checkpoint was trained with (one written before it was recorded: the built-in suite's
+    classifier, the only likelihood there was).
+
+    Raises:
+        CheckpointError: a malformed record.
+    """
+    if "likelihood" not in meta:
+        return LikelihoodSpec(CLASSIFIER, str(meta["layout"]["base_model"]), provider=BUILTIN)
+    try:
+        return LikelihoodSpec.from_dict(meta["likelihood"])
+    except (ConfigError, KeyError, TypeError) as err:
+        raise CheckpointError(f"the checkpoint's likelihood record {meta['likelihood']!r} is invalid ({err}); "
+                              f"retrain it with `{TRAIN_COMMAND}`") from None
 
 
 def load_checkpoint(path: str | os.PathLike, classifier: FactorClassifier | None = None,

@@ -1,7 +1,9 @@
 """ABMLL's training data: tasks with their examples, description wordings and (optionally) known adapters.
 
 Tasks and known adapters come from a training source (`bank.tasks.TaskSource`: the bank, or an oracle cache);
-examples from each task's provider (`bank.tasks.task_data`), never from a suite directly.
+examples from each task's provider (`bank.tasks.task_data`) or, for a user's task, from the bank that stores them
+(`TaskSource.data`), never from a suite directly. A classification task's examples are (text, label index) pairs,
+a generation task's (input, reference output) string pairs.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ class MetaTask:
         name: task name. description: its description (or one paraphrase).
         embedding: the description's embedding (embed_dim,), or one row per wording (P, embed_dim): each step
             then conditions on a random wording (paraphrase augmentation).
-        examples: labelled (text, label) pairs the likelihood is evaluated on.
+        examples: (text, label index) pairs, or (input, output) pairs of a generation task, the likelihood is
+            evaluated on.
         support: examples for ABML refinement during training (used when inner_steps > 0).
         adapter: optional known adapter of the task as a flat vector (D,) (the bank's oracle), for the warm start.
         num_labels: how many labels the task has.
@@ -42,8 +45,8 @@ class MetaTask:
     name: str
     description: str
     embedding: torch.Tensor
-    examples: list[tuple[str, int]]
-    support: list[tuple[str, int]] = field(default_factory=list)
+    examples: list[Example]
+    support: list[Example] = field(default_factory=list)
     adapter: torch.Tensor | None = None
     num_labels: int = 2
 
@@ -52,17 +55,24 @@ class MetaTask:
         return self.embedding if self.embedding.ndim == 2 else self.embedding.unsqueeze(0)
 
 
+def _targets(ys: list, dtype: torch.dtype | None = None) -> torch.Tensor | list[str]:
+    """Label indices as a tensor; reference outputs (strings) as they are."""
+    if any(isinstance(y, str) for y in ys):
+        return [str(y) for y in ys]
+    return torch.tensor(ys, dtype=dtype) if dtype is not None else torch.tensor(ys)
+
+
 def make_batch(tasks: Sequence[MetaTask], n_examples: int, rng: random.Random, with_support: bool) -> TaskBatch:
     """A `TaskBatch` with a random subset of at most `n_examples` examples per task."""
     texts, labels, s_texts, s_labels = [], [], [], []
     for task in tasks:
         ex = rng.sample(task.examples, min(n_examples, len(task.examples)))
         texts.append([t for t, _ in ex])
-        labels.append(torch.tensor([y for _, y in ex]))
+        labels.append(_targets([y for _, y in ex]))
         if with_support:
             sup = rng.sample(task.support, min(n_examples, len(task.support))) if task.support else []
             s_texts.append([t for t, _ in sup])
-            s_labels.append(torch.tensor([y for _, y in sup], dtype=torch.long))
+            s_labels.append(_targets([y for _, y in sup], dtype=torch.long))
     emb = [t.wordings()[rng.randrange(t.wordings().shape[0])] for t in tasks]
     return TaskBatch(torch.stack(emb), texts, labels, s_texts, s_labels, [t.name for t in tasks],
                      [t.num_labels for t in tasks])
@@ -116,6 +126,21 @@ def task_examples(n_train: int | None = None, n_val: int | None = None
 
     def get(task: TaskRecord) -> tuple[list[Example], list[Example]]:
         data = task_data(task)
+        return data.train[:n_train] if n_train else data.train, data.val[:n_val] if n_val else data.val
+
+    return get
+
+
+def source_examples(source: TaskSource, n_train: int | None = None, n_val: int | None = None
+                    ) -> Callable[[TaskRecord], tuple[list[Example], list[Example]]]:
+    """Each task's examples from the training source (the bank stores a user's tasks' examples): (train split as
+    queries, validation split as support).
+
+    The getter raises `TaskDataError` naming a task whose examples the source cannot reach.
+    """
+
+    def get(task: TaskRecord) -> tuple[list[Example], list[Example]]:
+        data = source.data(task)
         return data.train[:n_train] if n_train else data.train, data.val[:n_val] if n_val else data.val
 
     return get

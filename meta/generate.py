@@ -1,4 +1,9 @@
-"""`ABMLLGenerator`: description (+ optional examples) -> posterior-mean adapter and S sampled adapters."""
+"""`ABMLLGenerator`: description (+ optional examples) -> posterior-mean adapter and S sampled adapters.
+
+Examples refine the posterior through the likelihood the checkpoint was trained with (`meta.likelihood`), rebuilt
+from its record on first use; a request the likelihood cannot read (labelled examples or label names for a
+checkpoint trained on generation tasks) is refused rather than ignored.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +16,12 @@ import numpy as np
 import torch
 
 from loragen.bank.base_model import canonical_base_model_id
-from loragen.bank.errors import UnknownBaseModelError
+from loragen.bank.errors import ConfigError, UnknownBaseModelError
 from loragen.bank.generator import GenerationRequest
 from loragen.bank.lora.adapter import LoraAdapter
 from loragen.meta.config import GenerateConfig
 from loragen.meta.guide import ABMLLGuide
+from loragen.meta.likelihood import CAUSAL_LM, LikelihoodSpec, as_likelihood
 from loragen.meta.model import ABMLLModel, FactorClassifier
 
 Encode = Callable[[list[str]], "np.ndarray | torch.Tensor"]
@@ -70,25 +76,33 @@ class ABMLLGenerator:
     name = "abmll"
 
     def __init__(self, model: ABMLLModel, guide: ABMLLGuide, encode: Encode | None = None,
-                 config: GenerateConfig | None = None) -> None:
+                 config: GenerateConfig | None = None, likelihood: LikelihoodSpec | None = None,
+                 device: str | torch.device = "cpu") -> None:
         self.model, self.guide = model, guide
         self._encode = encode
         self.config = config or GenerateConfig()
+        self.likelihood = likelihood
+        self._device = device
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike | None = None, classifier: FactorClassifier | None = None,
                         encode: Encode | None = None, device: str | torch.device = "cpu") -> ABMLLGenerator:
-        """Load from a checkpoint directory (default: `default_checkpoint_dir()`); the classifier is needed only
-        to refine with examples.
+        """Load from a checkpoint directory (default: `default_checkpoint_dir()`).
+
+        The likelihood (needed only to refine with examples) is the one the checkpoint records: `classifier` is
+        used when it is that one (same kind and base model), else it is rebuilt from the record on first use.
 
         Raises:
             CheckpointError: a missing or invalid checkpoint.
         """
-        from loragen.meta.checkpoint import default_checkpoint_dir, load_checkpoint
+        from loragen.meta.checkpoint import default_checkpoint_dir, likelihood_spec, load_checkpoint
 
         path = Path(path) if path is not None else default_checkpoint_dir()
-        model, guide, config, _ = load_checkpoint(path, classifier, device)
-        return cls(model, guide, encode, config.generate)
+        model, guide, config, meta = load_checkpoint(path, None, device)
+        spec = likelihood_spec(meta)
+        if classifier is not None and spec.matches(as_likelihood(classifier)):
+            model.set_likelihood(classifier)
+        return cls(model, guide, encode, config.generate, likelihood=spec, device=device)
 
     def embed(self, texts: Sequence[str]) -> torch.Tensor:
         """Description embeddings (n, embed_dim) as float tensors on the guide's device."""
@@ -106,8 +120,27 @@ class ABMLLGenerator:
         if want != have:
             raise UnknownBaseModelError(
                 f"this ABMLL checkpoint generates adapters for {self.model.layout.base_model!r}, not {want!r}; "
-                "train one for that base model with `loragen train meta --base-model ...`"
+                "train one on a bank of that base model's tasks: `loragen train meta --bank BANK` (with "
+                "--base-model to pick it when the bank's adapters are for several)"
             )
+
+    def _check_channels(self, request: GenerationRequest) -> None:
+        """Refuse what the checkpoint's likelihood cannot read, instead of silently ignoring it."""
+        if self.likelihood is None or self.likelihood.kind != CAUSAL_LM:
+            return
+        if request.examples:
+            raise ConfigError("this ABMLL checkpoint was trained on generation tasks (a causal LM's token "
+                              "log-likelihood of (input, output) pairs), so labelled (text, label) examples do not "
+                              "apply: drop --examples (examples=)")
+        if request.labels:
+            raise ConfigError("this ABMLL checkpoint was trained on generation tasks, which have no label names: "
+                              "drop --labels (labels=) and describe the output in the description")
+
+    def _ensure_likelihood(self) -> bool:
+        """Build the recorded likelihood if the model has none yet; False when there is no record to build from."""
+        if self.model.likelihood is None and self.likelihood is not None:
+            self.model.set_likelihood(self.likelihood.build(self._device))
+        return self.model.likelihood is not None
 
     @torch.no_grad()
     def _amortized(self, description: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,8 +155,9 @@ class ABMLLGenerator:
             n_samples: sampled adapters S (default: request.n_samples, or the config's when that is 1).
         """
         self._check_base_model(request)
+        self._check_channels(request)
         loc, scale = self._amortized(request.description)
-        refined = bool(request.examples) and self.config.refine_steps > 0 and self.model.classifier is not None
+        refined = bool(request.examples) and self.config.refine_steps > 0 and self._ensure_likelihood()
         if refined:
             texts = [t for t, _ in request.examples]
             labels = torch.tensor([y for _, y in request.examples])

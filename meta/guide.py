@@ -86,13 +86,15 @@ class ABMLLGuide(nn.Module):
         """p(φ | θ̂) with the current point estimate of θ, batch shape (D,)."""
         return dist.Normal(self.theta_loc, self.abmll.scale_from_rho(self.theta_rho))
 
-    def refine(self, loc: torch.Tensor, scale: torch.Tensor, texts: Sequence[str], labels: torch.Tensor,
+    def refine(self, loc: torch.Tensor, scale: torch.Tensor, texts: Sequence[str],
+               labels: torch.Tensor | Sequence[str],
                steps: int, lr: float, beta: float | None = None, seed: int = 0,
                num_labels: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
         """ABML refinement of one task's q(φ) on labelled examples, starting from the amortized guess.
 
         Args:
-            loc, scale: the starting posterior, (D,) each. texts, labels: the task's labelled examples.
+            loc, scale: the starting posterior, (D,) each. texts, labels: the task's examples (label indices, or
+                reference outputs for a causal-LM likelihood).
             steps: Adam steps on the negative task ELBO. lr: their learning rate.
             beta: KL weight (default: the model's). seed: seed of the reparameterisation noise.
             num_labels: how many labels the task has.
@@ -107,7 +109,8 @@ class ABMLLGuide(nn.Module):
         prior = dist.Normal(self.theta_loc.detach(), self.abmll.scale_from_rho(self.theta_rho).detach())
         opt = torch.optim.Adam([m, rho], lr=lr)
         g = torch.Generator(device=m.device).manual_seed(seed)
-        labels = labels.to(m.device)
+        if isinstance(labels, torch.Tensor):
+            labels = labels.to(m.device)
         for _ in range(steps):
             s = F.softplus(rho) + floor
             phi = m + s * torch.randn(m.shape, generator=g, device=m.device)

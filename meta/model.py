@@ -6,6 +6,9 @@ ABMLL (amortized Bayesian meta-learning for LoRA; ABML by Ravi & Beatson, ICLR 2
     φ_t ~ N(θ_loc, σ_θ²),  σ_θ = softplus(θ_ρ) + c             per task, KL weighted by β
     y_ti ~ Categorical(f(x_ti; W₀ + s · B_t A_t))              the base model run with φ_t = (A_t, B_t) applied
 
+The likelihood is pluggable (`meta.likelihood`): a classifier as above, or for generation tasks on a causal LM the
+mean token log-likelihood of each reference output, added to the ELBO as a factor per example.
+
 Per adapted layer the random variables are the LoRA factors themselves, so both the means (A_μ, B_μ) and the scales
 (ρ_A, ρ_B) are LoRA-shaped pairs, and every posterior sample is a valid rank-r adapter that loads in PEFT. The scale
 floor c is tied to the pretrained weight: c = scale_floor · std(W₀) per module (different layers live on different
@@ -25,8 +28,10 @@ import torch.nn.functional as F
 from pyro import poutine
 from torch import nn
 
+from loragen.bank.errors import ConfigError
 from loragen.bank.lora.adapter import LoraAdapter
 from loragen.meta.config import ABMLLConfig
+from loragen.meta.likelihood import CLASSIFIER, Likelihood, as_likelihood
 
 Factors = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
@@ -62,7 +67,7 @@ class LoraLayout:
         """The layout of `config.target_modules` in `model` (every `nn.Linear` whose last name is a target).
 
         Raises:
-            ValueError: no linear layer matches the targets.
+            ConfigError: no linear layer matches the targets (a `ValueError`).
         """
         found = {
             name: tuple(mod.weight.shape)
@@ -70,7 +75,7 @@ class LoraLayout:
             if isinstance(mod, nn.Linear) and name.rsplit(".", 1)[-1] in config.target_modules
         }
         if not found:
-            raise ValueError(
+            raise ConfigError(
                 f"no nn.Linear named {list(config.target_modules)} in {type(model).__name__}; "
                 "check ABMLLConfig.target_modules against model.named_modules()"
             )
@@ -159,8 +164,8 @@ class TaskBatch:
 
     Args:
         embeddings: (T, embed_dim) description embeddings.
-        texts: per task, the query texts the likelihood is evaluated on.
-        labels: per task, (n_t,) label indices.
+        texts: per task, the query texts (inputs) the likelihood is evaluated on.
+        labels: per task, (n_t,) label indices, or for generation tasks the n_t reference output strings.
         support_texts / support_labels: per task, examples for ABML refinement of q(φ_t) (may be empty).
         names: task names (for logging).
         num_labels: labels per task (default 2 each).
@@ -168,9 +173,9 @@ class TaskBatch:
 
     embeddings: torch.Tensor
     texts: list[list[str]]
-    labels: list[torch.Tensor]
+    labels: list[torch.Tensor | list[str]]
     support_texts: list[list[str]] = field(default_factory=list)
-    support_labels: list[torch.Tensor] = field(default_factory=list)
+    support_labels: list[torch.Tensor | list[str]] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
     num_labels: list[int] = field(default_factory=list)
 
@@ -190,7 +195,8 @@ class ABMLLModel(nn.Module):
 
     Args:
         layout: the adapters' layout. floor: c per flat entry (D,) (see `weight_floor`).
-        classifier: runs the base model with factors applied (`FactorClassifier`).
+        classifier: runs the base model with factors applied: a `FactorClassifier` or any `meta.likelihood`
+            likelihood (a causal LM's); None where only the amortized posterior is used (no refinement).
         config: the model config. beta / gamma: the KL weights (set by the trainer).
         likelihood_scale: weight of each observed example (1: the plain ELBO).
 
@@ -207,12 +213,18 @@ class ABMLLModel(nn.Module):
         super().__init__()
         if floor.shape != (layout.num_parameters,):
             raise ValueError(f"floor has shape {tuple(floor.shape)}, expected ({layout.num_parameters},)")
-        self.layout, self.config, self.classifier = layout, config, classifier
+        self.layout, self.config = layout, config
+        self.set_likelihood(classifier)
         self.beta, self.gamma, self.likelihood_scale = beta, gamma, likelihood_scale
         self.register_buffer("floor", floor.float().clone())
         # The hyperprior centres θ_ρ on the initial prior scale (in units of the module's std(W₀)).
         init_scale = floor * (config.prior_scale_init / config.scale_floor)
         self.register_buffer("rho_init", inverse_softplus(init_scale - floor))
+
+    def set_likelihood(self, classifier: FactorClassifier | Likelihood | None) -> None:
+        """Use `classifier` (a `FactorClassifier` or a `Likelihood`; None: none) for the likelihood."""
+        self.likelihood = as_likelihood(classifier) if classifier is not None else None
+        self.classifier = getattr(self.likelihood, "classifier", self.likelihood)  # the FactorClassifier, if any
 
     # ---- pieces shared with the guide ---------------------------------------------------------------
     def scale_from_rho(self, rho: torch.Tensor) -> torch.Tensor:
@@ -220,15 +232,16 @@ class ABMLLModel(nn.Module):
         return F.softplus(rho) + self.floor
 
     def logits(self, phi: torch.Tensor, texts: Sequence[str], num_labels: int = 2) -> torch.Tensor:
-        """Base-model logits (n, K) for one task's flat factors φ (D,)."""
-        return self.classifier.logits_from_factors(list(texts), self.layout.unflatten(phi), self.layout.scaling,
-                                                   num_labels=num_labels)
+        """Base-model logits (n, K) for one task's flat factors φ (D,) (a classifier likelihood only)."""
+        return self.likelihood.logits(texts, self.layout.unflatten(phi), self.layout.scaling, num_labels)
 
-    def log_likelihood(self, phi: torch.Tensor, texts: Sequence[str], labels: torch.Tensor,
+    def log_likelihood(self, phi: torch.Tensor, texts: Sequence[str], labels: torch.Tensor | Sequence[str],
                        num_labels: int = 2) -> torch.Tensor:
-        """Σ_i log p(y_i | x_i, φ): a scalar, differentiable in φ."""
-        logits = self.logits(phi, texts, num_labels)
-        return dist.Categorical(logits=logits).log_prob(labels.to(logits.device)).sum()
+        """Σ_i log p(y_i | x_i, φ): a scalar, differentiable in φ (y: label indices, or reference outputs)."""
+        if self.likelihood is None:
+            raise ValueError("this ABMLL model has no likelihood; give it a classifier or likelihood first")
+        return self.likelihood.log_prob(list(texts), labels, self.layout.unflatten(phi), self.layout.scaling,
+                                        num_labels).sum()
 
     # ---- the Pyro model -----------------------------------------------------------------------------
     def forward(self, batch: TaskBatch) -> torch.Tensor:
@@ -241,6 +254,12 @@ class ABMLLModel(nn.Module):
         with pyro.plate("tasks", len(batch)), poutine.scale(scale=self.beta):
             phi = pyro.sample("phi", dist.Normal(theta_loc, prior_scale).expand([len(batch), d]).to_event(1))
         for t in range(len(batch)):  # one forward pass of the base model per task: each task has its own φ_t
+            if self.likelihood.kind != CLASSIFIER:
+                ll = self.likelihood.log_prob(batch.texts[t], batch.labels[t], self.layout.unflatten(phi[t]),
+                                              self.layout.scaling, batch.num_labels[t])  # (n_t,)
+                with pyro.plate(f"data_{t}", len(batch.texts[t])), poutine.scale(scale=self.likelihood_scale):
+                    pyro.factor(f"y_{t}", ll)
+                continue
             logits = self.logits(phi[t], batch.texts[t], batch.num_labels[t])  # (n_t, K)
             with pyro.plate(f"data_{t}", len(batch.texts[t])), poutine.scale(scale=self.likelihood_scale):
                 pyro.sample(f"y_{t}", dist.Categorical(logits=logits), obs=batch.labels[t].to(logits.device))

@@ -12,6 +12,7 @@ Usage::
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import random
@@ -24,14 +25,16 @@ from pyro.infer import SVI, TraceMeanField_ELBO
 from pyro.optim import Adam
 from tqdm.auto import tqdm
 
-from loragen.bank.errors import TaskDataError
+from loragen.bank.errors import ConfigError, TaskDataError
 from loragen.bank.records import TaskRecord
-from loragen.bank.tasks import Classifier, TaskSource, classification_provider, provider_name
+from loragen.bank.tasks import STORED, Classifier, TaskSource, provider_name
 from loragen.meta.checkpoint import save_checkpoint
 from loragen.meta.config import ABMLLConfig, MetaConfig, TrainConfig
-from loragen.meta.data import MetaTask, known_adapters, make_batch, meta_tasks, task_examples
+from loragen.meta.data import MetaTask, make_batch, meta_tasks
 from loragen.meta.guide import ABMLLGuide
+from loragen.meta.likelihood import Likelihood
 from loragen.meta.model import ABMLLModel, FactorClassifier, LoraLayout, inverse_softplus, weight_floor
+from loragen.meta.plan import bank_plan, suite_plan
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +92,12 @@ def run_svi(model: ABMLLModel, guide: ABMLLGuide, tasks: Sequence[MetaTask], con
         History: {"elbo": [-loss per step], "warm_start_mse": [...], "seconds": float}.
 
     Raises:
-        ValueError: no tasks, or a task without examples.
+        ConfigError: no tasks, or a task without examples (a `ValueError`).
     """
     if not tasks or any(not t.examples for t in tasks):
-        raise ValueError("run_svi needs at least one task, and every task needs labelled examples")
+        empty = [t.name for t in tasks if not t.examples][:5]
+        raise ConfigError(f"ABMLL needs at least one task, and every task needs examples (none for {empty}); "
+                          "import the tasks with their examples (`loragen bank tasks import MANIFEST`)")
     pyro.clear_param_store()
     pyro.set_rng_seed(config.seed)
     rng = random.Random(config.seed)
@@ -120,9 +125,13 @@ def run_svi(model: ABMLLModel, guide: ABMLLGuide, tasks: Sequence[MetaTask], con
     return history
 
 
-def build_abmll(classifier: FactorClassifier, config: ABMLLConfig, base_model: str,
+def build_abmll(classifier: FactorClassifier | Likelihood, config: ABMLLConfig, base_model: str,
                 seed: int = 0) -> tuple[ABMLLModel, ABMLLGuide]:
-    """A fresh ABMLL model and guide for `classifier.model` (the layout and the floor c come from its weights)."""
+    """A fresh ABMLL model and guide for `classifier.model` (the layout and the floor c come from its weights).
+
+    Raises:
+        ConfigError: the model has no linear layer named in `config.target_modules`.
+    """
     layout = LoraLayout.from_model(classifier.model, config, base_model)
     floor = weight_floor(classifier.model, layout, config.scale_floor)
     model = ABMLLModel(layout, floor, classifier, config)
@@ -138,50 +147,64 @@ def _spread(tasks: list[TaskRecord], n: int | None) -> list[TaskRecord]:
 
 
 def train_abmll(source: TaskSource, config: MetaConfig, out: str | os.PathLike, *,
-                max_tasks: int | None = None, classifier: Classifier | None = None,
-                progress: bool = True) -> tuple[ABMLLModel, ABMLLGuide, dict]:
+                max_tasks: int | None = None, classifier: Classifier | Likelihood | None = None,
+                base_model: str | None = None, progress: bool = True) -> tuple[ABMLLModel, ABMLLGuide, dict]:
     """Train ABMLL on the source's in-bank tasks and write a checkpoint to `out`.
 
-    The tasks' examples come from their provider (`bank.tasks`), and so does the classifier the likelihood runs
-    (all tasks must share one provider); the source's final adapters warm-start the amortized posterior.
+    The built-in suite's tasks (a registered provider's) train with that provider's examples and classifier. A
+    user's tasks (examples stored in the bank) train with their stored examples and the likelihood their base model
+    and kind call for: `PrototypeClassifier` over an encoder for classification tasks, the causal LM's token
+    log-likelihood for generation tasks (`meta.plan`); the layout follows the bank's final adapters. Either way the
+    source's final adapters that fit the layout warm-start the amortized posterior, and the checkpoint records the
+    likelihood (kind, base model) so a generator can rebuild it.
 
     Args:
         source: in-bank tasks and their adapters (`BankSource(bank)`, `OracleCacheSource(dir)`, ...).
         config: model/train/generate configs.
         out: the checkpoint directory.
         max_tasks: train on at most this many tasks (evenly spread; for quick runs).
-        classifier: the likelihood's classifier (default: a new one from the tasks' provider).
+        classifier: the likelihood's classifier (or a `meta.likelihood` likelihood); default: a new one for the
+            tasks (a user's bank uses it only when it is for the right base model and kind).
+        base_model: a user's bank only: the base model to train for (default: the one most final adapters are for).
         progress: show progress bars.
 
     Returns:
         (model, guide, history).
 
     Raises:
-        TaskDataError: no in-bank task, tasks of several providers, or a task no provider can give examples for.
+        TaskDataError: no in-bank task, tasks of several providers, or a suite task no provider can give examples
+            for.
+        ConfigError: a user's bank without usable stored examples, without a base model to train for, or with tasks
+            its base model cannot score (see `meta.plan.bank_plan`).
     """
     from loragen.bank.embed import TextEncoder
     from loragen.meta.condition import SlotDescriptionEncoder
 
     tasks = _spread([t for t in source.tasks() if t.split == "train"], max_tasks)
     if not tasks:
-        raise TaskDataError(f"{source!r} has no in-bank (split 'train') task to train on; build the bank first "
-                            "(`loragen bank build`)")
+        raise TaskDataError(f"{source!r} has no in-bank (split 'train') task to train on: build the suite's bank "
+                            "(`loragen bank build`), or import your tasks and their adapters (`loragen bank tasks "
+                            "import MANIFEST`, then `loragen bank train`)")
     providers = sorted({str(provider_name(t)) for t in tasks})
     if len(providers) > 1:
         raise TaskDataError(f"the in-bank tasks come from several task providers {providers}; ABMLL trains with one "
                             "classifier, so train on one provider's tasks")
     torch.manual_seed(config.train.seed)
-    classifier = classifier or classification_provider(tasks[0]).classifier()
-    model, guide = build_abmll(classifier, config.model, classifier.base_model_id, seed=config.train.seed)
-    adapters = {k: a for k, a in known_adapters(source, tasks).items()
+    if providers[0] in (STORED, "None"):
+        plan = bank_plan(source, tasks, config.model, base_model, classifier)
+    else:
+        plan = suite_plan(source, tasks, config.model, providers[0], classifier)
+    config = dataclasses.replace(config, model=plan.model_config)
+    model, guide = build_abmll(plan.likelihood, config.model, plan.spec.base_model, seed=config.train.seed)
+    adapters = {k: a for k, a in plan.adapters.items()
                 if tuple(a.modules) == model.layout.modules and a.r == config.model.r}
-    log.info("ABMLL: %d tasks, %d with a known adapter for the warm start", len(tasks), len(adapters))
+    log.info("ABMLL: %d tasks, %d with a known adapter for the warm start", len(plan.tasks), len(adapters))
     encoder = TextEncoder()
     slots = SlotDescriptionEncoder(encoder.encode, config.model.max_slots)
-    train_tasks = meta_tasks(tasks, slots, task_examples(), model.layout, adapters)
+    train_tasks = meta_tasks(plan.tasks, slots, plan.examples, model.layout, adapters)
     history = run_svi(model, guide, train_tasks, config.train, progress=progress)
-    extra = {"tasks": [t.name for t in tasks], "warm_start_tasks": len(adapters), "encoder": encoder.name,
+    extra = {"tasks": [t.name for t in plan.tasks], "warm_start_tasks": len(adapters), "encoder": encoder.name,
              "elbo": history["elbo"], "warm_start_mse": history["warm_start_mse"][-1:] or None,
              "seconds": history["seconds"]}
-    save_checkpoint(model, guide, config, out, extra)
+    save_checkpoint(model, guide, config, out, extra, likelihood=plan.spec)
     return model, guide, history

@@ -19,7 +19,8 @@ def add_parser(targets: argparse._SubParsersAction) -> None:
         "hypernet",
         help="train the ICM-LoRA CVAE hypernetwork",
         description="Train the CVAE that generates LoRA adapters from task descriptions on the bank's in-bank tasks "
-        "(final adapters, trajectory checkpoints and paraphrases as augmentation) with a Lightning Trainer. Writes "
+        "(final adapters, trajectory checkpoints and paraphrases as augmentation) with a Lightning Trainer: the "
+        "built-in suite's or your own (classification or generation tasks, on your base model). Writes "
         "config.json + model.safetensors.",
         epilog="examples:\n  loragen train hypernet --max-epochs 300\n"
         "  loragen train hypernet --bank bank.duckdb -o ckpt/ --config hypernet/configs/suite.yaml --max-steps 2000 "
@@ -33,6 +34,9 @@ def add_parser(targets: argparse._SubParsersAction) -> None:
     g.add_argument("--kl-weight", type=float, default=None, help="override train.kl_weight")
     g.add_argument("--representation", choices=["subspace", "canonical"], default=None,
                    help="override model.representation")
+    g.add_argument("--skip-mismatched", action="store_true",
+                   help="train on the bank's majority adapter layout (base model, target modules) and skip adapters "
+                   "of another one, instead of refusing the bank; ranks may differ either way (zero-padded)")
     add_lightning(p, "hypernet only: ABMLL trains with a plain Pyro SVI loop on one device, so `train meta` has none "
                   "of these")
     p.set_defaults(func=run)
@@ -60,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     with Bank.open(args.bank) as bank:  # read everything, then close: DDP ranks each read the bank in turn
         source = snapshot(BankSource(bank), config)
     out = train_output(args, "hypernet")
-    path, _, trainer = train_hypernet(source, config, out, trainer_kwargs(args))
+    path, _, trainer = train_hypernet(source, config, out, trainer_kwargs(args), skip_mismatched=args.skip_mismatched)
     if path is not None:
         print(f"wrote hypernet checkpoint {path} ({trainer.global_step} steps, {len(source.task_list)} tasks)")
     return 0

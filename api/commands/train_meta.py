@@ -1,4 +1,5 @@
-"""`loragen train meta`: fit ABMLL (amortized Bayesian meta-learning of LoRA, in Pyro) on the suite's in-bank tasks."""
+"""`loragen train meta`: fit ABMLL (amortized Bayesian meta-learning of LoRA, in Pyro) on a bank's in-bank tasks:
+the built-in suite's, or a user's own (stored examples, their base model's likelihood)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from loragen.api.commands._options import (
+    add_base_model,
     add_train_options,
     apply_threads,
     non_negative_float,
@@ -20,11 +22,15 @@ def add_parser(targets: argparse._SubParsersAction) -> None:
         "meta",
         help="train ABMLL, the Bayesian meta-learner (posterior adapters with uncertainty)",
         description="Fit ABMLL by SVI over minibatches of in-bank tasks: a global prior θ over task LoRA adapters and "
-        "an amortized posterior q(φ | description), warm-started from the bank's adapters. Writes "
-        "config.json + model.safetensors. Training is a plain Pyro SVI loop on one device, so the Lightning flags "
-        "of `train hypernet` (--accelerator, --devices, --strategy, --max-epochs, ...) do not apply.",
+        "an amortized posterior q(φ | description), warm-started from the bank's adapters. A bank of your own tasks "
+        "(`loragen bank tasks import`) trains on their stored examples with the likelihood of their base model: a "
+        "prototype classifier over an encoder for classification tasks, the token log-likelihood of the outputs on "
+        "a causal LM for generation tasks. Writes config.json + model.safetensors. Training is a plain Pyro SVI loop "
+        "on one device, so the Lightning flags of `train hypernet` (--accelerator, --devices, --strategy, "
+        "--max-epochs, ...) do not apply.",
         epilog="examples:\n  loragen train meta --max-steps 300\n"
-        "  loragen train meta --bank bank.duckdb -o ckpt/abmll --max-steps 200 --beta 1e-3 --gamma 1e-5",
+        "  loragen train meta --bank bank.duckdb -o ckpt/abmll --max-steps 200 --beta 1e-3 --gamma 1e-5\n"
+        "  loragen train meta --bank my-bank.duckdb --base-model ./my-llama -o ckpt/my-abmll",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_train_options(p, "meta", "MetaConfig (model/train/generate)")
@@ -46,6 +52,8 @@ def add_parser(targets: argparse._SubParsersAction) -> None:
                    help="override train.inner_steps (ABML refinement)")
     g.add_argument("--max-tasks", metavar="N", type=positive_int, default=None,
                    help="train on at most this many in-bank tasks, evenly spread (quick runs)")
+    add_base_model(g, "a bank of your own tasks: the base model whose likelihood ABMLL trains with",
+                   default="the base model most of the tasks' final adapters are for")
     p.set_defaults(func=run)
 
 
@@ -80,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
 
         with Bank.open(args.bank) as bank:
             _, _, history = train_abmll(BankSource(bank), config, output, max_tasks=args.max_tasks,
-                                        progress=not args.no_progress)
+                                        base_model=args.base_model, progress=not args.no_progress)
     elbo = history["elbo"]
     tail = sum(elbo[-10:]) / max(1, len(elbo[-10:]))
     print(f"wrote ABMLL checkpoint {output} ({len(elbo)} SVI steps, final ELBO/task {tail:.2f}, "

@@ -38,3 +38,33 @@ def test_indices_beyond_the_slot_count_and_ambiguous_clauses_are_not_slots():
 
 def test_label_indices_reads_digits_and_number_words_after_label():
     assert label_indices("class one is Polish, 2 is Czech, version 3.5") == [1, 2]
+
+
+def test_every_suite_wording_names_each_of_its_labels_once():
+    """The suite's parse is unchanged by the stricter index rules: every wording, training or held out, gives one
+    slot per label."""
+    from loragen.bank.suite.tasks import load_suite
+
+    for task in load_suite(0):
+        for text in (task.description, *task.paraphrases, *task.heldout_paraphrases):
+            assert set(segment_description(text, 8)) == set(range(len(task.labels))), text
+
+
+@pytest.mark.parametrize("text", [
+    "summarise legal text in 3 sentences",
+    "Answer 3 questions about the text.",
+    "Translate to French in 2 sentences. Keep 1 paragraph.",
+    "Pick the 2 best headlines, then give 5 keywords",
+    "Rewrite the input in upper case.",
+])
+def test_a_bare_number_in_running_text_is_not_a_label_index(text):
+    assert label_indices(text) == [] and segment_description(text, 8) == {}
+
+
+def test_label_indices_need_a_label_form():
+    text = "Return 1 if the review is positive, 0 otherwise"
+    assert label_indices(text) == [1, 0] and segment_description(text, 8) == {1: "review positive"}
+    assert segment_description("Is the word about the sky (0) or the ground (1)?", 8) == {0: "word about sky",
+                                                                                          1: "ground"}
+    assert segment_description("Answer one when the review is angry, 0 otherwise", 8) == {1: "review angry"}
+    assert label_indices("category 2 covers sport; 3 apples") == [2]

@@ -78,3 +78,17 @@ def test_whitener_whitens_and_is_identity_without_data():
     y = w(x)
     assert torch.allclose(y.mean(0), torch.zeros(6), atol=1e-3)
     assert torch.allclose(torch.cov(y.T), torch.eye(6), atol=0.05)
+
+
+def test_free_text_is_never_read_as_label_slots(encode):
+    """"summarise legal text in 3 sentences" used to become slot 3 of a 4-class task."""
+    req = condition_texts("summarise legal text in 3 sentences", None, None, 8)
+    assert req.segments == {} and req.n_slots == 2
+    gen = condition_texts("summarise legal text in 3 sentences", None, None, 8, label_slots=False)
+    assert gen.segments == {} and gen.n_slots == 0
+    with pytest.raises(ValueError, match="no label names"):
+        condition_texts("summarise legal text", ("a", "b"), None, 8, label_slots=False)
+    # Free text is the whole condition: embedded even where "fallback" skips descriptions whose clauses cover all.
+    [c] = embed_conditions([gen], encode, 8, 384, global_text="fallback")
+    assert not c.present.any() and np.allclose(c.glob.numpy(), encode([gen.description])[0], atol=1e-5)
+    assert collate_conditions([c])["slot_mask"].sum() == 0
