@@ -120,11 +120,11 @@ def add_bank(p: argparse.ArgumentParser) -> None:
                    help="bank DuckDB file (default: $LORAGEN_HOME/bank.duckdb, else the user data directory)")
 
 
-def base_model_help(action: str) -> Callable[[], str]:
+def base_model_help(action: str, default: str = "minilm") -> Callable[[], str]:
     """Help for a base-model option: what it is for, then the packaged models by name (read when help prints)."""
 
     def text() -> str:
-        return f"{action}: {packaged_base_models()}, or a local transformers directory (default: minilm)"
+        return f"{action}: {packaged_base_models()}, or a local transformers directory (default: {default})"
 
     return text
 
@@ -136,9 +136,10 @@ def packaged_base_models() -> str:
     return ", ".join(f"{m.aliases[-1]} ({m.id}, {m.kind})" for m in PACKAGED)
 
 
-def add_base_model(p: argparse.ArgumentParser, action: str) -> None:
-    """`--base-model NAME|DIR`: a packaged base model by name or a local transformers directory."""
-    p.add_argument("--base-model", default=None, metavar="NAME|DIR", help=base_model_help(action))
+def add_base_model(p: argparse.ArgumentParser, action: str, default: str = "minilm") -> None:
+    """`--base-model NAME|DIR`: a packaged base model by name or a local transformers directory; `default` says
+    what is used without it."""
+    p.add_argument("--base-model", default=None, metavar="NAME|DIR", help=base_model_help(action, default))
 
 
 def add_device(p: argparse.ArgumentParser, default: str | None = "auto") -> None:
