@@ -31,7 +31,8 @@ class GeneratorContext:
         bank: the service's open `bank.store.Bank`.
         device: where models run ("auto", "cpu", "cuda").
         checkpoint: the method's trained checkpoint (None: the training command's default location).
-        classifier: returns a suite classifier for the generator to use (ABMLL refines with it).
+        classifier: returns the classifier of the generator's base model (ABMLL refines with it); None when
+            there is none (a causal LM).
     """
 
     bank: Any
@@ -41,9 +42,9 @@ class GeneratorContext:
 
 
 def _retrieve(ctx: GeneratorContext) -> AdapterGenerator:
-    from loragen.bank.retrieval import RetrievalGenerator
+    from loragen.api.retrieval import BankRetrieval  # final and uploaded adapters, of the request's base model
 
-    return RetrievalGenerator(ctx.bank)
+    return BankRetrieval(ctx.bank)
 
 
 def _cvae(ctx: GeneratorContext) -> AdapterGenerator:
@@ -64,7 +65,7 @@ def _abmll(ctx: GeneratorContext) -> AdapterGenerator:
     from loragen.meta.generate import ABMLLGenerator
 
     path = abmll_checkpoint_dir(ctx.checkpoint)
-    classifier = ctx.classifier() if ctx.classifier else None
+    classifier = ctx.classifier() if ctx.classifier else None  # None for a causal LM: no refinement
     return ABMLLGenerator.from_checkpoint(path, classifier=classifier, device=resolve_device(ctx.device))
 
 

@@ -88,7 +88,9 @@ class GenerateRequest(_Model):
                              examples=["label 0 if the sentence is Polish, label 1 if it is Czech"])
     labels: list[str] | None = Field(default=None, min_length=2, max_length=64)
     examples: list[Example] | None = Field(default=None, max_length=MAX_EXAMPLES)
-    base_model: str | None = Field(default=None, description="default: the packaged all-MiniLM-L6-v2")
+    base_model: str | None = Field(default=None, description="a base model the server accepts (packaged name or "
+                                   "local directory); default: the method's own (its checkpoint's; for retrieve the "
+                                   "nearest bank adapter's)")
     method: Method = "retrieve"
     samples: int = Field(default=1, ge=1, le=64, description="1: the point estimate; more: that many samples")
     seed: int | None = Field(default=None, ge=0)
@@ -102,8 +104,9 @@ class GenerateResponse(_Model):
     method: Method
     adapter: AdapterInfo
     uncertainty: dict[str, float | bool | str | None] = Field(
-        default_factory=dict, description="uncertainty scores: nearest_task_similarity always; with the meta "
-        "package also predictive_entropy, mutual_information, confidence (calibrated: true when fitted), ...")
+        default_factory=dict, description="uncertainty scores: nearest_task_similarity always; on probe inputs "
+        "also predictive_entropy, mutual_information, confidence (calibrated: true when fitted), ... (per output "
+        "token, with n_tokens, for a causal LM; for an encoder with the meta package)")
     neighbours: list[Hit]
     seconds: float
 
@@ -134,7 +137,7 @@ class MergeResponse(_Model):
 
 
 class PredictRequest(_Model):
-    """Apply a bank adapter (or none: the base classifier) to texts of the built-in classification suite."""
+    """Apply a bank adapter of an encoder (or none: the packaged MiniLM) to texts: prototype-classifier labels."""
 
     adapter_id: str | None = None
     texts: list[str] = Field(min_length=1, max_length=MAX_TEXTS)

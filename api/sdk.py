@@ -173,6 +173,9 @@ class Client:
                  ) -> GenerateResponse | list[GenerateResponse]:
         """Generate and store an adapter for each description (one description in, one result out).
 
+        `base_model` (a packaged name or a local transformers directory the server accepts) defaults to the
+        method's own: its checkpoint's, for retrieval the nearest bank adapter's.
+
         Returns:
             The stored adapter id(s), uncertainty scores and nearest bank neighbours.
         """
@@ -213,7 +216,8 @@ class Client:
 
     def merge(self, adapter_ids: str | Sequence[str], *, output: str, weights: Sequence[float] | None = None,
               method: str = "linear", rank: int | None = None, base_model: str | None = None) -> MergeResponse:
-        """Merge bank adapters into the base model; the server writes it to `<merge root>/<output>`."""
+        """Merge bank adapters into their base model (or `base_model`); the server writes it to
+        `<merge root>/<output>`."""
         ids = [adapter_ids] if isinstance(adapter_ids, str) else list(adapter_ids)
         request = MergeRequest(adapter_ids=ids, weights=list(weights) if weights else None, method=method,
                                rank=rank, base_model=base_model, output=output)
@@ -221,8 +225,9 @@ class Client:
 
     def predict(self, texts: str | Sequence[str], *, adapter_id: str | None = None,
                 num_labels: int | None = None) -> PredictResponse:
-        """Label probabilities of the built-in suite classifier for text(s), with a bank adapter applied
-        (None: the base classifier). The label count defaults to that of the adapter's task."""
+        """Label probabilities of the prototype classifier on the adapter's (encoder) base model for text(s), with
+        a bank adapter applied (None: the packaged MiniLM's). The label count defaults to that of the adapter's
+        task. A causal-LM adapter is refused (422): `loragen predict` prints its completions."""
         batch = [texts] if isinstance(texts, str) else list(texts)
         request = PredictRequest(adapter_id=adapter_id, texts=batch, num_labels=num_labels)
         return self._backend.call("predict", request)

@@ -1,13 +1,17 @@
 """The service's operations as plain, synchronous, thread-safe methods: what the HTTP routes and the in-process SDK
 both call, so the two clients give the same results by construction.
 
-Heavy resources (the bank with its encoder and indexes, the generators, the suite classifier) are created once
-by `Service.start` and shared by the worker threads. Thread safety:
+Heavy resources (the bank with its encoder and indexes, the generators, the base models) are created once
+by `Service.start` (base models on first use) and shared by the worker threads. Thread safety:
 - the bank is safe to share (one writer at a time, a DuckDB cursor per thread, index snapshots swapped atomically);
 - each generator runs one request at a time behind its own lock (generators keep mutable state: caches, Pyro's
   parameter store), so different methods still run in parallel;
-- the shared suite classifier gets LoRA forward hooks while it scores or predicts, so it has one user at a time
-  (`_model_lock`); ABMLL, which refines with a classifier, gets its own instance.
+- each loaded base model gets LoRA forward hooks while it scores or predicts, so it has one user at a time (its
+  lock, `api.base_models`); ABMLL, which refines with a classifier, gets its own instance.
+
+Base models: a request is for the base model it names, else its method's own (a checkpoint's; for retrieval the
+nearest adapter's). The service accepts the base models of `Settings.base_models` and, unless
+`Settings.auto_base_models` is off, those of its generators' checkpoints and of the bank's adapters.
 """
 
 from __future__ import annotations
@@ -15,14 +19,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from loragen.api.base_models import BaseModels, base_for_adapters, refiner
 from loragen.api.errors import ApiError
 from loragen.api.generators import REGISTRY, GeneratorContext, abmll_checkpoint_dir, build_generators
+from loragen.api.lookup import checkpoint_base_model, find_bank, find_checkpoints
 from loragen.api.schemas import (
     AdapterInfo,
     GenerateRequest,
@@ -37,8 +42,7 @@ from loragen.api.schemas import (
     SearchResponse,
 )
 from loragen.api.settings import Settings
-from loragen.api.uncertainty import Scores, build_scorer, probe_inputs
-from loragen.api.uncertainty import score as score_adapters
+from loragen.api.uncertainty import Scores, probe_inputs, sample_dispersion, score_adapters
 from loragen.api.upload import check_upload_text, checked_upload
 from loragen.bank.base_model import DEFAULT_BASE_MODEL, canonical_base_model_id
 from loragen.bank.errors import LoragenError, NotFoundError, UnknownBaseModelError
@@ -61,42 +65,64 @@ class Service:
         bank: an open `bank.store.Bank`.
         generators: method name -> generator.
         unavailable: method name -> why it is not served.
+        checkpoints: method name -> the checkpoint its generator was loaded from.
     """
 
     def __init__(self, *, settings: Settings, bank: Any, generators: dict[str, AdapterGenerator],
-                 unavailable: dict[str, str]) -> None:
+                 unavailable: dict[str, str], checkpoints: dict[str, Path] | None = None) -> None:
         self.settings = settings
         self.bank = bank
         self.generators = generators
         self.unavailable = unavailable
-        self._model_lock = threading.Lock()  # the shared classifier gets LoRA hooks: one user at a time
+        self.models = BaseModels(settings.device)
         self._generator_locks = {method: threading.Lock() for method in REGISTRY}
-        self._allowed_bases = {canonical_base_model_id(b) for b in settings.base_models}
+        self._method_bases = {m: b for m, p in (checkpoints or {}).items()
+                              if m in generators and (b := checkpoint_base_model(p))}
+        self._allowed_bases = self._accepted_base_models()
         self._scheduler: Any = None
         self.on_generate: Any = None  # optional callback(method, seconds, n) for metrics
         self.on_reindex: Any = None  # optional callback(trigger)
 
     @classmethod
     def start(cls, settings: Settings) -> Service:
-        """Open the bank and build every configured generator (the slow part of starting the server)."""
+        """Open the bank and build every configured generator (the slow part of starting the server).
+
+        The bank and the checkpoints are looked up in one order (`api.lookup`): the configured one, else yours at
+        the default location, else the demo's.
+        """
         from loragen.bank.store import Bank
 
-        bank = Bank.open(settings.bank_path)
-        checkpoints = {"cvae": settings.cvae_checkpoint, "abmll": settings.abmll_checkpoint}
-        service = cls(settings=settings, bank=bank, generators={}, unavailable={})
+        found = find_bank(settings.bank_path)
+        bank = Bank.open(found.path if found else None)
+        if found is not None and found.origin == "demo":
+            log.warning("serving the demo's bank %s (no bank at the default location)", found.path)
+        checkpoints = find_checkpoints({"cvae": settings.cvae_checkpoint, "abmll": settings.abmll_checkpoint},
+                                       settings.methods)
         contexts = {m: GeneratorContext(bank=bank, device=settings.device, checkpoint=checkpoints.get(m),
-                                        classifier=service._new_classifier) for m in settings.methods}
-        service.generators, service.unavailable = build_generators(settings.methods, contexts)
-        return service
+                                        classifier=refiner(checkpoints.get(m), settings.device))
+                    for m in settings.methods}
+        generators, unavailable = build_generators(settings.methods, contexts)
+        return cls(settings=settings, bank=bank, generators=generators, unavailable=unavailable,
+                   checkpoints=checkpoints)
 
     def warm_up(self) -> None:
-        """Load the models requests would otherwise load on first use (the description encoder, the classifier),
-        so the first request is as fast as the others."""
+        """Load the models requests would otherwise load on first use (the description encoder, the base models
+        of the generators), so the first request is as fast as the others."""
         self.bank.encoder.encode(["warm up"])
-        try:
-            _ = self._scorer  # builds the shared suite classifier too
-        except ApiError as err:
-            log.warning("no suite classifier: %s", err.message)
+        for base in sorted(set(self._method_bases.values()) | ({DEFAULT_BASE_MODEL} & self._allowed_bases)):
+            try:
+                self.models.get(base)
+            except (LoragenError, OSError) as err:
+                log.warning("base model %s not loaded: %s", base, err)
+
+    def _accepted_base_models(self) -> set[str]:
+        """The configured base models, plus (by default) those of the generators and of the bank's adapters."""
+        accepted = {canonical_base_model_id(b) for b in self.settings.base_models}
+        if self.settings.auto_base_models:
+            accepted |= set(self._method_bases.values())
+            accepted |= {r.base_model for r in self.bank.adapters() if r.base_model}
+        log.info("accepting adapters for base models %s", sorted(accepted))
+        return accepted
 
     def close(self) -> None:
         """Stop the schedule and close the bank."""
@@ -146,7 +172,7 @@ class Service:
                        f"server: {reason}. Available: {sorted(self.generators) or 'none'}.")
 
     def _generation_request(self, request: GenerateRequest) -> GenerationRequest:
-        base = self._check_base(request.base_model or DEFAULT_BASE_MODEL)
+        base = self._check_base(request.base_model or self._method_base(request.method, request.description))
         examples = tuple((e.text, e.label) for e in request.examples) if request.examples else None
         return GenerationRequest(description=request.description, labels=tuple(request.labels or ()) or None,
                                  examples=examples, base_model=base, n_samples=request.samples, seed=request.seed)
@@ -168,8 +194,17 @@ class Service:
         return self.bank.add(adapter.with_metadata(provenance=provenance), description=description,
                              kind="generated", source=f"generate:{provenance['method']}", on_duplicate="skip")
 
+    def _method_base(self, method: str, description: str) -> str:
+        """The base model a request that names none is for: the checkpoint's; for retrieval the nearest adapter's."""
+        if method in self._method_bases and self._method_bases[method]:
+            return self._method_bases[method]
+        if method == "retrieve" and method in self.generators:
+            return self.generators[method].nearest_base_model(description) or DEFAULT_BASE_MODEL
+        return DEFAULT_BASE_MODEL
+
     def _uncertainty(self, request: GenerationRequest, adapters: list[LoraAdapter]) -> Scores:
-        """Cheap, honest signals always; meta's scores (entropy, mutual information, confidence) when installed."""
+        """Cheap, honest signals always; entropy, mutual information and confidence on the base model (for an
+        encoder with the meta package)."""
         scores: Scores = {}
         hits = self.bank.search_text(request.description, k=1)
         if hits:
@@ -177,24 +212,21 @@ class Service:
             scores["nearest_task_similarity"] = min(1.0, float(hits[0].score))
             scores["nearest_task"] = hits[0].task
         if len(adapters) > 1:
-            scores["sample_dispersion"] = _dispersion(adapters)
-        inputs = probe_inputs(self.bank, request.description, request.examples, hits)
-        with self._model_lock:
-            scores.update(score_adapters(self._scorer, request.description, adapters, inputs, _num_labels(request)))
+            scores["sample_dispersion"] = sample_dispersion(adapters)
+        base = request.base_model
+        inputs = probe_inputs(self.bank, request.description, request.examples, hits, base_model=base)
+        calibrator = self.settings.calibrator or (self._shipped_calibrator() if base == DEFAULT_BASE_MODEL else None)
+        try:
+            scores.update(score_adapters(self.models, base, request.description, adapters, inputs, bank=self.bank,
+                                         num_labels=_num_labels(request), calibrator=calibrator))
+        except LoragenError as err:  # the adapters are fine; only the model-based scores are missing
+            log.warning("uncertainty of a %s adapter not scored: %s", base, err)
         return scores
 
     def _shipped_calibrator(self) -> Path | None:
         """The calibrator `bench/meta_eval.py` writes next to the ABMLL checkpoint it measured, when there is one."""
         path = abmll_checkpoint_dir(self.settings.abmll_checkpoint) / "calibrator.json"
         return path if path.is_file() else None
-
-    @cached_property
-    def _scorer(self) -> Any:
-        try:
-            return build_scorer(self._classifier, self.bank, self.settings.calibrator or self._shipped_calibrator())
-        except ApiError as err:  # no suite classifier in this build
-            log.warning("uncertainty scores limited to bank signals: %s", err.message)
-            return None
 
     # ---- bank ---------------------------------------------------------------------------------------------------
 
@@ -259,14 +291,14 @@ class Service:
         Raises:
             ApiError: 409 when the output folder exists; 422 for adapters of another base model.
         """
-        base = self._check_base(request.base_model or DEFAULT_BASE_MODEL)
+        adapters = [self.bank.get(i) for i in request.adapter_ids]
+        base = self._check_base(request.base_model or base_for_adapters(adapters, [None] * len(adapters), None))
         root = self.settings.merge_root.resolve()
         output = (root / request.output).resolve()
         if output.parent != root:  # the schema forbids slashes; this guards '.' and '..' too
             raise ApiError(422, "invalid_request", f"output {request.output!r} must be a plain folder name.")
         if output.exists():
             raise ApiError(409, "exists", f"{request.output!r} already exists under the merge root; pick a new name.")
-        adapters = [self.bank.get(i) for i in request.adapter_ids]
         wrong = [a.metadata.get("id") for a in adapters if canonical_base_model_id(a.base_model) != base]
         if wrong:
             raise ApiError(422, "base_model_mismatch", f"adapters {wrong} are not for base model {base!r}.")
@@ -277,20 +309,27 @@ class Service:
                              base_model=base)
 
     def predict(self, request: PredictRequest) -> PredictResponse:
-        """Label probabilities of the built-in suite classifier for `texts`, with a bank adapter applied.
+        """Label probabilities of the prototype classifier on the adapter's base model (without an adapter: the
+        packaged MiniLM) for `texts`, with a bank adapter applied.
 
         The label count and names come from the adapter's task when the bank knows it.
+
+        Raises:
+            ApiError: 422 for an adapter of a causal LM (it completes text: `loragen predict` prints completions).
         """
         adapter, labels = None, None
         if request.adapter_id is not None:
             adapter = self.bank.get(request.adapter_id)
             labels = self._task_labels(adapter.metadata.get("task"))
+        loaded = self.models.get(adapter.base_model if adapter is not None else DEFAULT_BASE_MODEL)
+        if loaded.causal:
+            raise ApiError(422, "invalid_request", "this adapter is for a causal LM, which completes text rather than "
+                           "classifying it; run `loragen predict ADAPTER --text ...` on a downloaded copy.")
         num_labels = request.num_labels or (len(labels) if labels else 2)
         if labels is not None and len(labels) != num_labels:
             labels = None
-        classifier = self._classifier
-        with self._model_lock:
-            return predict_texts(classifier, request.texts, adapter, num_labels=num_labels, labels=labels)
+        with loaded.lock:
+            return predict_texts(loaded.classifier, request.texts, adapter, num_labels=num_labels, labels=labels)
 
     def _task_labels(self, task: str | None) -> list[str] | None:
         if not task:
@@ -299,20 +338,6 @@ class Service:
             return list(self.bank.get_task(task).labels)
         except LoragenError:  # a task name the bank has no record of
             return None
-
-    @cached_property
-    def _classifier(self) -> Any:
-        return self._new_classifier()
-
-    def _new_classifier(self) -> Any:
-        from loragen.bank.tasks import BUILTIN, get_provider
-
-        try:
-            provider = get_provider(BUILTIN)
-        except ImportError as err:
-            raise ApiError(503, "unavailable", f"this needs the built-in suite's classifier ({BUILTIN}): {err}") \
-                from None
-        return provider.classifier(device=self.settings.device)
 
     def _check_base(self, name: str) -> str:
         try:
@@ -348,7 +373,7 @@ class Service:
 
 def predict_texts(classifier: Any, texts: list[str], adapter: LoraAdapter | None, *, num_labels: int = 2,
                   labels: list[str] | None = None) -> PredictResponse:
-    """Run the suite classifier on `texts` (with `adapter` applied) and return label probabilities."""
+    """Run a prototype classifier on `texts` (with `adapter` applied) and return label probabilities."""
     logits = classifier.logits(list(texts), adapter, num_labels=num_labels)  # (n, num_labels)
     probs = torch.softmax(logits.float(), dim=-1)
     return PredictResponse(probabilities=probs.tolist(), predictions=probs.argmax(-1).tolist(), labels=labels)
@@ -358,13 +383,6 @@ def _provenance(request: GenerateRequest, gen_request: GenerationRequest) -> dic
     return {"method": request.method, "seed": request.seed, "samples": request.samples,
             "labels": list(gen_request.labels or ()), "n_examples": len(gen_request.examples or ()),
             "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-
-
-def _dispersion(adapters: list[LoraAdapter]) -> float:
-    """Mean relative distance of the samples' ΔW from their mean (0: the samples agree)."""
-    deltas = torch.stack([torch.cat([a.delta_weight(m).flatten() for m in a.modules]) for a in adapters])  # (S, D)
-    mean = deltas.mean(0)
-    return float((deltas - mean).norm(dim=1).mean() / mean.norm().clamp_min(1e-12))
 
 
 def _num_labels(request: GenerationRequest) -> int:

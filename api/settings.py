@@ -39,7 +39,10 @@ class Settings:
         reindex_cron: a crontab expression ("0 3 * * *") used instead of the interval when set.
         generation_workers: threads running generation and bank work off the event loop.
         methods: generation methods the service offers (each is started at startup if it can be).
-        base_models: base models the service accepts adapters for.
+        base_models: base models the service accepts adapters for: packaged names or local transformers
+            directories (the packaged MiniLM by default).
+        auto_base_models: also accept the base models of the generators it loaded (their checkpoints') and of
+            the bank's adapters (LORAGEN_AUTO_BASE_MODELS=0 turns this off).
         device: where models run ("auto", "cpu", "cuda").
         cvae_checkpoint: the trained ICM-LoRA CVAE (None: the hypernet package's default location).
         abmll_checkpoint: the trained ABMLL model (None: the meta package's default location).
@@ -64,6 +67,7 @@ class Settings:
     generation_workers: int = 2
     methods: tuple[str, ...] = METHODS
     base_models: tuple[str, ...] = (DEFAULT_BASE_MODEL,)
+    auto_base_models: bool = True
     device: str = "auto"
     cvae_checkpoint: Path | None = None
     abmll_checkpoint: Path | None = None
@@ -145,7 +149,10 @@ _INTS = {"max_request_bytes", "max_upload_bytes", "max_archive_members", "max_me
          "generation_workers", "neighbours", "torch_threads"}
 _FLOATS = {"max_compression_ratio", "reindex_interval_s"}
 _TUPLES = {"methods", "base_models"}
-_KIND = {**{name: "a whole number" for name in _INTS}, **{name: "a number" for name in _FLOATS}}
+_BOOLS = {"auto_base_models"}
+_KIND = {**{name: "a whole number" for name in _INTS}, **{name: "a number" for name in _FLOATS},
+         **{name: "true or false (1/0, yes/no)" for name in _BOOLS}}
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
 def _variable(name: str) -> str:
@@ -169,4 +176,8 @@ def _parse(f: dataclasses.Field, raw: str) -> Any:
         return float(raw)
     if f.name in _TUPLES:
         return tuple(x.strip() for x in raw.split(",") if x.strip())
+    if f.name in _BOOLS:
+        if raw.strip().lower() not in _TRUE | _FALSE:
+            raise ValueError(raw)
+        return raw.strip().lower() in _TRUE
     return raw

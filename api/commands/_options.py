@@ -143,15 +143,6 @@ def add_base_model(p: argparse.ArgumentParser | argparse._ArgumentGroup, action:
     p.add_argument("--base-model", default=None, metavar="NAME|DIR", help=base_model_help(action, default))
 
 
-def add_base_model_default(p: argparse.ArgumentParser, action: str, default: str) -> None:
-    """`--base-model NAME|DIR` where leaving it out means `default` (e.g. "the task's own"), not minilm."""
-
-    def text() -> str:
-        return f"{action}: {packaged_base_models()}, or a local transformers directory (default: {default})"
-
-    p.add_argument("--base-model", default=None, metavar="NAME|DIR", help=text)
-
-
 def add_device(p: argparse.ArgumentParser, default: str | None = "auto") -> None:
     """`--device`: where models run."""
     shown = default or "auto"

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loragen.api.commands._options import UsageError, add_bank, add_base_model_default
+from loragen.api.commands._options import UsageError, add_bank, add_base_model
 
 SIDECAR = "loragen.json"
 SIDECAR_KEYS = ("description", "task", "paraphrases")
@@ -58,7 +58,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", default=None, help="name of the task the adapter solves")
     p.add_argument("--kind", default="uploaded", choices=["final", "checkpoint", "generated", "uploaded"],
                    help="final marks it as its task's oracle (the task must be in the bank); default uploaded")
-    add_base_model_default(p, "the base model the adapter is for",
+    add_base_model(p, "the base model the adapter is for",
                            "its adapter_config.json base_model_name_or_path, relative paths from the adapter dir")
     p.add_argument("--keep-original", action="store_true", help="also keep the factors as given (not only canonical)")
     p.add_argument("--skip-duplicates", action="store_true",

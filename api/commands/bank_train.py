@@ -11,7 +11,7 @@ from pathlib import Path
 
 from loragen.api.commands._options import (
     add_bank,
-    add_base_model_default,
+    add_base_model,
     add_device,
     add_no_progress,
     add_threads,
@@ -44,7 +44,7 @@ def add_parser(bank_sub: argparse._SubParsersAction) -> None:
     add_bank(p)
     p.add_argument("--tasks", nargs="+", default=None, metavar="NAME",
                    help="only these tasks (default: every task of the bank's own without a final adapter)")
-    add_base_model_default(p, "train over this base model", "the base_model of each task's manifest entry")
+    add_base_model(p, "train over this base model", "the base_model of each task's manifest entry")
     p.add_argument("--config", type=Path, default=None, metavar="FILE",
                    help="YAML or JSON recipe of TrainConfig fields; the flags below override it")
     p.add_argument("--steps", type=positive_int, default=None, metavar="N",

@@ -8,6 +8,8 @@
    adapter was written.
 
 Everything lives under ``$LORAGEN_HOME/demo`` (or --home), so a second run reuses the bank and the checkpoint.
+After a demo in the default place, `loragen generate` and `loragen serve` use its generator and bank until you
+train your own at the default location (`api.lookup`: named > yours > the demo's).
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ def _step(message: str) -> None:
 
 
 def _run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
+    from loragen.bank import paths
     from loragen.bank.generator import GenerationRequest
     from loragen.bank.lora import save_peft
     from loragen.bank.store import Bank
@@ -123,7 +126,7 @@ def _run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     accuracy["oracle (trained on the task)"] = classifier.accuracy(data.test, oracle, n)
     return {"heldout_task": target.name, "description": description, "labels": list(target.labels),
             "bank_tasks": len(bank_tasks), "accuracy": accuracy, "uncertainty": uncertainty,
-            "adapter_dir": str(adapter_dir), "home": str(home)}
+            "adapter_dir": str(adapter_dir), "home": str(home), "default_home": home == paths.demo_home()}
 
 
 def pick_heldout(specs: list, name: str | None):
@@ -233,3 +236,7 @@ def print_report(result: dict) -> None:
     print()
     print(f"PEFT adapter  : {result['adapter_dir']}")
     print(f"total time    : {result['seconds']} s")
+    if result.get("default_home"):
+        print()
+        print("next          : loragen generate \"<a task description>\" -o out/adapter   # uses this demo's "
+              "generator and bank until you train your own (`loragen train hypernet`)")

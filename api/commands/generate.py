@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from loragen.api.commands._options import (
@@ -45,13 +46,25 @@ def _examples(path: Path | None) -> tuple[tuple[str, int], ...] | None:
     return tuple(out)
 
 
+EPILOG = """examples:
+  loragen generate "label 0 if the text is written in Polish, label 1 if it is written in Czech" -o out/pl-cs
+  loragen generate "..." --labels Polish Czech --samples 4 --seed 0 -o out/samples
+  loragen generate "answer with the capital of the country" --samples 4 --inputs questions.jsonl -o out/capitals
+
+The checkpoint is the one named with --checkpoint, else yours at $LORAGEN_HOME/<hypernet|meta>, else the demo's
+(`loragen demo`); the bank likewise (--bank, $LORAGEN_HOME/bank.duckdb, the demo's). The adapter is for the
+checkpoint's base model. Uncertainty: similarity of the description to the nearest bank task, predictive entropy
+(over labels, or per output token for a causal LM) and, with --samples > 1, mutual information between samples.
+"""
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "generate",
         help="generate a LoRA adapter from a task description",
-        description="Generate a LoRA adapter (PEFT format) from a plain-language task description.",
-        epilog="examples:\n  loragen generate \"label 0 if the text is written in Polish, label 1 if it is written in "
-        "Czech\" -o out/pl-cs\n  loragen generate \"...\" --labels Polish Czech --samples 4 --seed 0 -o out/samples",
+        description="Generate a LoRA adapter (PEFT format) from a plain-language task description, for the base "
+        "model the generator was trained for.",
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("description", type=non_empty("describe the task, e.g. 'label 0 if Polish, label 1 if Czech'"),
@@ -61,104 +74,139 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", nargs="+", default=None, help="class names in label order")
     p.add_argument("--examples", type=Path, default=None, metavar="FILE",
                    help="JSONL labelled examples: {\"text\":..., \"label\":k}")
+    p.add_argument("--inputs", type=Path, default=None, metavar="FILE",
+                   help="JSONL inputs to score the adapter(s) on: {\"text\": ...} or {\"input\": ...} per line "
+                   "(default: the examples' texts, else inputs of the nearest bank task)")
     p.add_argument("--samples", type=positive_int, default=1, metavar="N",
-                   help="adapters to sample (1: the point estimate)")
+                   help="adapters to sample (1: the point estimate; more also measure their disagreement)")
     add_seed(p, "sampling seed (same seed, same adapters)")
     add_bank(p)
     add_checkpoint(p, "the generator's checkpoint directory")
-    add_base_model(p, "the model the adapter is for")
+    add_base_model(p, "the model the adapter is for; it must be the checkpoint's", default="the checkpoint's")
     p.add_argument("--no-score", action="store_true", help="skip the uncertainty scores")
     add_device(p)
     p.set_defaults(func=run)
 
 
+
 def run(args: argparse.Namespace) -> int:
     from contextlib import ExitStack
+    from dataclasses import replace
 
+    from loragen.api.base_models import BaseModels
+    from loragen.api.commands.predict import read_texts
     from loragen.api.generators import REGISTRY, GeneratorContext
-    from loragen.bank.base_model import DEFAULT_BASE_MODEL, canonical_base_model_id
     from loragen.bank.generator import GenerationRequest, save_adapters
 
-    request = GenerationRequest(
+    inputs = read_texts(args.inputs, "--inputs") if args.inputs is not None else None
+    request = GenerationRequest(  # checked before anything loads; the base model is settled below
         description=args.description,
         labels=tuple(args.labels) if args.labels else None,
         examples=_examples(args.examples),
-        base_model=canonical_base_model_id(args.base_model or DEFAULT_BASE_MODEL),
         n_samples=args.samples,
         seed=args.seed,
     )
+    models = BaseModels(args.device)
     with ExitStack() as stack:
         bank = _open_bank(args, stack)
-        classifier = _Lazy(lambda: _classifier(args.device))
-        ctx = GeneratorContext(bank=bank, device=args.device, checkpoint=args.checkpoint, classifier=classifier)
-        adapters = REGISTRY[args.method].build(ctx).generate(request)
+        checkpoint, base = _checkpoint_and_base(args)
+        classifier = None if base is None else (lambda: _classifier(models, base))
+        ctx = GeneratorContext(bank=bank, device=args.device, checkpoint=checkpoint, classifier=classifier)
+        generator = REGISTRY[args.method].build(ctx)
+        if base is None:  # retrieval without --base-model: the nearest adapter's, whichever it is
+            base = generator.nearest_base_model(args.description)
+        request = replace(request, base_model=base) if base else request
+        adapters = generator.generate(request)
         for path in save_adapters(adapters, args.output):
             print(path)
         if not args.no_score:
-            _print_scores(request, adapters, bank, classifier)
+            _print_scores(request, adapters, bank, models, inputs)
     return 0
 
 
-class _Lazy:
-    """Build a value on first call, then return the same one."""
+def _checkpoint_and_base(args: argparse.Namespace) -> tuple[Path | None, str | None]:
+    """The method's checkpoint (named > yours > the demo's) and the base model to generate for."""
+    from loragen.api.base_models import base_for_checkpoint
+    from loragen.api.lookup import CHECKPOINTS, announce, checkpoint_base_model, find_checkpoint
+    from loragen.bank.base_model import canonical_base_model_id
 
-    def __init__(self, build):
-        self._build, self._value = build, None
+    if args.method not in CHECKPOINTS:
+        return None, canonical_base_model_id(args.base_model) if args.base_model else None
+    found = find_checkpoint(args.method, args.checkpoint)
+    announce(found, f"{args.method} checkpoint", args.verbose)
+    own = checkpoint_base_model(found.path)
+    return found.path, base_for_checkpoint(args.base_model, own, found.path)
 
-    def __call__(self):
-        if self._value is None:
-            self._value = self._build()
-        return self._value
 
+def _classifier(models, base: str):
+    """The classifier a generator refines with (ABMLL): the base model's, for an encoder; None for a causal LM."""
+    from loragen.bank.base_model import is_causal_lm
 
-def _classifier(device: str):
-    from loragen.bank.tasks import BUILTIN, get_provider
-
-    return get_provider(BUILTIN).classifier(device=device)
+    return None if is_causal_lm(base) else models.get(base).classifier
 
 
 def _open_bank(args: argparse.Namespace, stack):
-    """The bank when --bank is given or the method reads it (retrieval); it also feeds the bank-distance scores."""
+    """The bank retrieval and the scores read: --bank > the default bank > the demo's (see `api.lookup`).
+
+    Raises:
+        LoragenError: retrieval without any bank, or a named bank that does not exist.
+    """
+    from loragen.api.lookup import announce, find_bank
     from loragen.bank import paths
+    from loragen.bank.errors import BankError, LoragenError
     from loragen.bank.store import Bank
 
-    if args.bank is None and args.method != "retrieve":
+    found = find_bank(args.bank)
+    if found is None:
+        if args.method == "retrieve":
+            raise LoragenError(f"no bank at {paths.bank_path()} (nor the demo's); build one (`loragen bank build`), "
+                               "import adapters (`loragen bank import`) or pass --bank")
         return None
-    if args.bank is None and not paths.bank_path().exists():
-        from loragen.bank.errors import LoragenError
+    if found.origin == "named" and not found.path.is_file():
+        raise LoragenError(f"--bank {found.path}: no such bank; pass an existing bank file")
+    announce(found, "bank", args.verbose)
+    try:
+        return stack.enter_context(Bank.open(found.path))
+    except BankError as err:
+        if found.origin == "named" or args.method == "retrieve":
+            raise
+        print(f"note: not using bank {found.path} for the scores ({err})", file=sys.stderr)
+        return None
 
-        raise LoragenError(f"no bank at {paths.bank_path()}; build one (`loragen bank build`) or pass --bank")
-    return stack.enter_context(Bank.open(args.bank))
+
+def _num_labels(request) -> int:
+    if request.labels:
+        return len(request.labels)
+    return max(2, 1 + max((y for _, y in request.examples or ()), default=1))
 
 
-def _print_scores(request, adapters, bank, classifier) -> None:
-    """Uncertainty of the generated adapter(s) (meta's scorer), evaluated on the examples' texts or, without
-    examples, on texts of the nearest bank task."""
-    from loragen.api.uncertainty import build_scorer, probe_inputs, score
-    from loragen.bank.base_model import DEFAULT_BASE_MODEL
+def _print_scores(request, adapters, bank, models, inputs) -> None:
+    """Uncertainty of the generated adapter(s) on the base model they are for (`api.uncertainty`)."""
+    from loragen.api.uncertainty import probe_inputs, score_adapters
     from loragen.bank.errors import LoragenError
 
-    if request.base_model != DEFAULT_BASE_MODEL:
-        print(f"uncertainty: not scored (the scorer's classifier runs {DEFAULT_BASE_MODEL}, not {request.base_model})")
-        return
-    inputs = probe_inputs(bank, request.description, request.examples) if bank is not None else \
-        [t for t, _ in request.examples or ()]
-    if not inputs:
-        print("uncertainty: not scored (pass --examples, or --bank to probe with texts of the nearest bank task)")
-        return
-    n = len(request.labels) if request.labels else max(2, 1 + max((y for _, y in request.examples or ()), default=1))
+    probe = probe_inputs(bank, request.description, request.examples, inputs=inputs, base_model=request.base_model)
     try:
-        scores = score(build_scorer(classifier(), bank), request.description, adapters, inputs, num_labels=n)
-    except LoragenError as err:
+        scores = score_adapters(models, request.base_model, request.description, adapters, probe, bank=bank,
+                                num_labels=_num_labels(request))
+    except (LoragenError, ValueError) as err:
         print(f"uncertainty: not scored ({err})")
         return
-    if not scores:
-        print("uncertainty: not scored (the meta package is not installed)")
-        return
-    kind = "calibrated" if scores.get("calibrated") else "uncalibrated"
-    print(f"uncertainty: confidence {scores['confidence']:.3f} ({kind}), predictive entropy "
-          f"{scores['predictive_entropy']:.4f}, mutual information {scores['mutual_information']:.4f} nats "
-          f"({scores['n_adapters']} adapter(s) on {scores['n_inputs']} texts)")
+    if "predictive_entropy" not in scores:
+        why = "the meta package is not installed" if probe else \
+            "no inputs: pass --inputs FILE or --examples, or a bank with a related task's data (--bank)"
+        print(f"uncertainty: not scored on inputs ({why})")
+    elif "n_tokens" in scores:
+        mi = scores["mutual_information"]
+        mi_text = f"{mi:.4f}" if mi is not None else "n/a (one adapter; --samples N measures disagreement)"
+        print(f"uncertainty: predictive entropy {scores['predictive_entropy']:.4f} nats/token, mutual information "
+              f"{mi_text}, mean greedy-token probability {scores['confidence']:.3f} (uncalibrated) "
+              f"({scores['n_adapters']} adapter(s) on {scores['n_inputs']} inputs, {scores['n_tokens']} tokens)")
+    else:
+        kind = "calibrated" if scores.get("calibrated") else "uncalibrated"
+        print(f"uncertainty: confidence {scores['confidence']:.3f} ({kind}), predictive entropy "
+              f"{scores['predictive_entropy']:.4f}, mutual information {scores['mutual_information']:.4f} nats "
+              f"({scores['n_adapters']} adapter(s) on {scores['n_inputs']} texts)")
     if scores.get("description_similarity") is not None:
         print(f"nearest bank task: {scores.get('nearest_task')} (description similarity "
               f"{scores['description_similarity']:.3f})")

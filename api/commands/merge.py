@@ -23,12 +23,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "and write the merged transformers model (save_pretrained) with its tokenizer files. The folder appears "
         "complete or not at all (written beside it, then renamed); an existing merged model there is replaced.",
         epilog="examples:\n  loragen merge ./my-adapter -o ./merged\n"
-        "  loragen merge ./a ./b --weights 0.7,0.3 --method ties --base-model ./tiny-llama -o ./merged",
+        "  loragen merge ./a ./b --weights 0.7,0.3 --method ties --base-model ./tiny-llama -o ./merged\n\n"
+        "The base model is the adapters' own (base_model_name_or_path in adapter_config.json; a relative path is "
+        "read from the adapter's folder) unless --base-model says otherwise.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("adapters", nargs="+", type=Path, help="PEFT adapter directories")
     p.add_argument("-o", "--output", type=Path, required=True, help="directory for the merged model")
-    add_base_model(p, "the model to merge into")
+    add_base_model(p, "the model to merge into", default="the adapters' own")
     p.add_argument("--weights", type=_weights, default=None, help="comma-separated weight per adapter (default 1 each)")
     p.add_argument("--method", choices=["linear", "svd", "ties"], default="linear", help="how several are combined")
     p.add_argument("--rank", type=positive_int, default=None, help="target rank for svd/ties")
@@ -39,13 +41,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from loragen.api.base_models import base_for_adapters
     from loragen.bank.device import resolve_device, resolve_dtype
     from loragen.bank.lora import load_peft, save_merged_model
 
     if args.weights is not None and len(args.weights) != len(args.adapters):
         raise UsageError(f"--weights has {len(args.weights)} values for {len(args.adapters)} adapters; give one each")
     adapters = [load_peft(path) for path in args.adapters]  # all validated before the model is loaded
-    save_merged_model(adapters, args.output, base_model=args.base_model, weights=args.weights, method=args.method,
+    base = base_for_adapters(adapters, args.adapters, args.base_model)  # the adapters' own unless overridden
+    save_merged_model(adapters, args.output, base_model=base, weights=args.weights, method=args.method,
                       rank=args.rank, density=args.density, device=resolve_device(args.device),
                       dtype=resolve_dtype(args.dtype))
     print(f"merged {len(adapters)} adapter(s) into {args.output}")

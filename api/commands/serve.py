@@ -29,10 +29,15 @@ LORAGEN_MAX_UPLOAD_BYTES, LORAGEN_REINDEX_INTERVAL_S, LORAGEN_REINDEX_CRON, LORA
 flags win over the environment. The token is read from LORAGEN_TOKEN or --token-file, never from the command line
 (it would show in `ps`); without one, writes need no auth (unset LORAGEN_TOKEN; an empty one is refused).
 
+The bank and each generator's checkpoint: LORAGEN_BANK_PATH / --bank, LORAGEN_CVAE_CHECKPOINT,
+LORAGEN_ABMLL_CHECKPOINT, else yours under $LORAGEN_HOME, else the demo's (`loragen demo`).
+
 generation methods: {methods}
-base models (--base-models, LORAGEN_BASE_MODELS; default: minilm):
+accepted base models: those listed (--base-models, LORAGEN_BASE_MODELS; default: minilm) plus, unless
+--no-auto-base-models (LORAGEN_AUTO_BASE_MODELS=0), the base models of the loaded generators' checkpoints and of
+the bank's adapters. A base model is one of
 {base_models}
-  or a local transformers directory (with config.json); models are never downloaded
+  or a local transformers directory (with config.json; an encoder or a causal LM); never downloaded
 """
 
 
@@ -65,7 +70,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base-models", type=lambda s: tuple(x.strip() for x in s.split(",") if x.strip()) or None,
                    default=None, metavar="NAME[,NAME...]",
                    help="base models the service accepts adapters for, comma-separated: packaged names or local "
-                   "transformers directories (listed below; default: minilm)")
+                   "transformers directories (listed below; default: minilm), besides those of its generators and "
+                   "bank")
+    p.add_argument("--no-auto-base-models", dest="auto_base_models", action="store_const", const=False,
+                   default=None, help="accept only the --base-models, not also those of the generators' "
+                   "checkpoints and of the bank's adapters")
     p.add_argument("--reindex-interval", type=non_negative_float, default=None, metavar="SECONDS",
                    help="seconds between re-indexes (0: off; default 3600)")
     p.add_argument("--reindex-cron", default=None, metavar="EXPR",
@@ -92,7 +101,8 @@ def settings_from_args(args: argparse.Namespace):
                               "flag to use LORAGEN_TOKEN")
         token = args.token_file.read_text().strip()
     return Settings.from_env(bank_path=args.bank, token=token, merge_root=args.merge_root, methods=args.methods,
-                             base_models=args.base_models, reindex_interval_s=args.reindex_interval,
+                             base_models=args.base_models, auto_base_models=args.auto_base_models,
+                             reindex_interval_s=args.reindex_interval,
                              reindex_cron=args.reindex_cron, generation_workers=args.workers, device=args.device)
 
 

@@ -54,5 +54,6 @@ def test_generate_command_writes_a_peft_directory(trained, tiny_llama_dir, tmp_p
     assert code == 0 and str(out) in capsys.readouterr().out
     adapter = load_peft(out)
     assert adapter.metadata["generator"] == "cvae" and adapter.r == 16
-    code = main(["generate", "label 0 if x", "-o", str(tmp_path / "bad"), "--checkpoint", str(ckpt)])
+    code = main(["generate", "label 0 if x", "-o", str(tmp_path / "bad"), "--checkpoint", str(ckpt),
+                 "--base-model", "minilm"])
     assert code == 1 and "base model" in capsys.readouterr().err  # the packaged MiniLM is not this checkpoint's
