@@ -42,9 +42,9 @@ class GeneratorContext:
 
 
 def _retrieve(ctx: GeneratorContext) -> AdapterGenerator:
-    from loragen.api.retrieval import BankRetrieval  # final and uploaded adapters, of the request's base model
+    from loragen.bank.retrieval import SERVICE_KINDS, RetrievalGenerator  # final and uploaded, of the base model
 
-    return BankRetrieval(ctx.bank)
+    return RetrievalGenerator(ctx.bank, kinds=SERVICE_KINDS, match_base_model=True)
 
 
 def _cvae(ctx: GeneratorContext) -> AdapterGenerator:

@@ -1,42 +1,73 @@
-"""The `retrieve` method: the nearest bank adapter by description, beside the learned generators."""
+"""The `retrieve` method: the nearest bank adapter by description, beside the learned generators.
+
+Candidates are adapters of the given kinds (final oracles by default; the CLI and the service also take a user's
+uploaded adapters) for the request's base model, never of a held-out task or of `request.exclude_tasks`. Generated
+adapters are never candidates in the service (every generation is stored there and must not feed retrieval).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Collection
 
 from loragen.bank.errors import NotFoundError
 from loragen.bank.generator import GenerationRequest
 from loragen.bank.lora.adapter import LoraAdapter
+from loragen.bank.records import SearchHit
+
+SERVICE_KINDS = ("final", "uploaded")  # what the CLI's and the service's `retrieve` return
 
 
 class RetrievalGenerator:
-    """Nearest bank adapter by description: the simplest generator, and the service's fallback.
+    """Nearest bank adapters by description, of the request's base model.
 
-    Only final adapters of in-bank tasks are candidates (held-out tasks and `request.exclude_tasks` never are). The
-    bank's search filters by kind itself, so any number of closer adapters of other kinds (uploads, checkpoints)
-    cannot hide the final ones.
+    The search widens until enough candidates of the wanted kinds and base model are found (or every adapter was
+    seen), so any number of closer adapters of other kinds or base models cannot hide them.
 
     Args:
         bank: an open `loragen.bank.store.Bank`.
-        kind: adapter kind to return ("final" by default; checkpoints share their task's description).
+        kinds: adapter kinds that are candidates (default: final adapters, the task oracles).
+        match_base_model: return only adapters for `request.base_model` (the harness's banks hold one base model
+            and leave it off).
     """
 
     name = "retrieval"
 
-    def __init__(self, bank, kind: str = "final") -> None:
-        self.bank, self.kind = bank, kind
+    def __init__(self, bank, kinds: Collection[str] = ("final",), match_base_model: bool = False) -> None:
+        self.bank, self.kinds, self.match_base_model = bank, tuple(kinds), match_base_model
 
-    def _excluded(self, request: GenerationRequest) -> set[str]:
-        return {t.name for t in self.bank.tasks(split="heldout")} | set(request.exclude_tasks)
+    def candidates(self, description: str, n: int, base_model: str | None = None,
+                   exclude: Collection[str] = ()) -> list[SearchHit]:
+        """Up to `n` candidate hits, nearest first (of `base_model` only, when given)."""
+        excluded = {t.name for t in self.bank.tasks(split="heldout")} | set(exclude)
+        kind = self.kinds[0] if len(self.kinds) == 1 else None  # one kind: the index filters it itself
+        k = n if kind is not None and base_model is None else max(4 * n, 16)
+        while True:
+            hits = self.bank.search_text(description, k=k, exclude_tasks=excluded, kind=kind)
+            fit = [h for h in hits if self._fits(h.id, base_model)]
+            if len(fit) >= n or len(hits) < k:
+                return fit[:n]
+            k *= 4
+
+    def _fits(self, adapter_id: str, base_model: str | None) -> bool:
+        record = self.bank.record(adapter_id)
+        return record.kind in self.kinds and (base_model is None or record.base_model == base_model)
+
+    def nearest_base_model(self, description: str) -> str | None:
+        """The base model of the nearest candidate (None: the bank has none)."""
+        hits = self.candidates(description, 1)
+        return self.bank.record(hits[0].id).base_model if hits else None
 
     def generate(self, request: GenerationRequest) -> list[LoraAdapter]:
         """The `request.n_samples` nearest adapters, nearest first.
 
         Raises:
-            NotFoundError: the bank has no eligible adapter.
+            NotFoundError: the bank has no candidate (for that base model, when matched).
         """
-        hits = self.bank.search_text(request.description, k=request.n_samples, exclude_tasks=self._excluded(request),
-                                     kind=self.kind)
-        ids = [h.id for h in hits]
-        if not ids:
-            raise NotFoundError(f"no {self.kind} adapter in the bank to retrieve for {request.description[:60]!r}; "
-                                "build the bank first (`loragen bank build`)")
-        return [self.bank.get(i) for i in ids]
+        base_model = request.base_model if self.match_base_model else None
+        hits = self.candidates(request.description, request.n_samples, base_model, request.exclude_tasks)
+        if not hits:
+            where = f" for base model {base_model}" if base_model else ""
+            raise NotFoundError(f"no {' or '.join(self.kinds)} adapter{where} in the bank to retrieve for "
+                                f"{request.description[:60]!r}; add some (`loragen bank import`, `loragen bank "
+                                "build`, `loragen bank train`) or pick another base model")
+        return [self.bank.get(h.id) for h in hits]

@@ -59,7 +59,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kind", default="uploaded", choices=["final", "checkpoint", "generated", "uploaded"],
                    help="final marks it as its task's oracle (the task must be in the bank); default uploaded")
     add_base_model(p, "the base model the adapter is for",
-                           "its adapter_config.json base_model_name_or_path, relative paths from the adapter dir")
+                   "its adapter_config.json base_model_name_or_path, relative paths from the adapter dir")
     p.add_argument("--keep-original", action="store_true", help="also keep the factors as given (not only canonical)")
     p.add_argument("--skip-duplicates", action="store_true",
                    help="an adapter already in the bank returns its id instead of failing")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from loragen.api.retrieval import BankRetrieval
+from loragen.bank.retrieval import SERVICE_KINDS, RetrievalGenerator
 from loragen.bank.base_model import DEFAULT_BASE_MODEL, canonical_base_model_id
 from loragen.bank.errors import NotFoundError
 from loragen.bank.generator import GenerationRequest
@@ -33,7 +33,7 @@ def test_nearest_final_or_uploaded_adapter_of_the_base_model(tiny_llama_dir, tmp
             "far": bank.add(minilm_adapter(seed=4), description="is the text about volcanoes?", kind="final"),
         }
         bank.reindex()
-        retrieval = BankRetrieval(bank)
+        retrieval = RetrievalGenerator(bank, kinds=SERVICE_KINDS, match_base_model=True)
         [minilm] = retrieval.generate(GenerationRequest(description=QUERY, base_model=DEFAULT_BASE_MODEL))
         assert minilm.metadata["id"] == ids["minilm-final"]  # nearer generated and held-out adapters are skipped
         [mine] = retrieval.generate(GenerationRequest(description=QUERY, base_model=llama))

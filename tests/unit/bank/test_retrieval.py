@@ -42,6 +42,6 @@ def test_final_adapter_is_retrieved_when_uploads_crowd_the_top_hits(crowded_bank
 def test_no_adapter_of_the_kind_raises_not_found(crowded_bank):
     bank, _ = crowded_bank
     with pytest.raises(NotFoundError, match="no checkpoint adapter in the bank"):
-        RetrievalGenerator(bank, kind="checkpoint").generate(GenerationRequest(description=QUERY))
-    uploads = RetrievalGenerator(bank, kind="uploaded").generate(GenerationRequest(description=QUERY, n_samples=2))
+        RetrievalGenerator(bank, kinds=("checkpoint",)).generate(GenerationRequest(description=QUERY))
+    uploads = RetrievalGenerator(bank, kinds=("uploaded",)).generate(GenerationRequest(description=QUERY, n_samples=2))
     assert [bank.record(a.metadata["id"]).kind for a in uploads] == ["uploaded", "uploaded"]
