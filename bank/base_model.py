@@ -231,3 +231,31 @@ def copy_tokenizer_files(name_or_path: str | os.PathLike | None, target: str | o
     for f in copied:
         shutil.copy2(src / f, Path(target) / f)
     return copied
+
+
+@dataclass(frozen=True)
+class FrozenBase:
+    """A base model loaded for LoRA work: frozen (no gradients), in eval mode, with its tokenizer and recorded id."""
+
+    model: nn.Module
+    tokenizer: object
+    base_model_id: str
+    device: torch.device
+
+
+def load_frozen(name_or_path: str | os.PathLike | None = None,
+                device: str | torch.device | None = "cpu") -> FrozenBase:
+    """Load a base model and its tokenizer with every weight frozen (adapters are applied on top of it).
+
+    Args:
+        name_or_path: a packaged model's name or a local transformers directory (None: the default).
+        device: "cpu", "cuda", "auto" or None (auto).
+    """
+    from loragen.bank.device import resolve_device
+
+    dev = resolve_device(device)
+    model = load_base_model(name_or_path, device=dev)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return FrozenBase(model, load_tokenizer(name_or_path), canonical_base_model_id(name_or_path), dev)
+

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import torch
 
-from loragen.bank.base_model import canonical_base_model_id, load_base_model, load_tokenizer
+from loragen.bank.base_model import load_frozen
 from loragen.bank.causal_lm import (
     collate,
     complete,
@@ -32,7 +32,6 @@ from loragen.bank.causal_lm import (
     output_loss,
     pad_id,
 )
-from loragen.bank.device import resolve_device
 from loragen.bank.errors import ConfigError
 from loragen.bank.lora.adapter import LoraAdapter
 from loragen.bank.lora.functional import lora_applied
@@ -53,12 +52,9 @@ class CausalLM:
     """
 
     def __init__(self, base_model: str | os.PathLike, device: str | torch.device | None = "cpu") -> None:
-        self.device = resolve_device(device)
-        self.base_model_id = canonical_base_model_id(base_model)
-        self.model = load_base_model(base_model, device=self.device)
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        self.tokenizer = load_tokenizer(base_model)
+        base = load_frozen(base_model, device)
+        self.model, self.tokenizer, self.base_model_id, self.device = (base.model, base.tokenizer, base.base_model_id,
+                                                                       base.device)
 
     def _applied(self, adapter: LoraAdapter | None):
         if adapter is None:

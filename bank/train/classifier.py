@@ -14,8 +14,7 @@ from collections.abc import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-from loragen.bank.base_model import canonical_base_model_id, load_base_model, load_tokenizer
-from loragen.bank.device import resolve_device
+from loragen.bank.base_model import load_frozen
 from loragen.bank.lora.adapter import LoraAdapter
 from loragen.bank.lora.functional import lora_applied
 
@@ -51,12 +50,9 @@ class PrototypeClassifier:
                  device: str | torch.device | None = "cpu") -> None:
         if max_length < 4:
             raise ValueError(f"max_length must be at least 4 tokens, got {max_length}")
-        self.device = resolve_device(device)
-        self.base_model_id = canonical_base_model_id(base_model)
-        self.model = load_base_model(base_model, device=self.device)
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        self.tokenizer = load_tokenizer(base_model)
+        base = load_frozen(base_model, device)
+        self.model, self.tokenizer, self.base_model_id, self.device = (base.model, base.tokenizer, base.base_model_id,
+                                                                       base.device)
         self.max_length = max_length
         self.prototypes = label_prototypes(self.model.config.hidden_size).to(self.device)  # (S, d)
 
