@@ -118,7 +118,8 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--max-length", type=int, default=64)
     p.add_argument("--n-test", type=int, default=32)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2,
+                   help="torch threads; on a CPU shared with other jobs 1 thread (or OMP_WAIT_POLICY=PASSIVE) is faster")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(RESULTS / "llm_suite_probe.json"))
     p.add_argument("--resume", action="store_true", help="keep the tasks already in --out and probe the rest")
@@ -139,6 +140,7 @@ def main() -> None:
         row = probe_task(model, tok, by_name[name], args)
         row["task_s"] = round(time.perf_counter() - started, 1)
         row["load_avg_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]  # the CPU is shared
+        row["threads"] = args.threads
         rows.append(row)
         print(json.dumps(row, ensure_ascii=False), flush=True)
         out = {"config": vars(args) | {"resume": False}, "families": summarise(rows, steps), "tasks": rows}

@@ -36,14 +36,14 @@ DATE_NAME = WordingSet(
         "What is the {what} of this date called in {lang}? Just the word, please.",
     ),
     heldout=(
-        "Take the English date and answer with the name of its {what} as a {lang} speaker would write it.",
+        "Take the English date and answer with the name of its {what} as {lang} speakers write it.",
         "Translate the {what} of the given date into {lang}; print nothing else.",
         "Input: an English date. Output: the {lang} name of its {what}, e.g. '{x}' gives '{y}'.",
     ),
 )
 
 DATE_WRITE = WordingSet(
-    what={"short": "short numeric date", "medium": "date with the month abbreviated",
+    what={"short": "short numeric date", "medium": "medium-length date with the month abbreviated",
           "long": "long date with the month written out"},
     train=(
         "Rewrite the ISO date (YYYY-MM-DD) as a {what} in {lang} format.",
@@ -51,13 +51,13 @@ DATE_WRITE = WordingSet(
         "ISO date to {lang} {what}.",
         "For example, {x} becomes {y}. Convert the given ISO date the same way.",
         "How would this date look as a {what} in {lang}? Give just the formatted date.",
-        "I have dates in year-month-day form and need them as {what}s following the usual {lang} conventions "
-        "(order of day, month and year, separators, month names). Output the converted date with no extra words.",
+        "I have dates in year-month-day form and need each one written as a {what}, following the usual {lang} "
+        "conventions (order of day, month and year, separators, month names). Output the converted date only.",
         "YYYY-MM-DD → {lang} {what}",
     ),
     heldout=(
-        "Show the given date in {lang} {what} form.",
-        "Turn the machine-readable date into a {what} for a {lang} reader, e.g. {x} → {y}.",
+        "Show the given date as a {what}, {lang} style.",
+        "Turn the machine-readable date into a {what} for {lang} readers, e.g. {x} → {y}.",
         "Please write this date as someone using {lang} conventions would, as a {what}.",
     ),
 )
@@ -70,26 +70,26 @@ DATE_READ = WordingSet(
         "{lang} date → ISO date",
         "What is this {lang} date in YYYY-MM-DD form? Only the date, please.",
         "Parse the date. It is written the {lang} way with the month as a word; answer like {y} for '{x}'.",
-        "Normalise a {lang} long date to year-month-day.",
+        "Normalise the {lang} long date to year-month-day.",
         "Someone wrote a date in {lang}, month name and all. I need it machine-readable: four-digit year, "
         "two-digit month, two-digit day, separated by hyphens. Reply with that and nothing else.",
     ),
     heldout=(
         "Rewrite the {lang} date as an ISO date.",
-        "Read a {lang} date such as '{x}' and output {y}-style ISO.",
+        "Read the {lang} date, such as '{x}' and output {y}-style ISO.",
         "Give the YYYY-MM-DD form of this date, which is written in {lang}.",
     ),
 )
 
 NUMBER_WRITE = WordingSet(
-    what={"cardinal": "number", "ordinal": "ordinal number (first, second, third, ...)"},
+    what={"cardinal": "number", "ordinal": "ordinal"},
     train=(
         "Write the {what} in {lang} words.",
         "Spell out this {what} in {lang}. Use words only, no digits.",
         "digits → {lang} {what} in words",
         "How do you write this {what} in {lang}? Answer with the words.",
         "Example: {x} → {y}. Write the next one the same way.",
-        "The input is a {what} between 1 and 999 in digits. Output how it is written in {lang} words, with the "
+        "The input is a whole number from 1 to 999 in digits. Write the {lang} {what} for it in words, with the "
         "usual {lang} spelling, hyphens and spaces.",
         "{lang} words for the {what}.",
     ),
@@ -125,7 +125,7 @@ NUMBER_FORMAT = WordingSet(
         "Format the {what} as it is written in {lang}: digit grouping, decimal mark and currency sign where needed.",
         "Write this {what} the {lang} way.",
         "plain number → {lang}-formatted {what}",
-        "How would a {lang} document print this {what}? Give only the formatted value.",
+        "How would a document in {lang} print this {what}? Give only the formatted value.",
         "Example: {x} → {y}. Format the next value the same way.",
         "The input is a number with a dot as decimal point and no grouping. Show it as a {what} following {lang} "
         "conventions: the thousands separator, the decimal separator, and the currency symbol and its position.",
@@ -133,7 +133,7 @@ NUMBER_FORMAT = WordingSet(
     ),
     heldout=(
         "Localise the {what} for {lang} readers.",
-        "Present the value as a {lang} {what}, e.g. {x} is shown as {y}.",
+        "Present the value as a {what} in {lang} style, e.g. {x} is shown as {y}.",
         "Apply {lang} number formatting to this {what}.",
     ),
 )
@@ -146,14 +146,14 @@ NAME_PART = WordingSet(
         "{lang} full name → {what}",
         "Extract the {what} from the full name.",
         "Example: '{x}' → '{y}'. Now the next name.",
-        "Each input is a {lang} person's full name, given name first and family name last, both single words. "
+        "Each input is the full name of one {lang} person, given name first and family name last, one word each. "
         "Reply with the {what} exactly as written.",
         "Which part of this {lang} name is the {what}? Reply with it.",
     ),
     heldout=(
         "Pull out the {what} of the {lang} person named.",
         "Return just the {what}, for instance '{y}' for '{x}'.",
-        "From a {lang} person's full name, keep only the {what}.",
+        "Someone's full name ({lang}) comes in; keep only the {what}.",
     ),
 )
 
@@ -165,9 +165,9 @@ NAME_SWAP = WordingSet(
         "{lang} name → Surname, Given",
         "How would this {lang} name appear in an alphabetical index? Family name, comma, given name.",
         "Example: '{x}' → '{y}'. Reorder the next name the same way.",
-        "The input is a {lang} person's full name, given name first. Write it in {what}: the family name, "
+        "The input is the full name of one {lang} person, given name first. Write it in {what}: the family name, "
         "a comma and a space, then the given name.",
-        "Swap a {lang} person's name into {what}.",
+        "Swap the {lang} person's name into {what}.",
     ),
     heldout=(
         "List this {lang} person surname first, with a comma.",
@@ -181,7 +181,7 @@ WORD_PICK = WordingSet(
     train=(
         "Give the {what} word of the list. The words are {lang}.",
         "Which word comes {what} in this comma-separated list? Reply with that word.",
-        "{what} word of a {lang} word list",
+        "{what} word of a list of {lang} words",
         "Return the {what} item of the list, exactly as written.",
         "Example: '{x}' → '{y}'. Do the same for the next list.",
         "You will get between three and five {lang} words separated by commas. Answer with the {what} word only, "
