@@ -30,6 +30,7 @@ from loragen.bank.suite_llm.data import SUITE_NAME, task_data
 SUITE_VERSION = 1
 BASE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 N_TRAIN, N_VAL, N_TEST = 64, 16, 32
+SPLIT_SIZES = {"number-words": (48, 8, 32)}  # 99 numbers in all; other families use (N_TRAIN, N_VAL, N_TEST)
 HELDOUT_SHARE = 0.15
 
 EvalSplit = Literal["in_bank", "heldout_task", "heldout_paraphrase"]
@@ -99,7 +100,8 @@ def _wordings(family: str, op: str, part: str, example: tuple[str, str],
 def _record(family: str, op: str, part: str, split: str, seed: int, rng: random.Random) -> TaskRecord:
     name = f"{family}/{op}/{part}"
     ref = {"suite": SUITE_NAME, "version": SUITE_VERSION, "seed": seed, "base_model": BASE_MODEL, "family": family,
-           "op": op, "part": part, "n_train": N_TRAIN, "n_val": N_VAL, "n_test": N_TEST}
+           "op": op, "part": part}
+    ref["n_train"], ref["n_val"], ref["n_test"] = SPLIT_SIZES.get(family, (N_TRAIN, N_VAL, N_TEST))
     bare = TaskRecord(name=name, description="", labels=(), family=family, split=split,  # type: ignore[arg-type]
                       data_ref=ref)
     example = task_data(bare).train[0]  # the inline example comes from the training split only

@@ -89,7 +89,7 @@ NUMBER_WRITE = WordingSet(
         "digits → {lang} {what} in words",
         "How do you write this {what} in {lang}? Answer with the words.",
         "Example: {x} → {y}. Write the next one the same way.",
-        "The input is a whole number from 1 to 999 in digits. Write the {lang} {what} for it in words, with the "
+        "The input is a whole number from 1 to 99 in digits. Write the {lang} {what} for it in words, with the "
         "usual {lang} spelling, hyphens and spaces.",
         "{lang} words for the {what}.",
     ),
@@ -108,7 +108,7 @@ NUMBER_READ = WordingSet(
         "What number is this? It is written in {lang}; answer with digits only.",
         "{lang} number words → digits",
         "Read the {lang} words, e.g. '{x}' means {y}, and reply with the value as digits.",
-        "Each input spells out a whole number from 1 to 999 in {lang}. Write the same number with Arabic numerals "
+        "Each input spells out a whole number from 1 to 99 in {lang}. Write the same number with Arabic numerals "
         "and nothing else: no words, no separators.",
         "Digits for a number spelled out in {lang}.",
     ),
