@@ -9,12 +9,13 @@ Usage::
 Score adapters with `loragen.bank.causal_lm` (prompt format, greedy `complete`, `exact_match`).
 """
 
-from loragen.bank.suite_llm.data import SUITE_NAME, TaskData, few_shot_examples, task_data
+from loragen.bank.suite_llm.data import SUITE_NAME, few_shot_examples, task_data
+from loragen.bank.suite_llm.provider import SmolLM2Suite
 from loragen.bank.suite_llm.tasks import (
     BASE_MODEL, EVAL_SPLITS, eval_descriptions, load_suite, split_tasks, training_texts,
 )
 
 __all__ = [
-    "BASE_MODEL", "EVAL_SPLITS", "SUITE_NAME", "TaskData", "eval_descriptions", "few_shot_examples", "load_suite",
+    "BASE_MODEL", "EVAL_SPLITS", "SUITE_NAME", "SmolLM2Suite", "eval_descriptions", "few_shot_examples", "load_suite",
     "split_tasks", "task_data", "training_texts",
 ]

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import random
 import zlib
-from dataclasses import dataclass
 
+from loragen.bank.errors import TaskDataError
 from loragen.bank.records import TaskRecord
+from loragen.bank.tasks.provider import TaskData
 from loragen.bank.suite_llm import sources as S
 
 SUITE_NAME = "smollm2-gen"
@@ -19,20 +20,13 @@ SUITE_NAME = "smollm2-gen"
 Pair = tuple[str, str]
 
 
-@dataclass(frozen=True)
-class TaskData:
-    """A generative task's examples as (input, output) pairs."""
-
-    train: list[Pair]
-    val: list[Pair]
-    test: list[Pair]
 
 
 def _check_ref(task: TaskRecord) -> dict:
     ref = task.data_ref
     missing = [k for k in ("family", "op", "part") if k not in ref]
     if ref.get("suite") != SUITE_NAME or missing:
-        raise ValueError(f"task {task.name!r} has no {SUITE_NAME} suite data (data_ref={ref}); "
+        raise TaskDataError(f"task {task.name!r} has no {SUITE_NAME} suite data (data_ref={ref}); "
                          f"pass your own examples or use a task from loragen.bank.suite_llm.load_suite()")
     return ref
 

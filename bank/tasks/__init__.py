@@ -17,6 +17,7 @@ from loragen.bank.tasks.oracle_cache import OracleCache, task_dir
 from loragen.bank.tasks.provider import ClassificationProvider, Classifier, Example, TaskData, TaskProvider
 from loragen.bank.tasks.registry import (
     BUILTIN,
+    GENERATIVE,
     STORED,
     PROVIDERS,
     classification_provider,
@@ -32,7 +33,7 @@ from loragen.bank.tasks.registry import (
 from loragen.bank.tasks.sources import ADAPTER_KINDS, BankSource, MemorySource, OracleCacheSource, TaskSource
 
 __all__ = [
-    "ADAPTER_KINDS", "BUILTIN", "BankSource", "ClassificationProvider", "Classifier", "Example", "MemorySource",
+    "ADAPTER_KINDS", "BUILTIN", "GENERATIVE", "BankSource", "ClassificationProvider", "Classifier", "Example", "MemorySource",
     "OracleCache", "OracleCacheSource", "PROVIDERS", "STORED", "TaskData", "TaskProvider", "TaskSource",
     "classification_provider", "classifier_for", "few_shot_examples", "get_provider", "provider_for",
     "provider_name", "register_provider", "task_data", "task_dir", "training_examples",

@@ -27,8 +27,11 @@ from loragen.bank.tasks.provider import ClassificationProvider, Classifier, Exam
 BUILTIN = "minilm-suite"  # the built-in classification suite over MiniLM (bank/suite/)
 STORED = "bank"  # a user's task whose examples are stored in the bank that holds it (`Bank.task_data`)
 
+GENERATIVE = "smollm2-gen"  # the built-in generative suite over SmolLM2 (bank/suite_llm/)
+
 PROVIDERS: dict[str, str] = {
     BUILTIN: "loragen.bank.suite.provider:MiniLMSuite",
+    GENERATIVE: "loragen.bank.suite_llm.provider:SmolLM2Suite",
 }
 
 _instances: dict[tuple[str, tuple[tuple[str, Any], ...]], TaskProvider] = {}
@@ -73,6 +76,8 @@ def provider_name(task: TaskRecord) -> str | None:
         return str(ref["provider"])
     if ref.get("suite") == "builtin":  # suite tasks from before providers had names
         return BUILTIN
+    if ref.get("suite") == GENERATIVE:
+        return GENERATIVE
     return None
 
 
