@@ -89,7 +89,8 @@ class EvalReport:
     def table(self) -> str:
         """Plain-text table: accuracy and normalised gain per method (rows) and split (columns)."""
         splits = list(self.summary)
-        head = f"{'method':<12}" + "".join(f"{s + ' acc':>24}{'gain':>8}" for s in splits)
+        width = max([12, *(len(m) + 2 for m in self.methods())])
+        head = f"{'method':<{width}}" + "".join(f"{s + ' acc':>24}{'gain':>8}" for s in splits)
         lines = [head, "-" * len(head)]
         for m in self.methods():
             cells = []
@@ -98,7 +99,7 @@ class EvalReport:
                 gain = cell["normalised_gain"] if cell else None
                 acc = f"{cell['accuracy']:>24.3f}" if cell else f"{'-':>24}"
                 cells.append(acc + (f"{gain:>8.3f}" if gain is not None else f"{'-':>8}"))
-            lines.append(f"{m:<12}" + "".join(cells))
+            lines.append(f"{m:<{width}}" + "".join(cells))
         lines.append("tasks: " + ", ".join(f"{s}={next(iter(self.summary[s].values()))['n_tasks']}"
                                            for s in splits if self.summary[s]))
         return "\n".join(lines)
