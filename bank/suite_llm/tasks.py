@@ -20,8 +20,8 @@ import dataclasses
 import random
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Literal
 
+from loragen.bank.evaluate.splits import EVAL_SPLITS, eval_descriptions, split_tasks  # noqa: F401 (re-exported: the suite API)
 from loragen.bank.records import TaskRecord
 from loragen.bank.suite_llm import sources as S
 from loragen.bank.suite_llm import wordings as W
@@ -33,8 +33,6 @@ N_TRAIN, N_VAL, N_TEST = 64, 16, 32
 SPLIT_SIZES = {"number-words": (48, 8, 32)}  # 99 numbers in all; other families use (N_TRAIN, N_VAL, N_TEST)
 HELDOUT_SHARE = 0.15
 
-EvalSplit = Literal["in_bank", "heldout_task", "heldout_paraphrase"]
-EVAL_SPLITS: tuple[EvalSplit, ...] = ("in_bank", "heldout_task", "heldout_paraphrase")
 
 _ALL_DATE_LANGS = tuple(S.DATE_LANGUAGES)
 # Swedish month names are Dutch ones in 9 of 12 months, so Swedish has weekdays but no months and no long dates.
@@ -139,33 +137,6 @@ def load_suite(seed: int = 0) -> list[TaskRecord]:
         train, val, test = task_data(tasks[0]).train, task_data(tasks[0]).val, task_data(tasks[0]).test
     """
     return list(_suite(seed))
-
-
-def eval_descriptions(task: TaskRecord, split: EvalSplit) -> list[str]:
-    """The wordings a generator is asked with for `task` in evaluation split `split`.
-
-    Raises:
-        ValueError: the task does not belong to the split.
-    """
-    if split == "heldout_task":
-        if task.split != "heldout":
-            raise ValueError(f"task {task.name} is in the bank (split {task.split!r}), not a held-out task")
-        return [task.description]
-    if task.split != "train":
-        raise ValueError(f"task {task.name} is held out; split {split!r} covers only in-bank tasks")
-    return [task.description] if split == "in_bank" else list(task.heldout_paraphrases)
-
-
-def split_tasks(tasks: Sequence[TaskRecord], split: EvalSplit) -> list[TaskRecord]:
-    """The tasks evaluated in `split`.
-
-    Raises:
-        ValueError: an unknown split name.
-    """
-    if split not in EVAL_SPLITS:
-        raise ValueError(f"unknown evaluation split {split!r}; choose one of {EVAL_SPLITS}")
-    wanted = "heldout" if split == "heldout_task" else "train"
-    return [t for t in tasks if t.split == wanted]
 
 
 def training_texts(tasks: Sequence[TaskRecord]) -> set[str]:
