@@ -16,6 +16,10 @@ generators) is also asked with a random string of the same length (`NAME+random`
 another task of the same split (`NAME+othertask`). A generator that reads its description must score clearly
 higher with the aligned one; `EvalReport.summary[split][NAME]["aligned_minus_random"]` holds the gap.
 
+Wording robustness: the "heldout_wording" split (opt-in, `ALL_SPLITS`) asks every task with hand-written wordings no
+training text uses; `summary["heldout_wording"][NAME]["wording_minus_template"]` is its accuracy minus the same
+method's accuracy with the template description on the same tasks (those also scored in in_bank or heldout_task).
+
 Normalised gain = (acc - acc_base) / (acc_oracle - acc_base) on accuracies aggregated over the split: per-task base
 accuracy swings widely with a fixed head (and base(B, A) = 1 - base(A, B)), so per-task ratios are unstable.
 
@@ -40,7 +44,7 @@ from typing import Any
 from tqdm import tqdm
 
 from loragen.bank.errors import TaskDataError
-from loragen.bank.evaluate.splits import EVAL_SPLITS, EvalSplit, eval_descriptions, split_tasks
+from loragen.bank.evaluate.splits import ALL_SPLITS, EVAL_SPLITS, EvalSplit, eval_descriptions, split_tasks
 from loragen.bank.generator import AdapterGenerator, GenerationRequest
 from loragen.bank.lora.adapter import LoraAdapter
 from loragen.bank.lora.merge import combine
@@ -222,6 +226,20 @@ def random_description(description: str, seed: int) -> str:
     return " ".join(words)[: max(1, len(description))]
 
 
+def _wording_gaps(rows: list[dict[str, Any]], summary: dict[str, dict[str, dict[str, float]]]) -> None:
+    """Add `wording_minus_template` and `n_paired` to each heldout_wording method: its accuracy there minus with the
+    template description (in_bank or heldout_task), on the tasks scored both ways."""
+    if "heldout_wording" not in summary:
+        return
+    template = {(r["task"], r["method"]): r["accuracy"] for r in rows if r["split"] in ("in_bank", "heldout_task")}
+    for method, stats in summary["heldout_wording"].items():
+        paired = [(r["accuracy"], template[(r["task"], method)]) for r in rows
+                  if r["split"] == "heldout_wording" and r["method"] == method and (r["task"], method) in template]
+        if paired:
+            stats["wording_minus_template"] = sum(w - t for w, t in paired) / len(paired)
+            stats["n_paired"] = len(paired)
+
+
 def _control_gaps(summary: dict[str, dict[str, dict[str, float]]]) -> None:
     """Add `aligned_minus_random` (accuracy with the description minus with a random string) per method."""
     for per_method in summary.values():
@@ -253,7 +271,8 @@ def evaluate(
         bank: an open bank built with `loragen bank build` (tasks without a final adapter are skipped).
         methods: extra generators by name; each gets a `GenerationRequest` with the split's wording, the labels,
             seed `seed` and `exclude_tasks={task}`.
-        splits: evaluation splits ("in_bank", "heldout_task", "heldout_paraphrase").
+        splits: evaluation splits ("in_bank", "heldout_task", "heldout_paraphrase"; "heldout_wording" too, see
+            `ALL_SPLITS`).
         baselines: which of `BASELINES` to include ("base" and "oracle" are needed for the normalised gain).
         tasks: restrict to these task names.
         max_examples: test examples per task (None: all).
@@ -269,11 +288,11 @@ def evaluate(
         ValueError: an unknown split or baseline name, or a bank with no built task.
         TaskDataError: tasks of several providers without a classifier given, or a task no provider owns.
     """
-    unknown = [b for b in baselines if b not in BASELINES] + [s for s in splits if s not in EVAL_SPLITS] + \
+    unknown = [b for b in baselines if b not in BASELINES] + [s for s in splits if s not in ALL_SPLITS] + \
         [c for c in conditions if c not in CONDITIONS] + [c for c in controls if c not in CONTROLS]
     if unknown:
         raise ValueError(f"unknown baselines/splits/conditions {unknown}; baselines: {BASELINES}, splits: "
-                         f"{EVAL_SPLITS}, conditions: {CONDITIONS}")
+                         f"{ALL_SPLITS}, conditions: {CONDITIONS}")
     all_tasks = [t for t in bank.tasks() if tasks is None or t.name in set(tasks)]
     finals = _final_adapters(bank, {t.name for t in all_tasks})
     all_tasks = [t for t in all_tasks if t.name in finals]
@@ -301,7 +320,8 @@ def evaluate(
     for split, task in tqdm(work, desc="eval", unit="task", disable=not progress):
         fixed = {"base": None, "oracle": bank.get(finals[task.name])}
         for m in [b for b in ("base", "oracle") if b in baselines]:
-            rows.append({"split": split, "task": task.name, "method": m, "accuracy": score(task, fixed[m])})
+            rows.append({"split": split, "task": task.name, "task_split": task.split, "method": m,
+                         "accuracy": score(task, fixed[m])})
         for m, (gen, condition) in gens.items():
             accs = []
             for description in eval_descriptions(task, split):
@@ -314,10 +334,12 @@ def evaluate(
                     examples=few_shot_examples(task, N_EXAMPLES, seed) if condition == "examples" else None,
                     n_samples=1, seed=seed, exclude_tasks=frozenset({task.name}))
                 accs.append(score(task, gen.generate(request)[0]))
-            rows.append({"split": split, "task": task.name, "method": m, "accuracy": sum(accs) / len(accs)})
+            rows.append({"split": split, "task": task.name, "task_split": task.split, "method": m,
+                         "accuracy": sum(accs) / len(accs)})
     counts = {s: len(chosen[s]) for s in splits}
     cfg = {"max_examples": max_examples, "max_tasks": max_tasks, "seed": seed, "tasks_per_split": counts,
            "methods": list(gens)}
     summary = _aggregate(rows)
     _control_gaps(summary)
+    _wording_gaps(rows, summary)
     return EvalReport(rows=rows, summary=summary, config=cfg)

@@ -11,6 +11,7 @@ from loragen.bank.records import TaskRecord
 from loragen.bank.train.classifier import SuiteClassifier
 from loragen.bank.suite.data import task_data
 from loragen.bank.suite.tasks import load_suite
+from loragen.bank.suite.wordings import wording_descriptions
 from loragen.bank.tasks.provider import TaskData
 from loragen.bank.tasks.registry import BUILTIN
 
@@ -45,6 +46,14 @@ class MiniLMSuite:
     def data(self, task: TaskRecord) -> TaskData:
         """The task's train/val/test examples (raises `TaskDataError` for a task that is not the suite's)."""
         return task_data(task)
+
+    def wordings(self, task: TaskRecord) -> list[str]:
+        """Hand-written wordings of `task` for the heldout_wording evaluation split only (never trained on).
+
+        Raises:
+            ValueError: a task whose family has no hand-written wordings.
+        """
+        return wording_descriptions(task)
 
     def classifier(self, base_model: str | None = None, device: str | None = "cpu") -> SuiteClassifier:
         """A new `SuiteClassifier` (MiniLM + fixed label prototypes; default: the packaged all-MiniLM-L6-v2)."""
