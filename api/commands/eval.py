@@ -43,6 +43,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--control", action="append", choices=["random", "othertask", "none"], default=None,
                    help="random-description controls for retrieval and each --method: a random string of the same "
                    "length, or another task's description (repeatable; default: both; 'none' skips them)")
+    p.add_argument("--text-style", choices=["words", "sentences"], default="words",
+                   help="test texts: the tasks' own word strings, or sentence-shaped texts of real words "
+                   "(evaluation only; language tasks only, the others are left out)")
     p.add_argument("--max-examples", type=positive_int, default=64, metavar="N",
                    help="test examples per task (default 64)")
     p.add_argument("--max-tasks", type=positive_int, default=None, metavar="N",
@@ -77,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
                           max_examples=args.max_examples, max_tasks=args.max_tasks, classifier=classifier,
                           multitask_config=config, progress=not args.no_progress,
                           conditions=args.condition or CONDITIONS,
-                          controls=[c for c in args.control or CONTROLS if c != "none"])
+                          controls=[c for c in args.control or CONTROLS if c != "none"],
+                          text_style=args.text_style)
     report.config["arguments"] = {k: v if isinstance(v, (int, float, list, type(None))) else str(v)
                                   for k, v in vars(args).items() if k != "func"}
     print(report.table())

@@ -20,6 +20,9 @@ Wording robustness: the "heldout_wording" split (opt-in, `ALL_SPLITS`) asks ever
 training text uses; `summary["heldout_wording"][NAME]["wording_minus_template"]` is its accuracy minus the same
 method's accuracy with the template description on the same tasks (those also scored in in_bank or heldout_task).
 
+Text style: `evaluate(..., text_style="sentences")` scores on sentence-shaped test texts instead of the tasks' word
+strings, where the provider offers them (the built-in suite's language tasks); the adapters and requests are unchanged.
+
 Normalised gain = (acc - acc_base) / (acc_oracle - acc_base) on accuracies aggregated over the split: per-task base
 accuracy swings widely with a fixed head (and base(B, A) = 1 - base(A, B)), so per-task ratios are unstable.
 
@@ -50,7 +53,15 @@ from loragen.bank.lora.adapter import LoraAdapter
 from loragen.bank.lora.merge import combine
 from loragen.bank.records import TaskRecord
 from loragen.bank.retrieval import RetrievalGenerator
-from loragen.bank.tasks import Classifier, classifier_for, few_shot_examples, provider_name, task_data
+from loragen.bank.tasks import (
+    PROVIDERS,
+    Classifier,
+    classifier_for,
+    few_shot_examples,
+    provider_for,
+    provider_name,
+    task_data,
+)
 from loragen.bank.train import TrainConfig, train_multitask_adapter
 
 logger = logging.getLogger(__name__)
@@ -154,11 +165,26 @@ def mean_adapter(adapters: Sequence[LoraAdapter], rank: int = MEAN_RANK) -> Lora
     return combine(list(adapters), [1.0 / len(adapters)] * len(adapters), method="svd", rank=rank)
 
 
+def has_text_style(task: TaskRecord, text_style: str) -> bool:
+    """Whether `task`'s provider gives it test texts of `text_style` ("words": every task)."""
+    if text_style == "words":
+        return True
+    name = provider_name(task)
+    styles = getattr(provider_for(task), "text_styles", None) if name in PROVIDERS else None
+    return styles is not None and text_style in styles(task)
+
+
+def _test_examples(task: TaskRecord, text_style: str) -> list[tuple[str, int]]:
+    if text_style == "words":
+        return task_data(task).test
+    return provider_for(task).data(task, text_style=text_style).test  # type: ignore[call-arg]
+
+
 class _Scorer:
     """Accuracy of an adapter on a task's test examples, cached by (task, adapter checksum)."""
 
-    def __init__(self, classifier: Classifier, max_examples: int | None) -> None:
-        self.classifier, self.max_examples = classifier, max_examples
+    def __init__(self, classifier: Classifier, max_examples: int | None, text_style: str = "words") -> None:
+        self.classifier, self.max_examples, self.text_style = classifier, max_examples, text_style
         self._data: dict[str, list[tuple[str, int]]] = {}
         self._cache: dict[tuple[str, str], float] = {}
 
@@ -166,7 +192,7 @@ class _Scorer:
         key = (task.name, adapter.sha256() if adapter is not None else "base")
         if key not in self._cache:
             if task.name not in self._data:
-                self._data[task.name] = task_data(task).test[: self.max_examples]
+                self._data[task.name] = _test_examples(task, self.text_style)[: self.max_examples]
             self._cache[key] = self.classifier.accuracy(self._data[task.name], adapter, len(task.labels))
         return self._cache[key]
 
@@ -264,6 +290,7 @@ def evaluate(
     progress: bool = True,
     conditions: Sequence[str] = ("labels",),
     controls: Sequence[str] = CONTROLS,
+    text_style: str = "words",
 ) -> EvalReport:
     """Score base, oracle, mean, multi-task, retrieval and the given generators on the evaluation splits.
 
@@ -283,6 +310,8 @@ def evaluate(
         progress: show a progress bar.
         conditions: what the extra generators are given besides the wording (see `CONDITIONS`); each is a row.
         controls: random-description controls (see `CONTROLS`) for retrieval and the extra generators.
+        text_style: the test texts: "words" (the tasks' own) or another style their provider offers, e.g.
+            "sentences" (the built-in suite's language tasks only; tasks without the style are left out).
 
     Raises:
         ValueError: an unknown split or baseline name, or a bank with no built task.
@@ -298,6 +327,9 @@ def evaluate(
     all_tasks = [t for t in all_tasks if t.name in finals]
     if not all_tasks:
         raise ValueError(f"the bank {bank.path} has no built task; run `loragen bank build` first")
+    all_tasks = [t for t in all_tasks if has_text_style(t, text_style)]
+    if not all_tasks:
+        raise ValueError(f"no built task of the bank {bank.path} has {text_style!r} test texts")
     providers = sorted({str(provider_name(t)) for t in all_tasks})
     if classifier is None and len(providers) > 1:
         raise TaskDataError(f"the bank's tasks come from several providers {providers}; pass the classifier to "
@@ -311,7 +343,7 @@ def evaluate(
         gens.update({_row_name(m, c): (g, c) for c in conditions})
     for m, g in readers.items():
         gens.update({_row_name(m, c): (g, c) for c in controls})
-    score = _Scorer(classifier, max_examples)
+    score = _Scorer(classifier, max_examples, text_style)
     chosen = {s: _sample(split_tasks(all_tasks, s), max_tasks, seed) for s in splits}
     work = [(s, t) for s in splits for t in chosen[s]]
     others = {s: {t.name: chosen[s][(i + 1) % len(chosen[s])] for i, t in enumerate(chosen[s])} for s in splits
@@ -338,7 +370,7 @@ def evaluate(
                          "accuracy": sum(accs) / len(accs)})
     counts = {s: len(chosen[s]) for s in splits}
     cfg = {"max_examples": max_examples, "max_tasks": max_tasks, "seed": seed, "tasks_per_split": counts,
-           "methods": list(gens)}
+           "methods": list(gens), "text_style": text_style}
     summary = _aggregate(rows)
     _control_gaps(summary)
     _wording_gaps(rows, summary)

@@ -102,3 +102,43 @@ def test_cli_eval_split_heldout_wording(tiny_bank, tmp_path, capsys):
     summary = json.loads(out.read_text())["summary"]
     assert list(summary) == ["heldout_wording"] and set(summary["heldout_wording"]) == {"base", "oracle",
                                                                                          "retrieval"}
+    assert main(["eval", "--bank", str(tiny_bank), "--split", "all", "--text-style", "sentences", "--baseline",
+                 "oracle", "--control", "none", "--max-examples", "4", "--json", str(out), "--plot",
+                 str(tmp_path / "e.png"), "--no-progress"]) == 0
+    saved = json.loads(out.read_text())
+    assert list(saved["summary"]) == list(ALL_SPLITS) and saved["config"]["text_style"] == "sentences"
+    assert saved["config"]["tasks_per_split"]["heldout_wording"] == 3  # the language tasks only
+
+
+def test_sentence_test_texts_for_language_tasks_only(suite):
+    from loragen.bank.errors import TaskDataError
+    from loragen.bank.suite import task_data
+    from loragen.bank.suite.data import source
+    from loragen.bank.suite.provider import MiniLMSuite
+
+    lang = next(t for t in suite if t.family == "lang" and len(t.labels) == 3)
+    words = task_data(lang, n_train=16, n_val=8, n_test=30)
+    sentences = task_data(lang, n_train=16, n_val=8, n_test=30, text_style="sentences")
+    assert sentences == task_data(lang, n_train=16, n_val=8, n_test=30, text_style="sentences")
+    assert task_data(lang, n_train=16, n_val=8, n_test=30, text_style="words") == words  # training texts unchanged
+    assert (sentences.train, sentences.val) == (words.train, words.val)
+    assert sorted(y for _, y in sentences.test) == sorted(y for _, y in words.test)
+    pools = [set(source(k).items) for k in lang.data_ref["sources"]]
+    for text, label in sentences.test:
+        assert text[0].isupper() and text[-1] in ".?" and text not in {t for t, _ in words.test}
+        tokens = [w.strip(",.?") for w in text.split()]
+        assert all(w in pools[label] or w[:1].lower() + w[1:] in pools[label] for w in tokens), text
+    entity = next(t for t in suite if t.family == "entity")
+    assert MiniLMSuite().text_styles(entity) == ("words",) and "sentences" in MiniLMSuite().text_styles(lang)
+    with pytest.raises(TaskDataError, match="no 'sentences' test texts"):
+        task_data(entity, text_style="sentences")
+
+
+def test_harness_scores_language_tasks_on_sentences(tiny_bank, tiny, classifier):
+    with Bank.open(tiny_bank) as bank:
+        report = evaluate(bank, None, ("in_bank", "heldout_task", "heldout_wording"), baselines=("base", "oracle"),
+                          classifier=classifier, max_examples=8, progress=False, controls=(),
+                          text_style="sentences")
+    assert report.config["text_style"] == "sentences"
+    assert report.config["tasks_per_split"] == {"in_bank": 2, "heldout_task": 1, "heldout_wording": 3}
+    assert {r["task"] for r in report.rows} == {t.name for t in tiny if t.family == "lang"}
