@@ -11,6 +11,7 @@ from loragen.api.commands._options import add_bank, add_no_progress, add_threads
 EPILOG = """examples:
   loragen eval --bank ./bank.duckdb
   loragen eval --split in_bank --split heldout_task --max-examples 128 --json bench/results/eval.json
+  loragen eval --split all --max-tasks 40        # + heldout_wording: hand-written wordings never trained on
   loragen eval --method cvae=runs/hypernet --method abmll=runs/meta --condition description --condition examples
 """
 
@@ -25,8 +26,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_bank(p)
-    p.add_argument("--split", action="append", choices=["in_bank", "heldout_task", "heldout_paraphrase"],
-                   default=None, help="evaluation split (repeatable; default: all three)")
+    p.add_argument("--split", action="append",
+                   choices=["in_bank", "heldout_task", "heldout_paraphrase", "heldout_wording", "all"], default=None,
+                   help="evaluation split (repeatable; default: in_bank, heldout_task, heldout_paraphrase). "
+                   "heldout_wording asks every task with 3 hand-written wordings no training text uses (questions, "
+                   "classes named in reverse label order, ...) and reports wording_minus_template per method; "
+                   "'all' is all four")
     p.add_argument("--baseline", action="append", choices=["base", "oracle", "mean", "multitask", "retrieval"],
                    default=None, help="baseline to include (repeatable; default: all)")
     p.add_argument("--method", action="append", default=None, metavar="NAME[=CHECKPOINT]",
@@ -38,6 +43,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--control", action="append", choices=["random", "othertask", "none"], default=None,
                    help="random-description controls for retrieval and each --method: a random string of the same "
                    "length, or another task's description (repeatable; default: both; 'none' skips them)")
+    p.add_argument("--text-style", choices=["words", "sentences"], default="words",
+                   help="test texts: the tasks' own word strings, or sentence-shaped texts of real words "
+                   "(evaluation only; language tasks only, the others are left out)")
     p.add_argument("--max-examples", type=positive_int, default=64, metavar="N",
                    help="test examples per task (default 64)")
     p.add_argument("--max-tasks", type=positive_int, default=None, metavar="N",
@@ -54,7 +62,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from loragen.bank.evaluate import BASELINES, CONDITIONS, CONTROLS, EVAL_SPLITS, evaluate
+    from loragen.bank.evaluate import ALL_SPLITS, BASELINES, CONDITIONS, CONTROLS, EVAL_SPLITS, evaluate
     from loragen.bank.store import Bank
     from loragen.bank.tasks import BUILTIN, get_provider
     from loragen.bank.train import TrainConfig
@@ -67,11 +75,13 @@ def run(args: argparse.Namespace) -> int:
     with Bank.open(args.bank) as bank:
         classifier = get_provider(BUILTIN).classifier()
         methods = _generators(args.method or [], bank, classifier)
-        report = evaluate(bank, methods, splits=args.split or EVAL_SPLITS, baselines=args.baseline or BASELINES,
+        splits = ALL_SPLITS if "all" in (args.split or ()) else tuple(dict.fromkeys(args.split or EVAL_SPLITS))
+        report = evaluate(bank, methods, splits=splits, baselines=args.baseline or BASELINES,
                           max_examples=args.max_examples, max_tasks=args.max_tasks, classifier=classifier,
                           multitask_config=config, progress=not args.no_progress,
                           conditions=args.condition or CONDITIONS,
-                          controls=[c for c in args.control or CONTROLS if c != "none"])
+                          controls=[c for c in args.control or CONTROLS if c != "none"],
+                          text_style=args.text_style)
     report.config["arguments"] = {k: v if isinstance(v, (int, float, list, type(None))) else str(v)
                                   for k, v in vars(args).items() if k != "func"}
     print(report.table())

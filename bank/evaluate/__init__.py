@@ -1,5 +1,5 @@
 """The evaluation harness: base, oracle, mean, multi-task and retrieval baselines and any generators, scored per
-evaluation split (in-bank, held-out task, held-out paraphrase) with normalised gain.
+evaluation split (in-bank, held-out task, held-out paraphrase, held-out wording) with normalised gain.
 
 Usage::
 
@@ -20,9 +20,18 @@ from loragen.bank.evaluate.harness import (
     mean_adapter,
     random_description,
 )
-from loragen.bank.evaluate.splits import EVAL_SPLITS, EvalSplit, eval_descriptions, split_tasks
+from loragen.bank.evaluate.splits import (
+    ALL_SPLITS,
+    EVAL_SPLITS,
+    EvalSplit,
+    WordingProvider,
+    eval_descriptions,
+    split_tasks,
+    wording_provider,
+)
 
 __all__ = [
-    "BASELINES", "CONDITIONS", "CONTROLS", "EVAL_SPLITS", "EvalReport", "EvalSplit", "FixedGenerator", "N_EXAMPLES",
-    "eval_descriptions", "evaluate", "mean_adapter", "random_description", "split_tasks",
+    "ALL_SPLITS", "BASELINES", "CONDITIONS", "CONTROLS", "EVAL_SPLITS", "EvalReport", "EvalSplit", "FixedGenerator",
+    "N_EXAMPLES", "WordingProvider", "eval_descriptions", "evaluate", "mean_adapter", "random_description",
+    "split_tasks", "wording_provider",
 ]

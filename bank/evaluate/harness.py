@@ -16,6 +16,13 @@ generators) is also asked with a random string of the same length (`NAME+random`
 another task of the same split (`NAME+othertask`). A generator that reads its description must score clearly
 higher with the aligned one; `EvalReport.summary[split][NAME]["aligned_minus_random"]` holds the gap.
 
+Wording robustness: the "heldout_wording" split (opt-in, `ALL_SPLITS`) asks every task with hand-written wordings no
+training text uses; `summary["heldout_wording"][NAME]["wording_minus_template"]` is its accuracy minus the same
+method's accuracy with the template description on the same tasks (those also scored in in_bank or heldout_task).
+
+Text style: `evaluate(..., text_style="sentences")` scores on sentence-shaped test texts instead of the tasks' word
+strings, where the provider offers them (the built-in suite's language tasks); the adapters and requests are unchanged.
+
 Normalised gain = (acc - acc_base) / (acc_oracle - acc_base) on accuracies aggregated over the split: per-task base
 accuracy swings widely with a fixed head (and base(B, A) = 1 - base(A, B)), so per-task ratios are unstable.
 
@@ -40,13 +47,21 @@ from typing import Any
 from tqdm import tqdm
 
 from loragen.bank.errors import TaskDataError
-from loragen.bank.evaluate.splits import EVAL_SPLITS, EvalSplit, eval_descriptions, split_tasks
+from loragen.bank.evaluate.splits import ALL_SPLITS, EVAL_SPLITS, EvalSplit, eval_descriptions, split_tasks
 from loragen.bank.generator import AdapterGenerator, GenerationRequest
 from loragen.bank.lora.adapter import LoraAdapter
 from loragen.bank.lora.merge import combine
 from loragen.bank.records import TaskRecord
 from loragen.bank.retrieval import RetrievalGenerator
-from loragen.bank.tasks import Classifier, classifier_for, few_shot_examples, provider_name, task_data
+from loragen.bank.tasks import (
+    PROVIDERS,
+    Classifier,
+    classifier_for,
+    few_shot_examples,
+    provider_for,
+    provider_name,
+    task_data,
+)
 from loragen.bank.train import TrainConfig, train_multitask_adapter
 
 logger = logging.getLogger(__name__)
@@ -150,11 +165,26 @@ def mean_adapter(adapters: Sequence[LoraAdapter], rank: int = MEAN_RANK) -> Lora
     return combine(list(adapters), [1.0 / len(adapters)] * len(adapters), method="svd", rank=rank)
 
 
+def has_text_style(task: TaskRecord, text_style: str) -> bool:
+    """Whether `task`'s provider gives it test texts of `text_style` ("words": every task)."""
+    if text_style == "words":
+        return True
+    name = provider_name(task)
+    styles = getattr(provider_for(task), "text_styles", None) if name in PROVIDERS else None
+    return styles is not None and text_style in styles(task)
+
+
+def _test_examples(task: TaskRecord, text_style: str) -> list[tuple[str, int]]:
+    if text_style == "words":
+        return task_data(task).test
+    return provider_for(task).data(task, text_style=text_style).test  # type: ignore[call-arg]
+
+
 class _Scorer:
     """Accuracy of an adapter on a task's test examples, cached by (task, adapter checksum)."""
 
-    def __init__(self, classifier: Classifier, max_examples: int | None) -> None:
-        self.classifier, self.max_examples = classifier, max_examples
+    def __init__(self, classifier: Classifier, max_examples: int | None, text_style: str = "words") -> None:
+        self.classifier, self.max_examples, self.text_style = classifier, max_examples, text_style
         self._data: dict[str, list[tuple[str, int]]] = {}
         self._cache: dict[tuple[str, str], float] = {}
 
@@ -162,7 +192,7 @@ class _Scorer:
         key = (task.name, adapter.sha256() if adapter is not None else "base")
         if key not in self._cache:
             if task.name not in self._data:
-                self._data[task.name] = task_data(task).test[: self.max_examples]
+                self._data[task.name] = _test_examples(task, self.text_style)[: self.max_examples]
             self._cache[key] = self.classifier.accuracy(self._data[task.name], adapter, len(task.labels))
         return self._cache[key]
 
@@ -222,6 +252,20 @@ def random_description(description: str, seed: int) -> str:
     return " ".join(words)[: max(1, len(description))]
 
 
+def _wording_gaps(rows: list[dict[str, Any]], summary: dict[str, dict[str, dict[str, float]]]) -> None:
+    """Add `wording_minus_template` and `n_paired` to each heldout_wording method: its accuracy there minus with the
+    template description (in_bank or heldout_task), on the tasks scored both ways."""
+    if "heldout_wording" not in summary:
+        return
+    template = {(r["task"], r["method"]): r["accuracy"] for r in rows if r["split"] in ("in_bank", "heldout_task")}
+    for method, stats in summary["heldout_wording"].items():
+        paired = [(r["accuracy"], template[(r["task"], method)]) for r in rows
+                  if r["split"] == "heldout_wording" and r["method"] == method and (r["task"], method) in template]
+        if paired:
+            stats["wording_minus_template"] = sum(w - t for w, t in paired) / len(paired)
+            stats["n_paired"] = len(paired)
+
+
 def _control_gaps(summary: dict[str, dict[str, dict[str, float]]]) -> None:
     """Add `aligned_minus_random` (accuracy with the description minus with a random string) per method."""
     for per_method in summary.values():
@@ -246,6 +290,7 @@ def evaluate(
     progress: bool = True,
     conditions: Sequence[str] = ("labels",),
     controls: Sequence[str] = CONTROLS,
+    text_style: str = "words",
 ) -> EvalReport:
     """Score base, oracle, mean, multi-task, retrieval and the given generators on the evaluation splits.
 
@@ -253,7 +298,8 @@ def evaluate(
         bank: an open bank built with `loragen bank build` (tasks without a final adapter are skipped).
         methods: extra generators by name; each gets a `GenerationRequest` with the split's wording, the labels,
             seed `seed` and `exclude_tasks={task}`.
-        splits: evaluation splits ("in_bank", "heldout_task", "heldout_paraphrase").
+        splits: evaluation splits ("in_bank", "heldout_task", "heldout_paraphrase"; "heldout_wording" too, see
+            `ALL_SPLITS`).
         baselines: which of `BASELINES` to include ("base" and "oracle" are needed for the normalised gain).
         tasks: restrict to these task names.
         max_examples: test examples per task (None: all).
@@ -264,21 +310,26 @@ def evaluate(
         progress: show a progress bar.
         conditions: what the extra generators are given besides the wording (see `CONDITIONS`); each is a row.
         controls: random-description controls (see `CONTROLS`) for retrieval and the extra generators.
+        text_style: the test texts: "words" (the tasks' own) or another style their provider offers, e.g.
+            "sentences" (the built-in suite's language tasks only; tasks without the style are left out).
 
     Raises:
         ValueError: an unknown split or baseline name, or a bank with no built task.
         TaskDataError: tasks of several providers without a classifier given, or a task no provider owns.
     """
-    unknown = [b for b in baselines if b not in BASELINES] + [s for s in splits if s not in EVAL_SPLITS] + \
+    unknown = [b for b in baselines if b not in BASELINES] + [s for s in splits if s not in ALL_SPLITS] + \
         [c for c in conditions if c not in CONDITIONS] + [c for c in controls if c not in CONTROLS]
     if unknown:
         raise ValueError(f"unknown baselines/splits/conditions {unknown}; baselines: {BASELINES}, splits: "
-                         f"{EVAL_SPLITS}, conditions: {CONDITIONS}")
+                         f"{ALL_SPLITS}, conditions: {CONDITIONS}")
     all_tasks = [t for t in bank.tasks() if tasks is None or t.name in set(tasks)]
     finals = _final_adapters(bank, {t.name for t in all_tasks})
     all_tasks = [t for t in all_tasks if t.name in finals]
     if not all_tasks:
         raise ValueError(f"the bank {bank.path} has no built task; run `loragen bank build` first")
+    all_tasks = [t for t in all_tasks if has_text_style(t, text_style)]
+    if not all_tasks:
+        raise ValueError(f"no built task of the bank {bank.path} has {text_style!r} test texts")
     providers = sorted({str(provider_name(t)) for t in all_tasks})
     if classifier is None and len(providers) > 1:
         raise TaskDataError(f"the bank's tasks come from several providers {providers}; pass the classifier to "
@@ -292,7 +343,7 @@ def evaluate(
         gens.update({_row_name(m, c): (g, c) for c in conditions})
     for m, g in readers.items():
         gens.update({_row_name(m, c): (g, c) for c in controls})
-    score = _Scorer(classifier, max_examples)
+    score = _Scorer(classifier, max_examples, text_style)
     chosen = {s: _sample(split_tasks(all_tasks, s), max_tasks, seed) for s in splits}
     work = [(s, t) for s in splits for t in chosen[s]]
     others = {s: {t.name: chosen[s][(i + 1) % len(chosen[s])] for i, t in enumerate(chosen[s])} for s in splits
@@ -301,7 +352,8 @@ def evaluate(
     for split, task in tqdm(work, desc="eval", unit="task", disable=not progress):
         fixed = {"base": None, "oracle": bank.get(finals[task.name])}
         for m in [b for b in ("base", "oracle") if b in baselines]:
-            rows.append({"split": split, "task": task.name, "method": m, "accuracy": score(task, fixed[m])})
+            rows.append({"split": split, "task": task.name, "task_split": task.split, "method": m,
+                         "accuracy": score(task, fixed[m])})
         for m, (gen, condition) in gens.items():
             accs = []
             for description in eval_descriptions(task, split):
@@ -314,10 +366,12 @@ def evaluate(
                     examples=few_shot_examples(task, N_EXAMPLES, seed) if condition == "examples" else None,
                     n_samples=1, seed=seed, exclude_tasks=frozenset({task.name}))
                 accs.append(score(task, gen.generate(request)[0]))
-            rows.append({"split": split, "task": task.name, "method": m, "accuracy": sum(accs) / len(accs)})
+            rows.append({"split": split, "task": task.name, "task_split": task.split, "method": m,
+                         "accuracy": sum(accs) / len(accs)})
     counts = {s: len(chosen[s]) for s in splits}
     cfg = {"max_examples": max_examples, "max_tasks": max_tasks, "seed": seed, "tasks_per_split": counts,
-           "methods": list(gens)}
+           "methods": list(gens), "text_style": text_style}
     summary = _aggregate(rows)
     _control_gaps(summary)
+    _wording_gaps(rows, summary)
     return EvalReport(rows=rows, summary=summary, config=cfg)

@@ -3,7 +3,8 @@
 Each text joins random items of one source (words with spaces, entities with commas) until it fills the
 classifier's token window, so every text is exactly `max_tokens` tokens long after truncation: MiniLM cuts
 non-English words into many pieces, and texts of natural length would let length alone tell languages apart.
-No text occurs in two splits.
+No text occurs in two splits. An evaluation-only variant ("sentences", `task_data(..., text_style=...)`) gives
+language tasks sentence-shaped test texts instead.
 """
 
 from __future__ import annotations
@@ -59,21 +60,63 @@ def make_text(key: str, rng: random.Random, max_tokens: int) -> str:
     return sep.join(parts)
 
 
+def make_sentences(key: str, rng: random.Random) -> str:
+    """One to three sentence-shaped strings of a language's words (evaluation-only "sentences" text style).
+
+    Faker ships no grammatical sentences for the suite's languages, only word lists; this is the closest packaged
+    form: real words of the language as sentences of natural length (5-14 words, first word capitalised, commas,
+    a full stop or question mark), unlike the training texts' unpunctuated strings that fill the token window.
+    """
+    words = source(key).items
+    sentences = []
+    for _ in range(rng.choice((1, 1, 2, 2, 3))):
+        picked = [words[rng.randrange(len(words))] for _ in range(rng.randint(5, 14))]
+        if len(picked) > 7 and rng.random() < 0.5:
+            picked[rng.randrange(2, len(picked) - 2)] += ","
+        sentences.append(picked[0][:1].upper() + picked[0][1:] + " " + " ".join(picked[1:]) +
+                         ("?" if rng.random() < 0.15 else "."))
+    return " ".join(sentences)
+
+
+TEXT_STYLES = ("words", "sentences")
+
+
+def text_styles(spec: TaskRecord) -> tuple[str, ...]:
+    """The test-text styles `spec` has: "words" always; "sentences" for tasks whose sources are all languages."""
+    keys = spec.data_ref.get("sources", ())
+    return TEXT_STYLES if keys and all(str(k).startswith("lang:") for k in keys) else TEXT_STYLES[:1]
+
+
 def _split_sizes(ref: dict) -> tuple[int, int, int]:
     return int(ref.get("n_train", 256)), int(ref.get("n_val", 64)), int(ref.get("n_test", 128))
 
 
 def task_data(spec: TaskRecord, n_train: int | None = None, n_val: int | None = None,
-              n_test: int | None = None) -> TaskData:
+              n_test: int | None = None, text_style: str = "words") -> TaskData:
     """Rebuild a suite task's examples (labels balanced, order shuffled, texts unique across splits).
 
     Args:
         spec: a suite task (its `data_ref` names the sources, seed, token window and split sizes).
         n_train, n_val, n_test: override the split sizes (smaller sets for tests).
+        text_style: "words" (the training texts) or "sentences" (evaluation only, language tasks: the test split
+            is `make_sentences` texts instead; train and val stay the same).
 
     Raises:
-        TaskDataError: the task is not a built-in suite task.
+        TaskDataError: the task is not a built-in suite task, or has no such text style.
     """
+    if text_style not in text_styles(spec):
+        raise TaskDataError(f"task {spec.name!r} has no {text_style!r} test texts; it has {text_styles(spec)}")
+    data = _word_data(spec, n_train, n_val, n_test)
+    if text_style == "words":
+        return data
+    rng = random.Random(zlib.crc32(f"{spec.data_ref.get('seed', 0)}/{spec.name}/sentences".encode()))
+    keys = list(spec.data_ref["sources"])
+    test = [(make_sentences(keys[i % len(keys)], rng), i % len(keys)) for i in range(len(data.test))]
+    rng.shuffle(test)
+    return TaskData(data.train, data.val, test)
+
+
+def _word_data(spec: TaskRecord, n_train: int | None, n_val: int | None, n_test: int | None) -> TaskData:
     ref = spec.data_ref
     if provider_name(spec) != BUILTIN or "sources" not in ref:
         raise TaskDataError(f"task {spec.name!r} has no built-in suite data (data_ref={ref}); pass your own examples")
