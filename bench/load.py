@@ -284,16 +284,18 @@ def main() -> int:
                         help="generation methods to load, comma-separated, each its own run (retrieve, cvae, abmll)")
     parser.add_argument("--mixed", action="store_true", help="also the mixed read/write run (with the first method)")
     parser.add_argument("--workers", type=int, default=2, help="server worker threads")
+    parser.add_argument("--warmup", type=int, default=3, help="unmeasured generates per method first (one client; "
+                        "first-use costs: encoder, each nearest task's probe texts)")
     parser.add_argument("--home", type=Path, default=None,
-                        help="a `loragen demo` folder: its bank.duckdb and its CVAE checkpoint (cvae/) are used")
+                        help="a `loragen demo` folder: its bank.duckdb and its CVAE checkpoint (hypernet/) are used")
     parser.add_argument("--bank", type=Path, default=None, help="bank to serve a copy of (default: --home's, else a "
                         "temporary 32-adapter bank)")
-    parser.add_argument("--cvae-checkpoint", type=Path, default=None, help="default: --home's cvae/")
+    parser.add_argument("--cvae-checkpoint", type=Path, default=None, help="default: --home's hypernet/")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "load.json")
     args = parser.parse_args()
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     source = args.bank or (args.home / "bank.duckdb" if args.home else None)
-    checkpoint = args.cvae_checkpoint or (args.home / "cvae" if args.home else None)
+    checkpoint = args.cvae_checkpoint or (args.home / "hypernet" if args.home else None)
 
     runs = []
     with tempfile.TemporaryDirectory(prefix="loragen-load-") as tmp:
@@ -308,7 +310,8 @@ def main() -> int:
         try:
             url = f"http://127.0.0.1:{port}"
             for method in methods:
-                run_generate(url, 1, 3, method)  # warm-up: first-request costs (encoder, caches) are not measured
+                if args.warmup:  # first-request costs (encoder, caches) are not measured
+                    run_generate(url, 1, args.warmup, method)
                 before = load_average()
                 print(f"{args.clients} clients x {args.requests} '{method}' generates ...", flush=True)
                 result = run_generate(url, args.clients, args.requests, method)
@@ -326,7 +329,8 @@ def main() -> int:
                                   "5xx": result["server_errors_5xx"], "errors": result["errors"]}), flush=True)
         finally:
             stop_server(server)
-    report = {"runs": runs, "server_workers": args.workers, "bank": str(source) if source else "temporary (32)",
+    report = {"runs": runs, "server_workers": args.workers, "warmup_per_method": args.warmup,
+              "bank": str(source) if source else "temporary (32)",
               "cvae_checkpoint": str(checkpoint) if checkpoint else None, "machine": machine(),
               "command": " ".join(["bench/load.py", *sys.argv[1:]]),
               "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
