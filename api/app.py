@@ -72,15 +72,17 @@ def create_app(*, settings: Settings, service: Service | None = None) -> FastAPI
 
     app = FastAPI(title="loragen", version=__version__, lifespan=lifespan,
                   description="Turn a plain-language task description into a LoRA adapter (PEFT format) with an "
-                  "honest uncertainty score. Every write needs `Authorization: Bearer <token>` when the server "
-                  "has a token.", dependencies=[Depends(valid_unicode)])
+                  "honest uncertainty score. When the server has a token, every request but `GET /healthz` needs "
+                  "`Authorization: Bearer <token>` (reads are open only if the server sets open_reads).",
+                  dependencies=[Depends(valid_unicode)])
     app.state.metrics = metrics
     app.state.settings = settings
     for router in ROUTERS:
         app.include_router(router)
     install_error_handlers(app)
     # Added last = outermost: metrics see every request, including those the guard refuses.
-    app.add_middleware(GuardMiddleware, token=settings.token, max_request_bytes=settings.max_request_bytes,
+    app.add_middleware(GuardMiddleware, token=settings.token, open_reads=settings.open_reads,
+                       max_request_bytes=settings.max_request_bytes,
                        max_upload_bytes=settings.max_upload_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -153,7 +153,8 @@ class Client:
 
     Args:
         url: base URL of a `loragen serve` server; None runs in-process.
-        token: the server's API token (HTTP only; needed for writes when the server has one).
+        token: the server's API token (HTTP only), sent with every request: a server with a token needs it for
+            reads too, unless it opens reads (`serve --open-reads`).
         bank: path of the bank's DuckDB file (in-process only; default: $LORAGEN_HOME / the user data dir).
         settings: full service settings (in-process only; overrides `bank`).
         timeout: seconds to wait for an HTTP response.

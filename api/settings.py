@@ -28,7 +28,10 @@ class Settings:
 
     Attributes:
         bank_path: the bank's DuckDB file (None: the bank's own default under $LORAGEN_HOME).
-        token: API token required (as ``Authorization: Bearer <token>``) on every write; None disables auth.
+        token: API token required (as ``Authorization: Bearer <token>``) on every request but ``GET /healthz``:
+            writes and reads (search, metadata, downloads, /metrics, /docs); None disables auth.
+        open_reads: with a token, serve reads (GET: search, metadata, downloads, /metrics, /docs) without it;
+            writes still need it. Off by default: anyone who reaches the port could list and download the bank.
         max_request_bytes: largest accepted body for JSON requests.
         max_upload_bytes: largest accepted body for an adapter upload (the zip archive).
         max_archive_members: most files an uploaded archive may hold.
@@ -56,6 +59,7 @@ class Settings:
 
     bank_path: Path | None = None
     token: str | None = None
+    open_reads: bool = False
     max_request_bytes: int = 1 * MiB
     max_upload_bytes: int = 64 * MiB
     max_archive_members: int = 8
@@ -149,7 +153,7 @@ _INTS = {"max_request_bytes", "max_upload_bytes", "max_archive_members", "max_me
          "generation_workers", "neighbours", "torch_threads"}
 _FLOATS = {"max_compression_ratio", "reindex_interval_s"}
 _TUPLES = {"methods", "base_models"}
-_BOOLS = {"auto_base_models"}
+_BOOLS = {"auto_base_models", "open_reads"}
 _KIND = {**{name: "a whole number" for name in _INTS}, **{name: "a number" for name in _FLOATS},
          **{name: "true or false (1/0, yes/no)" for name in _BOOLS}}
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}

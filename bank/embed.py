@@ -13,6 +13,7 @@ import functools
 import os
 import threading
 import zlib
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -35,14 +36,20 @@ class TextEncoder:
             (or plain transformers) directory. Nothing is downloaded.
         device: "cpu", "cuda" or "auto"/None (CUDA when present).
         batch_size: sentences per forward pass.
+        cache_size: single-text encodes remembered, least recently used dropped first (0: none). A service asks
+            for the same description's embedding several times per request (retrieval, uncertainty, neighbours);
+            only one-text calls are cached, so a cached embedding is exactly what encoding that text alone gives.
 
     Raises:
         UnknownBaseModelError: `model` is neither the packaged model nor a local directory.
     """
 
-    def __init__(self, model: str | os.PathLike | None = None, device: str | None = None, batch_size: int = 64):
+    def __init__(self, model: str | os.PathLike | None = None, device: str | None = None, batch_size: int = 64,
+                 cache_size: int = 1024):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if cache_size < 0:
+            raise ValueError(f"cache_size must be >= 0, got {cache_size}")
         self.path = resolve_base_model(model)
         self.name = canonical_base_model_id(model)
         self.device = resolve_device(device)
@@ -50,6 +57,9 @@ class TextEncoder:
         self._model = None
         # HF fast tokenizers are not re-entrant ("Already borrowed"); the service encodes from several threads.
         self._lock = threading.Lock()
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()  # text -> its (dim,) embedding, read-only
+        self._cache_lock = threading.Lock()  # never held while encoding
 
     def _load(self):
         if self._model is None:
@@ -81,6 +91,26 @@ class TextEncoder:
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if len(texts) == 1 and self.cache_size:
+            return self._encode_one(texts[0])[None, :].copy()
+        return self._encode(texts, show_progress)
+
+    def _encode_one(self, text: str) -> np.ndarray:
+        """One text's embedding, from the cache when it was encoded (alone) before."""
+        with self._cache_lock:
+            vec = self._cache.get(text)
+            if vec is not None:
+                self._cache.move_to_end(text)
+                return vec
+        vec = self._encode([text], False)[0].copy()
+        vec.setflags(write=False)
+        with self._cache_lock:
+            self._cache[text] = vec
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return vec
+
+    def _encode(self, texts: list[str], show_progress: bool) -> np.ndarray:
         with self._lock, torch.inference_mode(), torch_threads(1 if len(texts) <= _SMALL_BATCH else None):
             vecs = self._load().encode(
                 texts,

@@ -7,6 +7,8 @@ adapters are never candidates in the service (every generation is stored there a
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Collection
 
 from loragen.bank.errors import NotFoundError
@@ -15,13 +17,16 @@ from loragen.bank.lora.adapter import LoraAdapter
 from loragen.bank.records import SearchHit
 
 SERVICE_KINDS = ("final", "uploaded")  # what the CLI's and the service's `retrieve` return
+_FACTS_CACHE = 65536  # adapters whose (kind, base model) a generator remembers
 
 
 class RetrievalGenerator:
     """Nearest bank adapters by description, of the request's base model.
 
     The search widens until enough candidates of the wanted kinds and base model are found (or every adapter was
-    seen), so any number of closer adapters of other kinds or base models cannot hide them.
+    seen), so any number of closer adapters of other kinds or base models cannot hide them. An adapter's kind and
+    base model never change (ids are never reused, records never updated), so each is read from the bank once and
+    remembered (least recently used forgotten first): a request does not query DuckDB once per hit.
 
     Args:
         bank: an open `loragen.bank.store.Bank`.
@@ -34,6 +39,8 @@ class RetrievalGenerator:
 
     def __init__(self, bank, kinds: Collection[str] = ("final",), match_base_model: bool = False) -> None:
         self.bank, self.kinds, self.match_base_model = bank, tuple(kinds), match_base_model
+        self._facts: OrderedDict[str, tuple[str, str]] = OrderedDict()  # id -> (kind, base model)
+        self._facts_lock = threading.Lock()
 
     def candidates(self, description: str, n: int, base_model: str | None = None,
                    exclude: Collection[str] = ()) -> list[SearchHit]:
@@ -49,13 +56,27 @@ class RetrievalGenerator:
             k *= 4
 
     def _fits(self, adapter_id: str, base_model: str | None) -> bool:
+        kind, its_base_model = self._kind_and_base_model(adapter_id)
+        return kind in self.kinds and (base_model is None or its_base_model == base_model)
+
+    def _kind_and_base_model(self, adapter_id: str) -> tuple[str, str]:
+        with self._facts_lock:
+            facts = self._facts.get(adapter_id)
+            if facts is not None:
+                self._facts.move_to_end(adapter_id)
+                return facts
         record = self.bank.record(adapter_id)
-        return record.kind in self.kinds and (base_model is None or record.base_model == base_model)
+        facts = (record.kind, record.base_model)
+        with self._facts_lock:
+            self._facts[adapter_id] = facts
+            while len(self._facts) > _FACTS_CACHE:
+                self._facts.popitem(last=False)
+        return facts
 
     def nearest_base_model(self, description: str) -> str | None:
         """The base model of the nearest candidate (None: the bank has none)."""
         hits = self.candidates(description, 1)
-        return self.bank.record(hits[0].id).base_model if hits else None
+        return self._kind_and_base_model(hits[0].id)[1] if hits else None
 
     def generate(self, request: GenerationRequest) -> list[LoraAdapter]:
         """The `request.n_samples` nearest adapters, nearest first.

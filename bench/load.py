@@ -1,29 +1,41 @@
-"""Load test: C concurrent clients x N generate requests against one `loragen serve` on loopback.
+"""Load test: C concurrent clients x N generate requests against one `loragen serve` on loopback, per method, and a
+mixed read/write run.
 
-Starts the real server in a subprocess (`python -m loragen.api serve`) on a bank it builds in a temporary folder (random
-MiniLM adapters for a few dozen task descriptions; pass --bank to use your own), then runs the clients in
-threads, each with its own HTTP connection, each sending N `POST /v1/adapters:generate` requests with distinct
-descriptions. Reports errors, latency percentiles and throughput, and writes JSON to bench/results/load.json.
+Starts the real server in a subprocess (`python -m loragen.api serve`, token set, W worker threads) on a private copy
+of a bank (built in a temporary folder: random MiniLM adapters for a few dozen task descriptions; or a copy of
+--bank / the bank of --home), then:
+
+- for each method of --methods: C client threads, each with its own HTTP connection, each sending N
+  `POST /v1/adapters:generate` requests with distinct descriptions (latency percentiles, errors, throughput);
+- with --mixed: C threads alternating `GET /v1/search` and `POST /v1/adapters:generate` (the first method) while one
+  more thread uploads fresh adapters (`POST /v1/adapters`) and re-indexes (`POST /v1/bank/reindex`) every few
+  uploads: p50/p99 per route and the count of 5xx answers.
+
+Everything is written as one JSON (bench/results/load.json by default) with the machine and its load average
+before and after each run (timings on a loaded machine are not comparable; compare runs made side by side).
 
 Usage::
 
-    .venv/bin/python bench/load.py                      # 8 clients x 50 requests, method retrieve
-    .venv/bin/python bench/load.py --clients 4 --requests 20 --method cvae --bank ~/.local/share/loragen/bank.duckdb
+    .venv/bin/python bench/load.py                          # 8 clients x 50 retrieve generates, temp bank
+    loragen demo                                            # once: a trained CVAE checkpoint + bank
+    .venv/bin/python bench/load.py --home $LORAGEN_HOME/demo --methods cvae,retrieve --mixed
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import platform
+import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -32,24 +44,59 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 TOKEN = "load-test-token-0123"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SUBJECTS = ["Polish", "Czech", "Spanish", "Portuguese", "German", "Dutch", "a person", "a city", "a date", "a number",
             "a positive review", "a negative review", "sport news", "politics news", "an email", "a phone number"]
 
 
 def build_bank(path: Path, n_tasks: int = 32) -> None:
-    """A bank of `n_tasks` random MiniLM adapters with distinct descriptions, re-indexed."""
-    from loragen.bank.base_model import DEFAULT_BASE_MODEL, load_base_model
+    """A bank of `n_tasks` random MiniLM adapters (kind final) with distinct descriptions, re-indexed."""
     from loragen.bank.store import Bank
-    from tests._models import random_adapter
 
-    model = load_base_model()
     with Bank.open(path) as bank:
-        for i in range(n_tasks):
+        for i, adapter in enumerate(AdapterMaker().many(n_tasks)):
             a, b = SUBJECTS[i % len(SUBJECTS)], SUBJECTS[(i * 7 + 3) % len(SUBJECTS)]
-            adapter = random_adapter(model, ("query", "value"), r=4, alpha=8.0, seed=i, scale=0.05,
-                                     base_model=DEFAULT_BASE_MODEL)
-            bank.add(adapter, description=f"label 0 if the text is {a}, label 1 if it is {b} (variant {i})")
+            bank.add(adapter, description=f"label 0 if the text is {a}, label 1 if it is {b} (variant {i})",
+                     kind="final", source="bench")
         bank.reindex()
+
+
+class AdapterMaker:
+    """Random MiniLM LoRA adapters (query/value, r=4), distinct per seed; the base model loads once."""
+
+    def __init__(self) -> None:
+        from loragen.bank.base_model import load_base_model
+
+        self.model = load_base_model()
+
+    def one(self, seed: int):
+        from loragen.bank.base_model import DEFAULT_BASE_MODEL
+        from tests._models import random_adapter
+
+        return random_adapter(self.model, ("query", "value"), r=4, alpha=8.0, seed=seed, scale=0.05,
+                              base_model=DEFAULT_BASE_MODEL)
+
+    def many(self, n: int, first_seed: int = 0) -> list:
+        return [self.one(first_seed + i) for i in range(n)]
+
+    def zipped(self, seed: int) -> bytes:
+        from loragen.api.archive import pack
+        from loragen.bank.lora import save_peft
+
+        with tempfile.TemporaryDirectory(prefix="loragen-load-adapter-") as tmp:
+            return pack(save_peft(self.one(seed), Path(tmp) / "adapter"))
+
+
+def copy_bank(source: Path, directory: Path) -> Path:
+    """A private copy of a bank (DuckDB file, its write-ahead log if any, its index folder): the runs add adapters."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for suffix in ("", ".wal"):
+        if Path(f"{source}{suffix}").exists():
+            shutil.copy2(f"{source}{suffix}", directory / f"{source.name}{suffix}")
+    indexes = source.with_name(source.name + ".indexes")
+    if indexes.is_dir():
+        shutil.copytree(indexes, directory / indexes.name)
+    return directory / source.name
 
 
 def free_port() -> int:
@@ -58,99 +105,239 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(bank: Path, port: int, method: str, workers: int) -> subprocess.Popen:
+def serve_command(bank: Path, port: int, methods: str, workers: int) -> list[str]:
+    return [sys.executable, "-m", "loragen.api", "serve", "--port", str(port), "--bank", str(bank), "--methods",
+            methods, "--reindex-interval", "0", "--workers", str(workers)]
+
+
+def start_server(bank: Path, port: int, methods: str, workers: int, cvae_checkpoint: Path | None = None,
+                 log: Path | None = None, home: Path | None = None) -> subprocess.Popen:
+    """`loragen serve` in a subprocess with the token set; returns once /healthz answers (every method ready)."""
     env = {**os.environ, "LORAGEN_TOKEN": TOKEN, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "loragen.api", "serve", "--port", str(port), "--bank", str(bank), "--methods", method,
-           "--reindex-interval", "0", "--workers", str(workers)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 180
+    env.pop("LORAGEN_OPEN_READS", None)
+    if cvae_checkpoint is not None:
+        env["LORAGEN_CVAE_CHECKPOINT"] = str(cvae_checkpoint)
+    if home is not None:
+        env["LORAGEN_HOME"] = str(home)
+    out = open(log, "w") if log is not None else subprocess.DEVNULL  # noqa: SIM115 (closed by the caller's exit)
+    proc = subprocess.Popen(serve_command(bank, port, methods, workers), env=env, stdout=out,
+                            stderr=subprocess.STDOUT if log is not None else subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}: {proc.stderr.read()[-2000:]}")
+            detail = log.read_text()[-2000:] if log is not None else proc.stderr.read()[-2000:]
+            raise RuntimeError(f"server exited with {proc.returncode}: {detail}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+            health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+            if health.status_code == 200:
+                missing = set(methods.split(",")) - set(health.json()["methods"])
+                if missing:
+                    proc.terminate()
+                    raise RuntimeError(f"methods {sorted(missing)} are unavailable on the server: "
+                                       f"{health.json()['unavailable']}")
                 return proc
         except httpx.TransportError:
             time.sleep(0.2)
     proc.kill()
-    raise RuntimeError("server did not become healthy within 180 s")
+    raise RuntimeError("server did not become healthy within 300 s")
 
 
-def client_loop(url: str, client_id: int, n: int, method: str, latencies: list, errors: list) -> None:
-    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=300) as http:
-        for i in range(n):
-            a, b = SUBJECTS[(client_id + i) % len(SUBJECTS)], SUBJECTS[(3 * i + client_id + 1) % len(SUBJECTS)]
-            body = {"description": f"client {client_id} request {i}: is the text {a} (label 0) or {b} (label 1)?",
-                    "method": method, "seed": i}
-            start = time.perf_counter()
-            try:
-                response = http.post("/v1/adapters:generate", json=body)
-                ok = response.status_code == 200
-                detail = response.text[:300]
-            except httpx.HTTPError as err:
-                ok, detail = False, repr(err)
-            latencies.append(time.perf_counter() - start)
-            if not ok:
-                errors.append(detail)
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
-def run_load(url: str, clients: int, requests: int, method: str) -> dict:
-    latencies: list[float] = []
-    errors: list[str] = []
-    threads = [threading.Thread(target=client_loop, args=(url, c, requests, method, latencies, errors))
-               for c in range(clients)]
+def describe(client_id: int, i: int) -> str:
+    a, b = SUBJECTS[(client_id + i) % len(SUBJECTS)], SUBJECTS[(3 * i + client_id + 1) % len(SUBJECTS)]
+    return f"client {client_id} request {i}: is the text {a} (label 0) or {b} (label 1)?"
+
+
+class Recorder:
+    """Thread-safe latencies and statuses per route."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.latencies: dict[str, list[float]] = {}
+        self.statuses: dict[str, dict[str, int]] = {}
+        self.error_samples: list[str] = []
+
+    def call(self, route: str, send: Callable[[], httpx.Response]) -> httpx.Response | None:
+        start = time.perf_counter()
+        try:
+            response = send()
+            status, detail = str(response.status_code), response.text[:300]
+        except httpx.HTTPError as err:
+            response, status, detail = None, "transport_error", repr(err)
+        seconds = time.perf_counter() - start
+        with self._lock:
+            self.latencies.setdefault(route, []).append(seconds)
+            counts = self.statuses.setdefault(route, {})
+            counts[status] = counts.get(status, 0) + 1
+            if not status.startswith("2") and len(self.error_samples) < 5:
+                self.error_samples.append(f"{route} {status}: {detail}")
+        return response
+
+    def summary(self) -> dict:
+        routes = {route: {**percentiles(values), "statuses": self.statuses[route]}
+                  for route, values in self.latencies.items()}
+        errors = sum(n for counts in self.statuses.values() for s, n in counts.items() if not s.startswith("2"))
+        server_errors = sum(n for counts in self.statuses.values() for s, n in counts.items() if s.startswith("5"))
+        return {"routes": routes, "requests": sum(len(v) for v in self.latencies.values()), "errors": errors,
+                "server_errors_5xx": server_errors, "error_samples": self.error_samples}
+
+
+def percentiles(latencies: list[float]) -> dict:
+    ordered = sorted(latencies)
+    pct = lambda q: round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 1)  # noqa: E731
+    return {"n": len(ordered), "p50_ms": pct(0.50), "p90_ms": pct(0.90), "p99_ms": pct(0.99),
+            "max_ms": round(ordered[-1] * 1000, 1), "mean_ms": round(sum(ordered) / len(ordered) * 1000, 1)}
+
+
+def run_threads(targets: list[Callable[[], None]]) -> float:
+    threads = [threading.Thread(target=t) for t in targets]
     start = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    wall = time.perf_counter() - start
-    ordered = sorted(latencies)
-    pct = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000  # noqa: E731
-    return {
-        "requests": len(latencies), "errors": len(errors), "error_samples": errors[:5],
-        "p50_ms": pct(0.50), "p90_ms": pct(0.90), "p99_ms": pct(0.99), "max_ms": ordered[-1] * 1000,
-        "mean_ms": statistics.fmean(latencies) * 1000, "wall_s": wall, "throughput_rps": len(latencies) / wall,
-    }
+    return time.perf_counter() - start
+
+
+def run_generate(url: str, clients: int, requests: int, method: str) -> dict:
+    """`clients` threads x `requests` generates of `method`, distinct descriptions."""
+    rec = Recorder()
+
+    def client(client_id: int) -> None:
+        with httpx.Client(base_url=url, headers=AUTH, timeout=300) as http:
+            for i in range(requests):
+                body = {"description": describe(client_id, i), "method": method, "seed": i}
+                rec.call("POST /v1/adapters:generate", lambda: http.post("/v1/adapters:generate", json=body))
+
+    wall = run_threads([lambda c=c: client(c) for c in range(clients)])
+    summary = rec.summary()
+    route = summary["routes"]["POST /v1/adapters:generate"]
+    return {"kind": "generate", "method": method, "clients": clients, "requests_per_client": requests,
+            **{k: route[k] for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms", "mean_ms")}, **summary,
+            "wall_s": round(wall, 2), "throughput_rps": round(summary["requests"] / wall, 2)}
+
+
+def run_mixed(url: str, clients: int, requests: int, method: str, maker: AdapterMaker,
+              reindex_every: int = 5) -> dict:
+    """`clients` threads alternating search and generate (`requests` each) while one thread uploads fresh adapters
+    and re-indexes every `reindex_every` uploads, until the readers are done."""
+    rec = Recorder()
+    done = threading.Event()
+    uploads = [0]
+
+    def reader(client_id: int) -> None:
+        with httpx.Client(base_url=url, headers=AUTH, timeout=300) as http:
+            for i in range(requests):
+                text = describe(client_id, i)
+                if i % 2 == 0:
+                    rec.call("GET /v1/search", lambda: http.get("/v1/search", params={"q": text, "k": 5}))
+                else:
+                    body = {"description": text, "method": method, "seed": i}
+                    rec.call("POST /v1/adapters:generate", lambda: http.post("/v1/adapters:generate", json=body))
+
+    def writer() -> None:
+        with httpx.Client(base_url=url, headers=AUTH, timeout=300) as http:
+            seed = 10_000
+            while not done.is_set():
+                archive = maker.zipped(seed)
+                files = {"archive": ("adapter.zip", io.BytesIO(archive), "application/zip")}
+                data = {"description": f"uploaded adapter {seed}: label 0 if the text is {SUBJECTS[seed % 16]}"}
+                rec.call("POST /v1/adapters", lambda: http.post("/v1/adapters", files=files, data=data))
+                seed += 1
+                uploads[0] += 1
+                if uploads[0] % reindex_every == 0:
+                    rec.call("POST /v1/bank/reindex", lambda: http.post("/v1/bank/reindex"))
+
+    def readers() -> None:
+        run_threads([lambda c=c: reader(c) for c in range(clients)])
+        done.set()
+
+    wall = run_threads([readers, writer])
+    summary = rec.summary()
+    return {"kind": "mixed", "method": method, "clients": clients, "requests_per_client": requests,
+            "writer": f"1 thread: upload, re-index every {reindex_every} uploads", "uploads": uploads[0], **summary,
+            "wall_s": round(wall, 2)}
+
+
+def machine() -> dict:
+    return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+            "processor": platform.processor() or platform.machine()}
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=50, help="requests per client")
-    parser.add_argument("--method", default="retrieve", choices=["retrieve", "cvae", "abmll"])
+    parser.add_argument("--methods", "--method", dest="methods", default="retrieve",
+                        help="generation methods to load, comma-separated, each its own run (retrieve, cvae, abmll)")
+    parser.add_argument("--mixed", action="store_true", help="also the mixed read/write run (with the first method)")
     parser.add_argument("--workers", type=int, default=2, help="server worker threads")
-    parser.add_argument("--bank", type=Path, default=None, help="existing bank to serve (default: build a temp one)")
+    parser.add_argument("--warmup", type=int, default=3, help="unmeasured generates per method first (one client; "
+                        "first-use costs: encoder, each nearest task's probe texts)")
+    parser.add_argument("--home", type=Path, default=None,
+                        help="a `loragen demo` folder: its bank.duckdb and its CVAE checkpoint (hypernet/) are used")
+    parser.add_argument("--bank", type=Path, default=None, help="bank to serve a copy of (default: --home's, else a "
+                        "temporary 32-adapter bank)")
+    parser.add_argument("--cvae-checkpoint", type=Path, default=None, help="default: --home's hypernet/")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "load.json")
     args = parser.parse_args()
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    source = args.bank or (args.home / "bank.duckdb" if args.home else None)
+    checkpoint = args.cvae_checkpoint or (args.home / "hypernet" if args.home else None)
 
+    runs = []
     with tempfile.TemporaryDirectory(prefix="loragen-load-") as tmp:
-        bank = args.bank
-        if bank is None:
-            bank = Path(tmp) / "bank.duckdb"
+        bank = copy_bank(source, Path(tmp) / "bank") if source else Path(tmp) / "bank.duckdb"
+        maker = AdapterMaker() if args.mixed else None
+        if source is None:
             print("building a 32-adapter bank ...", flush=True)
             build_bank(bank)
         port = free_port()
-        server = start_server(bank, port, args.method, args.workers)
+        server = start_server(bank, port, ",".join(methods), args.workers, checkpoint, log=Path(tmp) / "server.log",
+                              home=Path(tmp) / "home")
         try:
             url = f"http://127.0.0.1:{port}"
-            run_load(url, 1, 3, args.method)  # warm-up: first-request costs (encoder, caches) are not measured
-            print(f"{args.clients} clients x {args.requests} '{args.method}' requests ...", flush=True)
-            result = run_load(url, args.clients, args.requests, args.method)
+            for method in methods:
+                if args.warmup:  # first-request costs (encoder, caches) are not measured
+                    run_generate(url, 1, args.warmup, method)
+                before = load_average()
+                print(f"{args.clients} clients x {args.requests} '{method}' generates ...", flush=True)
+                result = run_generate(url, args.clients, args.requests, method)
+                runs.append({**result, "load_average_before": before, "load_average_after": load_average()})
+                print(json.dumps({k: result[k] for k in ("method", "errors", "p50_ms", "p99_ms", "throughput_rps")}),
+                      flush=True)
+            if args.mixed:
+                before = load_average()
+                print(f"mixed: {args.clients} threads search+generate ({methods[0]}) while one uploads and "
+                      "re-indexes ...", flush=True)
+                result = run_mixed(url, args.clients, args.requests, methods[0], maker)
+                runs.append({**result, "load_average_before": before, "load_average_after": load_average()})
+                print(json.dumps({"mixed": {r: {k: v[k] for k in ("n", "p50_ms", "p99_ms")}
+                                            for r, v in result["routes"].items()},
+                                  "5xx": result["server_errors_5xx"], "errors": result["errors"]}), flush=True)
         finally:
-            server.terminate()
-            server.wait(timeout=60)
-    result = {"clients": args.clients, "requests_per_client": args.requests, "method": args.method,
-              "server_workers": args.workers, **result,
-              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                          "load_average_1m_at_end": os.getloadavg()[0]},
-              "command": " ".join(["bench/load.py", *sys.argv[1:]])}
+            stop_server(server)
+    report = {"runs": runs, "server_workers": args.workers, "warmup_per_method": args.warmup,
+              "bank": str(source) if source else "temporary (32)",
+              "cvae_checkpoint": str(checkpoint) if checkpoint else None, "machine": machine(),
+              "command": " ".join(["bench/load.py", *sys.argv[1:]]),
+              "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: (round(v, 1) if isinstance(v, float) else v) for k, v in result.items()
-                      if k not in ("machine", "error_samples")}))
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.output}")
-    return 0 if result["errors"] == 0 else 1
+    return 0 if all(r["errors"] == 0 for r in runs) else 1
 
 
 if __name__ == "__main__":

@@ -27,7 +27,11 @@ EPILOG = """examples:
 Every setting can also come from the environment as LORAGEN_<NAME> (LORAGEN_TOKEN, LORAGEN_BANK_PATH,
 LORAGEN_MAX_UPLOAD_BYTES, LORAGEN_REINDEX_INTERVAL_S, LORAGEN_REINDEX_CRON, LORAGEN_METHODS, LORAGEN_BASE_MODELS, ...);
 flags win over the environment. The token is read from LORAGEN_TOKEN or --token-file, never from the command line
-(it would show in `ps`); without one, writes need no auth (unset LORAGEN_TOKEN; an empty one is refused).
+(it would show in `ps`); without one, nothing needs auth (unset LORAGEN_TOKEN; an empty one is refused).
+
+auth: with a token, EVERY request but GET /healthz needs `Authorization: Bearer <token>`: writes, and reads too
+(search, adapter metadata, /peft downloads, /metrics, /docs, /openapi.json); missing -> 401, wrong -> 403.
+--open-reads (LORAGEN_OPEN_READS=1) serves the reads to anyone and keeps the token on writes only.
 
 The bank and each generator's checkpoint: LORAGEN_BANK_PATH / --bank, LORAGEN_CVAE_CHECKPOINT,
 LORAGEN_ABMLL_CHECKPOINT, else yours under $LORAGEN_HOME, else the demo's (`loragen demo`).
@@ -62,7 +66,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=_port, default=8000, help="TCP port (default 8000)")
     add_bank(p)
-    p.add_argument("--token-file", type=Path, default=None, help="file holding the API token required for writes")
+    p.add_argument("--token-file", type=Path, default=None,
+                   help="file holding the API token; with one, every request but GET /healthz needs it")
+    p.add_argument("--open-reads", dest="open_reads", action="store_const", const=True, default=None,
+                   help="with a token, serve reads (search, metadata, downloads, /metrics, /docs) without it; "
+                   "writes still need it")
     p.add_argument("--merge-root", type=Path, default=None, help="the only folder merged models are written under")
     p.add_argument("--methods", type=comma_list(METHODS), default=None, metavar="M[,M...]",
                    help=f"generation methods to offer, comma-separated (default: all of {', '.join(METHODS)} that "
@@ -100,7 +108,8 @@ def settings_from_args(args: argparse.Namespace):
             raise ConfigError(f"--token-file {args.token_file}: no such file; write the token into it, or drop the "
                               "flag to use LORAGEN_TOKEN")
         token = args.token_file.read_text().strip()
-    return Settings.from_env(bank_path=args.bank, token=token, merge_root=args.merge_root, methods=args.methods,
+    return Settings.from_env(bank_path=args.bank, token=token, open_reads=args.open_reads, merge_root=args.merge_root,
+                             methods=args.methods,
                              base_models=args.base_models, auto_base_models=args.auto_base_models,
                              reindex_interval_s=args.reindex_interval,
                              reindex_cron=args.reindex_cron, generation_workers=args.workers, device=args.device)
@@ -115,8 +124,10 @@ def run(args: argparse.Namespace) -> int:
     from loragen.api.service import Service
 
     if settings.token is None and args.host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("serving on %s without an API token: anyone who can reach it can write. Set LORAGEN_TOKEN or "
-                    "--token-file.", args.host)
+        log.warning("serving on %s without an API token: anyone who can reach it can read and write. Set "
+                    "LORAGEN_TOKEN or --token-file.", args.host)
+    elif settings.token is None and settings.open_reads:
+        log.warning("--open-reads / LORAGEN_OPEN_READS has no effect without a token: nothing needs auth.")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if settings.torch_threads is not None:
         import torch

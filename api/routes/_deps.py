@@ -16,13 +16,15 @@ from loragen.api.service import Service
 
 T = TypeVar("T")
 
-# Every route documents the one error body; writes also document the bearer token.
+# Every route documents the one error body; all but /healthz also document the bearer token (reads need it too
+# unless the server opens them; the guard middleware enforces it).
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 404, 409, 413, 422, 503)
 }
-WRITE = [Depends(declare_bearer)]
+WRITE = READ = [Depends(declare_bearer)]
+READ_ERRORS: dict[int | str, dict[str, Any]] = {**ERRORS, 401: {"model": ErrorBody}, 403: {"model": ErrorBody}}
 WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
-    **ERRORS, 401: {"model": ErrorBody}, 403: {"model": ErrorBody},
+    **READ_ERRORS,
     507: {"model": ErrorBody, "description": "the server's disk is full; nothing was stored"},
 }
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
 
 from loragen.api.archive import ArchiveLimits, pack, unpack
-from loragen.api.routes._deps import ERRORS, WRITE, WRITE_ERRORS, offload, service
+from loragen.api.routes._deps import READ, READ_ERRORS, WRITE, WRITE_ERRORS, offload, service
 from loragen.api.schemas import AdapterInfo, GenerateRequest, GenerateResponse
 from loragen.api.scratch import make_scratch_dir
 from loragen.api.service import Service
@@ -28,14 +28,15 @@ async def generate(body: GenerateRequest, request: Request, svc: Service = Depen
     return await offload(request, svc.generate, body)
 
 
-@router.get("/adapters/{adapter_id}", response_model=AdapterInfo, operation_id="get_adapter", responses=ERRORS)
+@router.get("/adapters/{adapter_id}", response_model=AdapterInfo, operation_id="get_adapter", dependencies=READ,
+            responses=READ_ERRORS)
 async def get_adapter(adapter_id: str, request: Request, svc: Service = Depends(service)) -> AdapterInfo:
     """An adapter's metadata."""
     return await offload(request, svc.get, adapter_id)
 
 
 @router.get("/adapters/{adapter_id}/peft", response_class=Response, operation_id="download_adapter",
-            responses={**ERRORS, 200: {"content": {"application/zip": {}},
+            dependencies=READ, responses={**READ_ERRORS, 200: {"content": {"application/zip": {}},
                                        "description": "the PEFT adapter directory as a zip archive"}})
 async def download(adapter_id: str, request: Request, svc: Service = Depends(service)) -> Response:
     """The adapter as a PEFT directory (adapter_config.json + adapter_model.safetensors) in a zip archive."""

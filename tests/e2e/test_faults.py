@@ -20,7 +20,7 @@ from loragen.api import archive
 from loragen.api.app import create_app
 from loragen.bank.lora import save_peft
 from tests.e2e.conftest import copy_bank, make_settings, minilm_adapter, run_server
-from tests.e2e.test_hostile import assert_refused, snapshot, upload
+from tests.e2e.test_hostile import AUTH, assert_refused, snapshot, upload
 
 DEV_FULL = Path("/dev/full")  # every write to it fails with ENOSPC: a real full disk, safely
 needs_dev_full = pytest.mark.skipif(not DEV_FULL.exists(), reason="needs /dev/full (Linux)")
@@ -47,7 +47,7 @@ def test_disk_full_at_commit_is_507_and_stores_nothing(bank_template, tmp_path, 
         assert not wal.exists()  # DuckDB creates its log on the first write
         wal.symlink_to(DEV_FULL)
         before = snapshot(server)
-        with httpx.Client(base_url=server.url, timeout=120) as http:
+        with httpx.Client(base_url=server.url, timeout=120, headers=AUTH) as http:
             response = upload(http, fresh_zip)
             assert_refused(response, 507, "insufficient_storage", "disk space")
             assert "nothing was stored" in response.text and str(bank_path) not in response.text
@@ -72,7 +72,7 @@ def test_full_temp_dir_is_507_not_the_clients_fault(server, tmp_path, monkeypatc
     monkeypatch.setattr(archive, "open", open_on_full_disk, raising=False)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the server's scratch folders land here
     before = snapshot(server)
-    with httpx.Client(base_url=server.url, timeout=120) as http:
+    with httpx.Client(base_url=server.url, timeout=120, headers=AUTH) as http:
         assert_refused(upload(http, fresh_zip), 507, "insufficient_storage", "disk space")
     assert snapshot(server) == before
     assert list(tmp_path.iterdir()) == []  # the scratch folder is gone too
@@ -108,7 +108,7 @@ def test_app_server(bank_template, tmp_path_factory):
 def test_a_500_is_json_and_the_connection_stays_usable(test_app_server):
     """The catch-all used to let Starlette re-raise after answering; uvicorn then closed the keep-alive
     connection, so the client's next request on it failed."""
-    with httpx.Client(base_url=test_app_server.url, timeout=60) as http:
+    with httpx.Client(base_url=test_app_server.url, timeout=60, headers=AUTH) as http:
         first = http.get("/test/port").json()["port"]
         for _ in range(2):
             response = http.get("/test/boom")
@@ -181,7 +181,7 @@ def test_server_paths_stay_out_of_responses(test_app_server, tmp_path):
     reason = test_app_server.service.health().unavailable["cvae"]
     assert str(settings.cvae_checkpoint) in reason  # the server knows (and logs) where; the client is not told
 
-    with httpx.Client(base_url=test_app_server.url, timeout=60) as http:
+    with httpx.Client(base_url=test_app_server.url, timeout=60, headers=AUTH) as http:
         health = http.get("/healthz")
         missing = http.get("/v1/adapters/no-such-id")
         pickle_dir = save_peft(minilm_adapter(seed=701), tmp_path / "a")

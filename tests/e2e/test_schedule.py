@@ -24,9 +24,11 @@ def test_scheduled_reindex_runs_in_the_service(bank_template, tmp_path):
                 break
             assert time.monotonic() < deadline, f"no scheduled re-index within 30 s: {text}"
             time.sleep(0.2)
-        hits = httpx.get(f"{srv.url}/v1/search", params={"q": "fruit or vegetable", "k": 1}).json()["hits"]
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        hits = httpx.get(f"{srv.url}/v1/search", params={"q": "fruit or vegetable", "k": 1}, headers=auth)
+        hits = hits.json()["hits"]
         assert hits[0]["description"].startswith("label 0 if the word is a fruit")
-        assert httpx.post(f"{srv.url}/v1/bank/reindex", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
-        assert 'loragen_reindex_total{trigger="request"} 1.0' in httpx.get(f"{srv.url}/metrics").text
+        assert httpx.post(f"{srv.url}/v1/bank/reindex", headers=auth).status_code == 200
+        assert 'loragen_reindex_total{trigger="request"} 1.0' in httpx.get(f"{srv.url}/metrics", headers=auth).text
     finally:
         server.close()
