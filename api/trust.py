@@ -26,7 +26,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -34,7 +34,9 @@ from loragen.api.uncertainty import _task_texts, causal_lm_scores, sample_disper
 from loragen.bank.errors import LoragenError
 from loragen.bank.generator import GenerationRequest
 from loragen.bank.lora import LoraAdapter
-from loragen.meta.trust import TrustModel, shrunk_accuracy
+
+if TYPE_CHECKING:  # meta is imported where it is used: a bank-only install still serves retrieval
+    from loragen.meta.trust import TrustModel
 
 log = logging.getLogger(__name__)
 LOW = 0.7
@@ -55,8 +57,10 @@ def load_trust(path: Path | None) -> TrustModel | None:
     if path is None or not path.is_file():
         return None
     try:
+        from loragen.meta.trust import TrustModel
+
         return TrustModel.load(path)
-    except (ValueError, KeyError, OSError) as err:
+    except (ValueError, KeyError, OSError, ImportError) as err:
         log.warning("ignoring trust file %s: %s", path, err)
         return None
 
@@ -199,6 +203,8 @@ def features(request: GenerationRequest, adapters: Sequence[LoraAdapter], *, pro
         st, texts = primary
         out["mutual_information"] = st["mi"]
         out["disagreement"] = _disagreement(probe, st["preds"], peers or {}, texts, k)
+    from loragen.meta.trust import shrunk_accuracy
+
     right = probe.correct(adapters[0], request.examples or (), k)
     out["example_accuracy"] = None if right is None else shrunk_accuracy(right, len(request.examples), k)
     return out
@@ -307,3 +313,13 @@ def score_trust(method: str, generator: Any, request: GenerationRequest, adapter
         row = features(request, adapters, probe=Probe.from_loaded(loaded), bank=bank, model=model, samples=samples,
                        peers=others, inputs=inputs, encode=encode)
     return estimate(method, model, request, row, path, checkpoint)
+
+
+def trust_dict(method: str, generator: Any, request: GenerationRequest, adapters: Sequence[LoraAdapter],
+               **kwargs: Any) -> dict[str, float | bool | str | None]:
+    """`score_trust(...).to_dict()`, or a not-scored entry when the base model cannot be loaded (the service's)."""
+    try:
+        return score_trust(method, generator, request, adapters, **kwargs).to_dict()
+    except LoragenError as err:  # the adapters are fine; only the trust score is missing
+        log.warning("trust of a %s adapter not scored: %s", method, err)
+        return {"expected": None, "low": None, "high": None, "calibrated": False, "advice": f"not scored: {err}"}
