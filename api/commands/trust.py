@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from loragen.api.commands._options import add_bank, add_no_progress, add_threads, apply_threads, positive_int
+from loragen.api.commands._options import (
+    add_bank,
+    add_no_progress,
+    add_seed,
+    add_threads,
+    apply_threads,
+    positive_int,
+)
 
 EPILOG = """examples:
   loragen trust fit --bank bank.duckdb --method cvae=runs/hypernet --method abmll=runs/meta --method retrieve \\
@@ -41,7 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="at most N tasks per split (fixed random sample)")
     f.add_argument("--max-examples", type=positive_int, default=64, metavar="N",
                    help="test examples per task the accuracy is measured on (default 64)")
-    f.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    add_seed(f, "sampling seed of the generators", default=0)
     f.add_argument("--json", type=Path, default=Path("bench/results/trust.json"), help="the cross-validated report")
     f.add_argument("--plot", type=Path, default=Path("bench/results/trust.png"), help="predicted vs measured PNG")
     f.add_argument("--no-write", action="store_true", help="report only; do not write the trust files")
