@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "train": "loragen.api.commands.train",
     "generate": "loragen.api.commands.generate",
     "eval": "loragen.api.commands.eval",
+    "trust": "loragen.api.commands.trust",
 }
 
 EPILOG = """examples:

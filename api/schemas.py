@@ -107,6 +107,10 @@ class GenerateResponse(_Model):
         default_factory=dict, description="uncertainty scores: nearest_task_similarity always; on probe inputs "
         "also predictive_entropy, mutual_information, confidence (calibrated: true when fitted), ... (per output "
         "token, with n_tokens, for a causal LM; for an encoder with the meta package)")
+    trust: dict[str, float | bool | str | None] = Field(
+        default_factory=dict, description="expected accuracy (exact match for generation) of the adapter on the "
+        "task: expected, low, high (the interval; null when not calibrated), calibrated (a trust file fitted by "
+        "`loragen trust fit` was used), advice (what helps when low, or how to calibrate)")
     neighbours: list[Hit]
     seconds: float
 

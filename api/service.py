@@ -42,6 +42,7 @@ from loragen.api.schemas import (
     SearchResponse,
 )
 from loragen.api.settings import Settings
+from loragen.api.trust import trust_dict
 from loragen.api.uncertainty import Scores, probe_inputs, sample_dispersion, score_adapters
 from loragen.api.upload import check_upload_text, checked_upload
 from loragen.bank.base_model import DEFAULT_BASE_MODEL, canonical_base_model_id
@@ -76,6 +77,7 @@ class Service:
         self.unavailable = unavailable
         self.models = BaseModels(settings.device)
         self._generator_locks = {method: threading.Lock() for method in REGISTRY}
+        self._checkpoints = dict(checkpoints or {})
         self._method_bases = {m: b for m, p in (checkpoints or {}).items()
                               if m in generators and (b := checkpoint_base_model(p))}
         self._allowed_bases = self._accepted_base_models()
@@ -147,8 +149,10 @@ class Service:
         generator = self._generator(request.method)
         gen_request = self._generation_request(request)
         start = time.perf_counter()
-        with self._generator_locks[request.method]:
+        with self._generator_locks[request.method]:  # the trust score samples the generator too
             adapters = generator.generate(gen_request)
+            trust = trust_dict(request.method, generator, gen_request, adapters, models=self.models, bank=self.bank,
+                               checkpoint=self._checkpoints.get(request.method)) if adapters else {}
         if not adapters:
             raise ApiError(500, "internal", f"generator {request.method!r} returned no adapter")
         # Scored before storing, so the bank signals compare with what the bank knew, not with the new adapter.
@@ -162,7 +166,7 @@ class Service:
         if self.on_generate is not None:
             self.on_generate(request.method, seconds, len(adapters))
         return GenerateResponse(id=ids[0], ids=ids, method=request.method, adapter=info, uncertainty=uncertainty,
-                                neighbours=neighbours, seconds=seconds)
+                                trust=trust, neighbours=neighbours, seconds=seconds)
 
     def _generator(self, method: str) -> AdapterGenerator:
         if method in self.generators:

@@ -53,7 +53,8 @@ EPILOG = """examples:
 
 The checkpoint is the one named with --checkpoint, else yours at $LORAGEN_HOME/<hypernet|meta>, else the demo's
 (`loragen demo`); the bank likewise (--bank, $LORAGEN_HOME/bank.duckdb, the demo's). The adapter is for the
-checkpoint's base model. Uncertainty: similarity of the description to the nearest bank task, predictive entropy
+checkpoint's base model. Trust: the expected accuracy of the adapter on the task with an interval, from the
+generator's trust file (`loragen trust fit`); it says so when there is none. Uncertainty: similarity of the description to the nearest bank task, predictive entropy
 (over labels, or per output token for a causal LM) and, with --samples > 1, mutual information between samples.
 """
 
@@ -121,7 +122,23 @@ def run(args: argparse.Namespace) -> int:
             print(path)
         if not args.no_score:
             _print_scores(request, adapters, bank, models, inputs)
+            _print_trust(args, generator, request, adapters, bank, models, inputs, checkpoint, classifier)
     return 0
+
+
+def _print_trust(args, generator, request, adapters, bank, models, inputs, checkpoint, classifier) -> None:
+    """The trust line: the expected accuracy with its interval, or plainly why there is none (`api.trust`)."""
+    from loragen.api.trust import build_peers, score_trust
+    from loragen.bank.errors import LoragenError
+
+    try:
+        peers = lambda: build_peers(args.method, bank, args.device, classifier)  # noqa: E731
+        trust = score_trust(args.method, generator, request, adapters, models=models, bank=bank, inputs=inputs,
+                            checkpoint=checkpoint, peers=peers)
+    except (LoragenError, ValueError) as err:
+        print(f"trust: not scored ({err})")
+        return
+    print(trust.line())
 
 
 def _checkpoint_and_base(args: argparse.Namespace) -> tuple[Path | None, str | None]:

@@ -1,0 +1,325 @@
+"""The trust score `generate` prints: the expected accuracy (exact match for generation) of the adapter on the
+described task, with an interval, from `meta.trust.TrustModel` fitted by `loragen trust fit`.
+
+Label-free features of one generation (each None when it cannot be computed; the model then uses the features
+present, see `meta.trust`):
+
+    bank_similarity     cosine of the description to the nearest bank description (same base model)
+    train_similarity    cosine to the nearest of the generator's training wordings (stored in the trust file)
+    weight_similarity   cosine of the adapter to the nearest bank adapter in weight-embedding space
+    mutual_information  disagreement of N_TRUST_SAMPLES sampled adapters (cvae, abmll) on the probe texts
+    posterior_spread    relative spread of those samples' ΔW (`api.uncertainty.sample_dispersion`)
+    entropy_probe / max_prob_probe   predictive entropy and max probability on the nearest bank task's inputs
+    entropy_own / max_prob_own       the same on the user's unlabeled inputs (`--inputs`)
+    disagreement        fraction of probe texts where the other methods' adapters predict another label
+    example_accuracy    accuracy on the user's labelled examples, shrunk (`meta.trust.shrunk_accuracy`)
+    labels_given, chance   1 when label names were given; 1/K
+
+mutual_information and disagreement are measured on the probe texts when there are, else on the user's inputs.
+The trust file of cvae and abmll is `CHECKPOINT/trust.json`; retrieval's is `<bank file>.trust-retrieve.json`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from loragen.api.uncertainty import _task_texts, causal_lm_scores, sample_dispersion
+from loragen.bank.errors import LoragenError
+from loragen.bank.generator import GenerationRequest
+from loragen.bank.lora import LoraAdapter
+
+if TYPE_CHECKING:  # meta is imported where it is used: a bank-only install still serves retrieval
+    from loragen.meta.trust import TrustModel
+
+log = logging.getLogger(__name__)
+LOW = 0.7
+N_TRUST_SAMPLES = 4
+SAMPLED = ("cvae", "abmll")  # methods whose samples differ (retrieval has one answer per description)
+FIT_HINT = "loragen trust fit --bank BANK --method {method}{ckpt} --split heldout_task"
+
+
+def trust_path(method: str, checkpoint: Path | None, bank_path: Path | None) -> Path | None:
+    """Where `method`'s trust file lives (None: nowhere to look)."""
+    if method == "retrieve":
+        return None if bank_path is None else Path(bank_path).with_name(Path(bank_path).name + ".trust-retrieve.json")
+    return None if checkpoint is None else Path(checkpoint) / "trust.json"
+
+
+def load_trust(path: Path | None) -> TrustModel | None:
+    """The trust model at `path`, or None when there is none or it is unreadable (logged)."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        from loragen.meta.trust import TrustModel
+
+        return TrustModel.load(path)
+    except (ValueError, KeyError, OSError, ImportError) as err:
+        log.warning("ignoring trust file %s: %s", path, err)
+        return None
+
+
+@dataclass(frozen=True)
+class Trust:
+    """The trust score of one generation: expected accuracy and interval, or why there is none.
+
+    Attributes:
+        expected / low / high: None when not calibrated. calibrated: a fitted trust file was used.
+        advice: what helps when the score is low, or how to calibrate; "" otherwise.
+    """
+
+    method: str
+    expected: float | None = None
+    low: float | None = None
+    high: float | None = None
+    calibrated: bool = False
+    advice: str = ""
+    target: str = "accuracy"
+
+    def to_dict(self) -> dict[str, float | bool | str | None]:
+        return {"expected": self.expected, "low": self.low, "high": self.high, "calibrated": self.calibrated,
+                "advice": self.advice}
+
+    def line(self) -> str:
+        """The one line `generate` prints."""
+        if not self.calibrated:
+            return f"trust: {self.advice}"
+        what = "accuracy" if self.target == "accuracy" else "exact match"
+        note = f"{self.method}; low: {self.advice}" if self.expected < LOW else self.method
+        return f"trust: expected {what} {self.expected:.2f} [{self.low:.2f}, {self.high:.2f}] ({note})"
+
+
+def not_calibrated(method: str, why: str, checkpoint: Path | None = None) -> Trust:
+    ckpt = f"={checkpoint}" if checkpoint is not None and method != "retrieve" else ("" if method == "retrieve"
+                                                                                     else "=CKPT")
+    return Trust(method, advice=f"not calibrated for this generator ({why}); fit one with "
+                 f"`{FIT_HINT.format(method=method, ckpt=ckpt)}`")
+
+
+def advice(request: GenerationRequest, features: Mapping[str, float | None], target: str) -> str:
+    """What would raise a low score, plainly."""
+    tips = []
+    if target == "accuracy" and not request.labels:
+        tips.append("add label names with --labels")
+    if target == "accuracy" and not request.examples:
+        tips.append("8 examples with --examples")
+    if (features.get("bank_similarity") or 0.0) < 0.6:
+        tips.append("import a related task into the bank (`loragen bank import`)")
+    return " or ".join(tips) or "the adapter is unlikely to do well on this task; check it on labelled data"
+
+
+class Probe:
+    """Runs adapters of one base model on texts: class probabilities (encoder) or token statistics (causal LM)."""
+
+    def __init__(self, classifier: Any = None, causal: tuple[Any, Any] | None = None) -> None:
+        self.classifier, self.causal = classifier, causal
+
+    @classmethod
+    def from_loaded(cls, loaded: Any) -> Probe:
+        """From an `api.base_models` loaded model."""
+        return cls(causal=(loaded.model, loaded.tokenizer)) if loaded.causal else cls(classifier=loaded.classifier)
+
+    @torch.no_grad()
+    def stats(self, adapters: Sequence[LoraAdapter], texts: Sequence[str], num_labels: int) -> dict[str, Any]:
+        """entropy and max_prob (mean over texts), mi (None for one adapter), preds of the first adapter (encoder)."""
+        if self.causal is not None:
+            s = causal_lm_scores(*self.causal, adapters, texts, max_new_tokens=16)
+            return {"entropy": s.get("predictive_entropy"), "max_prob": s.get("confidence"),
+                    "mi": s.get("mutual_information"), "preds": None}
+        from loragen.meta.score import predictive_stats
+
+        probs = torch.stack([torch.softmax(self.classifier.logits(list(texts), a, num_labels).float(), -1)
+                             for a in adapters])  # (S, n, K)
+        st = predictive_stats(probs)
+        return {"entropy": float(st["predictive_entropy"].mean()), "max_prob": float(st["max_prob"].mean()),
+                "mi": float(st["mutual_information"].mean()) if len(adapters) > 1 else None,
+                "preds": probs[0].argmax(-1).tolist()}
+
+    def correct(self, adapter: LoraAdapter, examples: Sequence[tuple[str, int]], num_labels: int) -> int | None:
+        """How many labelled examples the adapter gets right (None for a causal LM)."""
+        if self.causal is not None or not examples:
+            return None
+        preds = self.classifier.logits([t for t, _ in examples], adapter, num_labels).argmax(-1).tolist()
+        return sum(int(p == y) for p, (_, y) in zip(preds, examples))
+
+
+def num_labels(request: GenerationRequest) -> int:
+    if request.labels:
+        return len(request.labels)
+    return max(2, 1 + max((y for _, y in request.examples or ()), default=1))
+
+
+def nearest(bank: Any, description: str, base_model: str | None, exclude: frozenset[str]) -> tuple[float, str] | None:
+    """(similarity, task) of the nearest bank description among adapters of `base_model`, skipping `exclude`."""
+    for hit in bank.search_text(description, k=8, exclude_tasks=tuple(exclude)):
+        if base_model is None or bank.record(hit.id).base_model == base_model:
+            return min(1.0, float(hit.score)), hit.task
+    return None
+
+
+def features(request: GenerationRequest, adapters: Sequence[LoraAdapter], *, probe: Probe | None, bank: Any = None,
+             model: TrustModel | None = None, samples: Sequence[LoraAdapter] = (),
+             peers: Mapping[str, LoraAdapter] | None = None, inputs: Sequence[str] | None = None,
+             exclude: frozenset[str] = frozenset(), encode: Callable[[str], Any] | None = None
+             ) -> dict[str, float | None]:
+    """The label-free features of one generation (see the module docstring); any may be None.
+
+    Args:
+        adapters: the generated adapters, the point estimate first. samples: extra samples for the spread (when
+            `adapters` holds one). peers: other methods' point adapters for the same request.
+        inputs: the user's unlabeled inputs. exclude: bank tasks to ignore as neighbours (calibration only).
+        encode: description -> L2-normalised embedding (default: the bank's encoder).
+    """
+    k = num_labels(request)
+    out: dict[str, float | None] = {"chance": 1.0 / k, "labels_given": float(bool(request.labels))}
+    task = None
+    if bank is not None:
+        found = nearest(bank, request.description, request.base_model, exclude)
+        out["bank_similarity"], task = found if found else (None, None)
+        hits = bank.search_adapter(adapters[0], k=1, exclude_tasks=tuple(exclude))
+        out["weight_similarity"] = float(hits[0].score) if hits else None
+        encode = encode or (lambda text: bank.encoder.encode([text])[0])
+    if model is not None and encode is not None:
+        out["train_similarity"] = model.reference_similarity(encode(request.description))
+    pool = list(adapters) if len(adapters) > 1 else [*adapters, *samples]
+    out["posterior_spread"] = sample_dispersion(pool) if len(pool) > 1 else None
+    if probe is None:
+        return out
+    probe_texts = list(_task_texts(bank, task)) if task else []
+    primary = None
+    for name, texts in (("own", list(inputs or [])), ("probe", probe_texts)):
+        if texts:
+            st = probe.stats(pool, texts, k)
+            out[f"entropy_{name}"], out[f"max_prob_{name}"] = st["entropy"], st["max_prob"]
+            if primary is None or name == "probe":
+                primary = (st, texts)
+    if primary is not None:
+        st, texts = primary
+        out["mutual_information"] = st["mi"]
+        out["disagreement"] = _disagreement(probe, st["preds"], peers or {}, texts, k)
+    from loragen.meta.trust import shrunk_accuracy
+
+    right = probe.correct(adapters[0], request.examples or (), k)
+    out["example_accuracy"] = None if right is None else shrunk_accuracy(right, len(request.examples), k)
+    return out
+
+
+def _disagreement(probe: Probe, preds: list[int] | None, peers: Mapping[str, LoraAdapter], texts: list[str],
+                  k: int) -> float | None:
+    if preds is None or not peers:
+        return None
+    rates = []
+    for adapter in peers.values():
+        other = probe.stats([adapter], texts, k)["preds"]
+        rates.append(sum(int(a != b) for a, b in zip(preds, other)) / len(preds))
+    return sum(rates) / len(rates)
+
+
+def trust_samples(method: str, generator: Any, request: GenerationRequest,
+                  adapters: Sequence[LoraAdapter]) -> list[LoraAdapter]:
+    """N_TRUST_SAMPLES extra samples of a sampling method for the spread features ([] when not needed/possible)."""
+    if method not in SAMPLED or len(adapters) > 1:
+        return []
+    try:
+        return generator.generate(replace(request, n_samples=N_TRUST_SAMPLES, seed=request.seed or 0))
+    except (LoragenError, ValueError, RuntimeError) as err:
+        log.info("no trust samples from %s: %s", method, err)
+        return []
+
+
+def peer_adapters(peers: Mapping[str, Any], request: GenerationRequest) -> dict[str, LoraAdapter]:
+    """Each other method's point adapter for `request` (methods that fail are skipped)."""
+    out = {}
+    for name, generator in peers.items():
+        try:
+            out[name] = generator.generate(replace(request, n_samples=1))[0]
+        except (LoragenError, ValueError, RuntimeError, KeyError) as err:
+            log.info("no %s adapter to compare with: %s", name, err)
+    return out
+
+
+def estimate(method: str, model: TrustModel | None, request: GenerationRequest,
+             row: Mapping[str, float | None], path: Path | None, checkpoint: Path | None = None) -> Trust:
+    """The trust score from a fitted model, or a plain 'not calibrated' (never a made-up number)."""
+    if model is None:
+        why = f"no trust file at {path}" if path is not None else "no checkpoint or bank to find a trust file by"
+        return not_calibrated(method, why, checkpoint)
+    fitted_for = model.meta.get("base_model")
+    if fitted_for and request.base_model and fitted_for != request.base_model:
+        return not_calibrated(method, f"its trust file is for base model {fitted_for}, not {request.base_model}",
+                              checkpoint)
+    est = model.predict(row)
+    if not all(math.isfinite(v) for v in (est.expected, est.low, est.high)):
+        return not_calibrated(method, "the trust file gave a non-finite estimate", checkpoint)
+    tip = advice(request, row, model.target) if est.expected < LOW else ""
+    return Trust(method, est.expected, est.low, est.high, True, tip, model.target)
+
+
+def build_peers(method: str, bank: Any, device: str = "auto", classifier: Callable[[], Any] | None = None,
+                built: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The other methods' generators to compare with: `built` ones (a service's), else those whose checkpoint or
+    bank is at hand; methods that cannot be built are skipped."""
+    if built is not None:
+        return {m: g for m, g in built.items() if m != method}
+    from loragen.api.generators import REGISTRY, GeneratorContext
+    from loragen.api.lookup import find_checkpoint
+
+    out = {}
+    for name in (m for m in REGISTRY if m != method):
+        try:
+            ckpt = None if name == "retrieve" else find_checkpoint(name, None).path
+            if name == "retrieve" and bank is None:
+                continue
+            out[name] = REGISTRY[name].build(GeneratorContext(bank, device, ckpt, classifier))
+        except (LoragenError, ImportError, OSError, ValueError, KeyError) as err:
+            log.info("no %s adapter to compare with: %s", name, err)
+    return out
+
+
+def score_trust(method: str, generator: Any, request: GenerationRequest, adapters: Sequence[LoraAdapter], *,
+                models: Any, bank: Any = None, inputs: Sequence[str] | None = None, checkpoint: Path | None = None,
+                peers: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None) -> Trust:
+    """The trust score of `adapters` generated by `method` for `request` (CLI, SDK and service).
+
+    Args:
+        models: an `api.base_models.BaseModels`. peers: the other methods' generators (`build_peers`), or a
+            function that builds them (called only when there is a trust file to use them for).
+
+    Raises:
+        LoragenError: the base model cannot be loaded to compute the features on.
+    """
+    path = trust_path(method, checkpoint, getattr(bank, "path", None))
+    model = load_trust(path)
+    if model is None or (model.meta.get("base_model") not in (None, request.base_model)):
+        return estimate(method, model, request, {}, path, checkpoint)
+    try:
+        loaded = models.get(request.base_model)
+    except (OSError, ValueError) as err:
+        raise LoragenError(f"cannot load base model {request.base_model} for the trust score: {err}") from None
+    encode = None
+    if bank is None:
+        from loragen.bank.embed import default_encoder
+
+        encode = lambda text: default_encoder().encode([text])[0]  # noqa: E731
+    samples = trust_samples(method, generator, request, adapters)
+    others = peer_adapters((peers() if callable(peers) else peers) or {}, request)
+    with loaded.lock:
+        row = features(request, adapters, probe=Probe.from_loaded(loaded), bank=bank, model=model, samples=samples,
+                       peers=others, inputs=inputs, encode=encode)
+    return estimate(method, model, request, row, path, checkpoint)
+
+
+def trust_dict(method: str, generator: Any, request: GenerationRequest, adapters: Sequence[LoraAdapter],
+               **kwargs: Any) -> dict[str, float | bool | str | None]:
+    """`score_trust(...).to_dict()`, or a not-scored entry when the base model cannot be loaded (the service's)."""
+    try:
+        return score_trust(method, generator, request, adapters, **kwargs).to_dict()
+    except LoragenError as err:  # the adapters are fine; only the trust score is missing
+        log.warning("trust of a %s adapter not scored: %s", method, err)
+        return {"expected": None, "low": None, "high": None, "calibrated": False, "advice": f"not scored: {err}"}

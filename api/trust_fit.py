@@ -1,0 +1,158 @@
+"""Fit the trust models on evaluation cases the generators never trained on, and report them honestly.
+
+For every case (a task of an evaluation split, asked with one of the split's wordings under one condition) and
+every method: generate the point adapter (and sampled ones), measure its real accuracy on the task's test data,
+compute the label-free features (`api.trust.features`, bank neighbours of a held-out task excluded), then fit one
+`meta.trust.TrustModel` per method. The numbers reported (JSON + PNG) are the task-grouped cross-validated ones.
+
+Cases come from `bank.evaluate.splits` (`split_tasks`, `eval_descriptions`), so every split it defines plugs in;
+`fit_trust` itself takes any list of `EvalCase`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from loragen.api.trust import SAMPLED, Probe, features, peer_adapters, trust_path, trust_samples
+from loragen.bank.errors import TaskDataError
+from loragen.bank.evaluate import N_EXAMPLES, eval_descriptions, split_tasks
+from loragen.bank.generator import GenerationRequest
+from loragen.bank.records import TaskRecord
+from loragen.bank.tasks import BankSource
+from loragen.meta.trust import TrustModel
+from loragen.meta.trust_report import trust_diagram, trust_metrics
+
+CONDITIONS = ("description", "labels", "examples")
+
+
+@dataclass(frozen=True)
+class EvalCase:
+    """One calibration case: `task` asked with `description` (a wording of `split`) under `condition`."""
+
+    split: str
+    task: TaskRecord
+    description: str
+    condition: str = "description"
+
+
+def eval_cases(bank: Any, splits: Sequence[str], conditions: Sequence[str] = CONDITIONS,
+               max_tasks: int | None = None, seed: int = 0) -> list[EvalCase]:
+    """The cases of `splits` (classification tasks only), at most `max_tasks` tasks per split (fixed sample)."""
+    tasks = [t for t in bank.tasks() if t.labels]
+    cases = []
+    for split in splits:
+        chosen = split_tasks(tasks, split)
+        if max_tasks is not None and max_tasks < len(chosen):
+            chosen = random.Random(seed).sample(chosen, max_tasks)
+        cases += [EvalCase(split, t, d, c) for t in chosen for d in eval_descriptions(t, split) for c in conditions]
+    return cases
+
+
+def training_wordings(bank: Any) -> list[str]:
+    """The wordings generators train on: in-bank tasks' descriptions and in-bank paraphrases (never held-out ones)."""
+    return sorted({w for t in bank.tasks() if t.split == "train" for w in (t.description, *t.paraphrases)})
+
+
+def _few_shot(train: Sequence[tuple[str, int]], k: int, n: int, seed: int) -> tuple[tuple[str, int], ...]:
+    """`n` training examples, labels round-robin (as `bank.tasks.few_shot_examples`, from data read via the bank)."""
+    pool = list(train)
+    random.Random(seed).shuffle(pool)
+    by_label = [[e for e in pool if e[1] == y] for y in range(k)]
+    return tuple(by_label[i % k][i // k] for i in range(n) if i // k < len(by_label[i % k]))
+
+
+def _request(case: EvalCase, base_model: str, seed: int, train: Sequence[tuple[str, int]]) -> GenerationRequest:
+    held_out = case.task.split != "train"  # the generators never saw this task: hide it from every bank lookup
+    return GenerationRequest(
+        case.description, labels=case.task.labels if case.condition == "labels" else None,
+        examples=_few_shot(train, len(case.task.labels), N_EXAMPLES, seed) if case.condition == "examples" else None,
+        base_model=base_model, n_samples=1, seed=seed,
+        exclude_tasks=frozenset({case.task.name}) if held_out else frozenset())
+
+
+def collect(bank: Any, generators: Mapping[str, Any], cases: Sequence[EvalCase], classifier: Any, *,
+            max_examples: int = 64, seed: int = 0, reference: np.ndarray | None = None,
+            progress: bool = True) -> dict[str, list[dict]]:
+    """Per method, one record per case: its features, the measured accuracy and the case's identity.
+
+    Raises:
+        TaskDataError: a case's task has no test data loragen can rebuild.
+    """
+    probe, source = Probe(classifier=classifier), BankSource(bank)
+    ref_model = None if reference is None else TrustModel((), np.zeros((0, 0)), np.zeros(0), [],
+                                                          reference_embeddings=reference)
+    out: dict[str, list[dict]] = {m: [] for m in generators}
+    for case in tqdm(cases, desc="trust", unit="case", disable=not progress):
+        data = source.data(case.task)  # suite tasks rebuilt by their provider, a user's read from the bank
+        request = _request(case, classifier.base_model_id, seed, data.train)
+        test = data.test[:max_examples]
+        inputs = [x for x, _ in data.val[:16]]  # unlabeled inputs, as `--inputs` would give
+        points = peer_adapters(generators, request)
+        for method, generator in generators.items():
+            if method not in points:
+                continue
+            samples = trust_samples(method, generator, request, [points[method]])
+            row = features(request, [points[method]], probe=probe, bank=bank, model=ref_model, samples=samples,
+                           peers={m: a for m, a in points.items() if m != method}, inputs=inputs,
+                           exclude=request.exclude_tasks)
+            acc = classifier.accuracy(test, points[method], len(case.task.labels))
+            out[method].append({"task": case.task.name, "split": case.split, "condition": case.condition,
+                                "description": case.description, "measured": float(acc), "features": row})
+    return out
+
+
+def fit_trust(bank: Any, generators: Mapping[str, Any], cases: Sequence[EvalCase], classifier: Any, *,
+              checkpoints: Mapping[str, Path | None], max_examples: int = 64, seed: int = 0, write: bool = True,
+              json_path: Path | None = None, plot_path: Path | None = None, progress: bool = True) -> dict:
+    """Fit and write a trust model per method; return the cross-validated report.
+
+    Args:
+        generators: method -> generator (cvae, abmll, retrieve). checkpoints: method -> its checkpoint directory
+            (where `trust.json` goes; retrieval's goes next to the bank).
+        cases: the calibration cases (e.g. `eval_cases(bank, ["heldout_task", ...])`).
+        write: write the trust files. json_path / plot_path: the bench report and the diagram (None: skip).
+
+    Raises:
+        ValueError: too few tasks to fit on (see `meta.trust.MIN_GROUPS`).
+    """
+    if not cases:
+        raise TaskDataError("no calibration case: the splits hold no classification task of this bank")
+    wordings = training_wordings(bank)
+    reference = bank.encoder.encode(wordings).astype(np.float16) if wordings else None
+    records = collect(bank, generators, cases, classifier, max_examples=max_examples, seed=seed,
+                      reference=reference, progress=progress)
+    report: dict[str, Any] = {"splits": sorted({c.split for c in cases}), "n_cases": len(cases),
+                              "max_examples": max_examples, "bank": str(bank.path), "methods": {}}
+    curves = {}
+    for method, recs in records.items():
+        meta = {"method": method, "base_model": classifier.base_model_id, "splits": report["splits"],
+                "bank": str(bank.path), "n_cases": len(recs), "sampled": method in SAMPLED}
+        model = TrustModel.fit([r["features"] for r in recs], [r["measured"] for r in recs],
+                               [r["task"] for r in recs], meta=meta, reference_embeddings=reference)
+        cv = model.cross_validated()
+        for r, est in zip(recs, cv):
+            r.update(predicted=est.expected, low=est.low, high=est.high, used=list(est.features))
+        metrics = trust_metrics([e.expected for e in cv], [r["measured"] for r in recs],
+                                [r["features"]["chance"] for r in recs], [e.low for e in cv], [e.high for e in cv])
+        model.meta["cross_validated"] = metrics
+        path = trust_path(method, checkpoints.get(method), bank.path)
+        if write and path is not None:
+            model.save(path)
+        report["methods"][method] = {"trust_file": str(path) if write and path else None, "metrics": metrics,
+                                     "cases": recs}
+        curves[method] = ([r["predicted"] for r in recs], [r["measured"] for r in recs])
+    if plot_path is not None:
+        png = trust_diagram(curves, plot_path)
+        report["plot"] = str(png) if png else None
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(report, indent=1))
+    return report

@@ -1,0 +1,95 @@
+"""Issue 16: `generate` prints a trust line by default, for cvae and retrieve, on a base model other than MiniLM
+(a tiny random BERT); plainly "not calibrated" before `loragen trust fit`, a number with an interval after."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from loragen.api.cli import main
+from loragen.bank.records import TaskRecord
+from loragen.bank.tasks import STORED
+from tests._models import random_adapter
+from tests.unit.bank._custom import tiny_bert_dir
+
+pytestmark = pytest.mark.slow
+GROUPS = {"fruit": ("apple", "pear", "plum"), "car": ("truck", "bus", "van"), "red": ("ruby", "blood", "rose"),
+          "sea": ("wave", "tide", "reef"), "sky": ("cloud", "star", "moon"), "rock": ("stone", "pebble", "cliff")}
+PAIRS = [("fruit", "car"), ("red", "sea"), ("sky", "rock"), ("car", "sky"), ("sea", "fruit"), ("rock", "red"),
+         ("fruit", "sky"), ("sea", "car"), ("red", "fruit")]
+LINE = re.compile(r"^trust: expected accuracy (\d\.\d\d) \[(\d\.\d\d), (\d\.\d\d)\] \((cvae|retrieve)[;)]", re.M)
+
+
+def _data(a: str, b: str, n: int, seed: int) -> list[tuple[str, int]]:
+    import random
+
+    rng = random.Random(f"{a}-{b}-{seed}")
+    return [(" ".join(rng.choices(GROUPS[(a, b)[i % 2]], k=2)), i % 2) for i in range(n)]
+
+
+def _bank(path: Path, base: Path) -> Path:
+    """5 in-bank and 4 held-out two-label tasks with stored data and one random final adapter each."""
+    from transformers import AutoModel
+
+    from loragen.bank.base_model import canonical_base_model_id
+    from loragen.bank.store import Bank
+
+    model = AutoModel.from_pretrained(base)
+    with Bank.open(path) as bank:
+        for i, (a, b) in enumerate(PAIRS):
+            name = f"me/{a}-vs-{b}"
+            bank.add_tasks([TaskRecord(name=name, description=f"label 0 if the words are about {a}, label 1 if "
+                                       f"they are about {b}", labels=(a, b), family="me",
+                                       split="train" if i < 5 else "heldout", data_ref={"provider": STORED})])
+            bank.set_task_data(name, _data(a, b, 16, 0), _data(a, b, 8, 1), _data(a, b, 8, 2))
+            bank.add(random_adapter(model, ("query", "value"), r=4, seed=i,
+                                    base_model=canonical_base_model_id(base)), task=name, kind="final", source="test")
+        bank.reindex()
+    return path
+
+
+def _cli(capsys, *argv) -> str:
+    capsys.readouterr()
+    assert main([str(a) for a in argv]) == 0, argv
+    return capsys.readouterr().out
+
+
+def test_generate_prints_trust_for_cvae_and_retrieve_on_a_tiny_bert(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LORAGEN_HOME", str(tmp_path / "home"))
+    base = tiny_bert_dir(tmp_path / "bert")
+    bank = _bank(tmp_path / "bank.duckdb", base)
+    cvae = tmp_path / "cvae"
+    _cli(capsys, "train", "hypernet", "--bank", bank, "-o", cvae, "--max-steps", "4", "--accelerator", "cpu",
+         "--devices", "1", "--no-progress-bar")
+    desc = "label 0 if the words are about fruit, label 1 if they are about rock"
+
+    out = _cli(capsys, "generate", desc, "-o", tmp_path / "g0", "--checkpoint", cvae, "--bank", bank)
+    assert "trust: not calibrated for this generator (no trust file at " in out, out
+    assert f"loragen trust fit --bank BANK --method cvae={cvae}" in out and "expected accuracy" not in out
+
+    report = tmp_path / "trust.json"
+    out = _cli(capsys, "trust", "fit", "--bank", bank, "--method", f"cvae={cvae}", "--method", "retrieve",
+               "--split", "heldout_task", "--condition", "description", "--condition", "labels",
+               "--json", report, "--plot", tmp_path / "trust.png", "--no-progress")
+    assert (cvae / "trust.json").is_file() and Path(f"{bank}.trust-retrieve.json").is_file(), out
+    data = json.loads(report.read_text())
+    for method in ("cvae", "retrieve"):
+        m = data["methods"][method]["metrics"]
+        assert m["n"] == 8 and 0 <= m["mean_abs_error"] <= 1 and "chance_above_0.8" in m
+        assert all(0 <= c["low"] <= c["predicted"] <= c["high"] <= 1 for c in data["methods"][method]["cases"])
+    assert (tmp_path / "trust.png").stat().st_size > 1000
+    stored = json.loads((cvae / "trust.json").read_text())
+    assert stored["reference_embeddings"]["shape"][0] == 5 and stored["meta"]["method"] == "cvae"
+
+    for method, extra in (("cvae", ["--checkpoint", cvae]), ("retrieve", [])):
+        out = _cli(capsys, "generate", desc, "-o", tmp_path / f"g-{method}", "--method", method, "--bank", bank,
+                   *extra, "--labels", "fruit", "rock")
+        found = LINE.search(out)
+        assert found and found.group(4) == method, out
+        expected, low, high = map(float, found.groups()[:3])
+        assert low <= expected <= high
+        if expected < 0.7:
+            assert "low: " in out
