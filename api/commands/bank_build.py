@@ -57,13 +57,14 @@ def add_parser(bank_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=["train", "heldout"], default=None, help="only in-bank or held-out tasks")
     p.add_argument("--name", action="append", default=None, help="only the task of this name (repeatable)")
     p.add_argument("--steps", type=positive_int, default=None, metavar="N",
-                   help="most training steps per task (recipe default 40)")
-    p.add_argument("--rank", type=positive_int, default=None, metavar="R", help="LoRA rank (recipe default 4)")
+                   help="most training steps per task (default: the recipe's, 40 for both suites)")
+    p.add_argument("--rank", type=positive_int, default=None, metavar="R",
+                   help="LoRA rank (default: the recipe's; minilm-suite 4, smollm2-gen 8)")
     p.add_argument("--config", type=Path, default=None, metavar="FILE",
                    help="YAML or JSON recipe of TrainConfig fields (default: the suite's own; smollm2-gen ships "
                    "bank/suite_llm/recipe.yaml); --steps and --rank override it")
     add_base_model(p, "smollm2-gen: train over this causal LM instead", "each task's own (SmolLM2)")
-    add_device(p, default="cpu")
+    add_device(p)
     add_threads(p)
     p.add_argument("--import-dir", type=Path, default=None,
                    help="take oracles from PEFT dirs <dir>/<task, '/'->'__'>/{final,ckpt-N} where present")
