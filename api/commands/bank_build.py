@@ -1,4 +1,8 @@
-"""`loragen bank build`: train the built-in task suite (or a subset) into the bank, resumably.
+"""`loragen bank build`: train a built-in task suite (or a subset) into the bank, resumably.
+
+`--provider` picks the suite: "minilm-suite" (classification over MiniLM, the default) or "smollm2-gen" (the
+generative suite over SmolLM2, trained and scored like `loragen bank train` trains a user's generation tasks,
+with the suite's recipe file unless --config names another).
 
 Hooked into `loragen bank` by `api.commands.bank` (`add_parser(bank_subparsers)`).
 """
@@ -9,36 +13,58 @@ import argparse
 import json
 from pathlib import Path
 
-from loragen.api.commands._options import add_bank, add_no_progress, add_seed, add_threads, positive_int
+from loragen.api.commands._options import (
+    add_bank,
+    add_base_model,
+    add_device,
+    add_no_progress,
+    add_seed,
+    add_threads,
+    apply_threads,
+    positive_int,
+)
 
 EPILOG = """examples:
   loragen bank build                         # the whole suite (~316 tasks) into the default bank
   loragen bank build --tasks 12 --bank ./b.duckdb
   loragen bank build --family lang --split train
   loragen bank build --import-dir /work/cache/oracles   # reuse pre-trained PEFT dirs, train the rest
+  loragen bank build --provider smollm2-gen --threads 2   # the generative suite (186 tasks) over SmolLM2
+  loragen bank build --provider smollm2-gen --family date-name --config my-recipe.yaml
 """
 
 
 def add_parser(bank_sub: argparse._SubParsersAction) -> None:
     p = bank_sub.add_parser(
         "build",
-        help="train the built-in task suite into the bank (resumable)",
+        help="train a built-in task suite into the bank (resumable)",
         description="Train each suite task's oracle LoRA (Lightning recipe) and store task, final adapter, "
-        "trajectory checkpoints and metrics in the bank. Tasks already in the bank are skipped.",
+        "trajectory checkpoints and metrics in the bank. Tasks whose final adapter is in the bank are skipped, so "
+        "an interrupted build resumes where it stopped.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_bank(p)
+    p.add_argument("--provider", choices=["minilm-suite", "smollm2-gen"], default="minilm-suite",
+                   help="the suite: minilm-suite (classification over MiniLM) or smollm2-gen (generation over "
+                   "SmolLM2); default minilm-suite")
     add_seed(p, "suite seed (which tasks, data and paraphrases)", default=0)
     p.add_argument("--tasks", type=positive_int, default=None, metavar="N",
                    help="build only the first N tasks (of the filtered list)")
-    p.add_argument("--family", action="append", choices=["lang", "entity", "locale"], default=None,
-                   help="only these task families (repeatable)")
+    p.add_argument("--family", action="append", default=None,
+                   help="only these task families (repeatable; minilm-suite: lang, entity, locale; smollm2-gen: "
+                   "date-name, date-format, number-words, number-format, person-name, word-list)")
     p.add_argument("--split", choices=["train", "heldout"], default=None, help="only in-bank or held-out tasks")
     p.add_argument("--name", action="append", default=None, help="only the task of this name (repeatable)")
     p.add_argument("--steps", type=positive_int, default=None, metavar="N",
-                   help="most training steps per task (recipe default 40)")
-    p.add_argument("--rank", type=positive_int, default=None, metavar="R", help="LoRA rank (recipe default 4)")
+                   help="most training steps per task (default: the recipe's, 40 for both suites)")
+    p.add_argument("--rank", type=positive_int, default=None, metavar="R",
+                   help="LoRA rank (default: the recipe's; minilm-suite 4, smollm2-gen 8)")
+    p.add_argument("--config", type=Path, default=None, metavar="FILE",
+                   help="YAML or JSON recipe of TrainConfig fields (default: the suite's own; smollm2-gen ships "
+                   "bank/suite_llm/recipe.yaml); --steps and --rank override it")
+    add_base_model(p, "smollm2-gen: train over this causal LM instead", "each task's own (SmolLM2)")
+    add_device(p)
     add_threads(p)
     p.add_argument("--import-dir", type=Path, default=None,
                    help="take oracles from PEFT dirs <dir>/<task, '/'->'__'>/{final,ckpt-N} where present")
@@ -51,10 +77,14 @@ def add_parser(bank_sub: argparse._SubParsersAction) -> None:
 def select_tasks(args: argparse.Namespace) -> list:
     """The suite tasks the arguments ask for, in suite order."""
     from loragen.bank.errors import NotFoundError
-    from loragen.bank.tasks import BUILTIN, get_provider
+    from loragen.bank.tasks import get_provider
 
-    tasks = get_provider(BUILTIN, seed=args.seed).tasks()
+    tasks = get_provider(args.provider, seed=args.seed).tasks()
     if args.family:
+        families = sorted({t.family for t in tasks})
+        unknown = sorted(set(args.family) - set(families))
+        if unknown:
+            raise NotFoundError(f"no family {unknown} in {args.provider}; its families are {families}")
         tasks = [t for t in tasks if t.family in args.family]
     if args.split:
         tasks = [t for t in tasks if t.split == args.split]
@@ -67,25 +97,61 @@ def select_tasks(args: argparse.Namespace) -> list:
     return tasks[: args.tasks] if args.tasks else tasks
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
+def recipe_of(args: argparse.Namespace) -> dict:
+    """The TrainConfig fields to train with: --config (else the provider's own recipe file, if it has one), with
+    --steps and --rank applied."""
+    from loragen.bank.tasks import get_provider
+    from loragen.bank.train import cap_steps, load_recipe
 
-    from loragen.bank.errors import NotFoundError
+    path = args.config or getattr(get_provider(args.provider, seed=args.seed), "recipe", None)
+    recipe = load_recipe(path) if path else {}
+    if args.rank is not None:
+        recipe["r"] = args.rank
+    return cap_steps(recipe, args.steps) if args.steps is not None else recipe
+
+
+def run_generative(args: argparse.Namespace, tasks: list) -> int:
+    """Build a generation suite's tasks (`bank.train.stored.train_provider_tasks`: a causal LM, val/test scores)."""
+    from tqdm import tqdm
+
+    from loragen.bank.errors import ConfigError
+    from loragen.bank.store import Bank
+    from loragen.bank.train.stored import train_provider_tasks
+
+    if args.import_dir or args.import_only:
+        raise ConfigError(f"--import-dir is for minilm-suite oracle caches; {args.provider} trains its oracles")
+    with Bank.open(args.bank) as bank:
+        summary = train_provider_tasks(bank, tasks, base_model=args.base_model, recipe=recipe_of(args),
+                                       device=args.device,
+                                       progress=not args.no_progress,
+                                       report=lambda outcome: tqdm.write(outcome.line()))
+        if summary.trained:
+            bank.reindex()
+    seconds = [o.metrics["seconds"] for o in summary.trained]
+    em = [o.metrics.get("val_exact_match") for o in summary.trained]
+    em = [v for v in em if v is not None]
+    print(json.dumps({"built": len(summary.trained), "skipped": len(summary.skipped),
+                      "mean_seconds_per_task": sum(seconds) / len(seconds) if seconds else None,
+                      "mean_val_exact_match": sum(em) / len(em) if em else None}, indent=2))
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from loragen.bank.errors import ConfigError, NotFoundError
     from loragen.bank.store import Bank
     from loragen.bank.tasks import OracleCache
     from loragen.bank.train import TrainConfig, build_bank, imported_oracles, trained_oracles
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    overrides = {k: v for k, v in (("steps", args.steps), ("r", args.rank)) if v is not None}
-    if "steps" in overrides:
-        overrides["min_steps"] = min(TrainConfig.min_steps, overrides["steps"])
-        overrides["num_checkpoints"] = min(TrainConfig.num_checkpoints, overrides["min_steps"] - 1)
-    config = TrainConfig(**overrides)
+    apply_threads(args)
+    tasks = select_tasks(args)
+    if args.provider != "minilm-suite":
+        return run_generative(args, tasks)
+    if args.base_model is not None:
+        raise ConfigError("--base-model is for --provider smollm2-gen; minilm-suite tasks train over MiniLM")
+    config = TrainConfig(**recipe_of(args))
     oracle = trained_oracles(config)
     if args.import_dir:
         oracle = imported_oracles(args.import_dir, fallback=oracle)
-    tasks = select_tasks(args)
     if args.import_only:
         if not args.import_dir:
             raise NotFoundError("--import-only needs --import-dir DIR")

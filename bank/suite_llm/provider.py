@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from loragen.bank.records import TaskRecord
 from loragen.bank.suite_llm.data import SUITE_NAME, task_data
 from loragen.bank.suite_llm.tasks import load_suite
@@ -21,6 +23,7 @@ class SmolLM2Suite:
     """
 
     name = SUITE_NAME
+    recipe = Path(__file__).with_name("recipe.yaml")  # the oracle recipe `loragen bank build` trains with
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed

@@ -5,6 +5,11 @@ end-of-sequence token) given the fixed prompt (`bank.causal_lm.prompt_ids`: the 
 the task). LoRA parameters, the fixed-seed Kaiming A / zero B initialisation, snapshots, early stopping and the fit
 are the classification recipe's (`bank.train.lora_module`).
 
+With `TrainConfig.cache_frozen_layers` and adapters on the upper blocks only (`TrainConfig.layers`), a Llama-style
+model's frozen lower blocks run once per task: their output over the whole (padded) training split is cached, and
+every step runs only the adapted blocks, the final norm and the LM head on the output-token positions (the head
+over a 49k vocabulary is costly on every position). The loss and gradients are the plain path's (tested).
+
 Usage::
 
     from loragen.bank.train import CausalLM, TrainConfig, train_causal_adapter
@@ -18,12 +23,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
+from torch import nn
 
 from loragen.bank.base_model import load_frozen
 from loragen.bank.causal_lm import (
+    IGNORE_INDEX,
     collate,
     complete,
     encode_example,
@@ -38,7 +45,7 @@ from loragen.bank.lora.functional import lora_applied
 from loragen.bank.records import TaskRecord
 from loragen.bank.tasks import TaskData
 from loragen.bank.train.config import TrainConfig, TrainResult
-from loragen.bank.train.lora_module import LoraModule, fit_lora, sampled_loader
+from loragen.bank.train.lora_module import LoraModule, layer_index, fit_lora, sampled_loader
 
 Pair = tuple[str, str]  # (input, output)
 
@@ -92,6 +99,92 @@ class CausalLoraModule(LoraModule):
             return self.track_loss(output_loss(self.lm.model, batch))
 
 
+# Architectures whose blocks can be run from a cached hidden state through `model.model(inputs_embeds=...)`
+# unchanged (no embedding scaling inside the forward, as Gemma has; no per-block position tricks).
+CACHEABLE_MODEL_TYPES = ("llama",)
+
+
+def cache_start(model: nn.Module, paths: Sequence[str]) -> int | None:
+    """The first adapted block when the frozen blocks below it can be cached (a Llama-style model whose adapted
+    layers all lie in blocks >= 1), else None."""
+    blocks = getattr(getattr(model, "model", None), "layers", None)
+    kind = getattr(getattr(model, "config", None), "model_type", None)
+    indices = [layer_index(p) for p in paths]
+    if (kind not in CACHEABLE_MODEL_TYPES or not isinstance(blocks, nn.ModuleList) or None in indices
+            or not all(p.startswith("model.layers.") for p in paths) or not hasattr(model, "lm_head")):
+        return None
+    start = min(indices)  # type: ignore[type-var]
+    return start if start >= 1 else None
+
+
+@contextlib.contextmanager
+def _blocks(model: nn.Module, start: int, stop: int | None) -> Iterator[None]:
+    """Run `model.model` with its blocks start..stop-1 only (restored on exit)."""
+    inner = model.model
+    full = inner.layers
+    inner.layers = nn.ModuleList(list(full)[start:stop])
+    try:
+        yield
+    finally:
+        inner.layers = full
+
+
+@torch.no_grad()
+def frozen_prefix(model: nn.Module, batch: dict[str, torch.Tensor], start: int, chunk: int = 16) -> torch.Tensor:
+    """The hidden states entering block `start` (the output of the frozen blocks below it): (B, T, hidden)."""
+    out = []
+    with _blocks(model, 0, start):
+        last = model.model.layers[start - 1]
+        for i in range(0, batch["input_ids"].shape[0], chunk):
+            captured: list[torch.Tensor] = []
+            handle = last.register_forward_hook(
+                lambda m, args, output: captured.append(output[0] if isinstance(output, tuple) else output))
+            try:
+                model.model(input_ids=batch["input_ids"][i:i + chunk],
+                            attention_mask=batch["attention_mask"][i:i + chunk], use_cache=False)
+            finally:
+                handle.remove()
+            out.append(captured[-1])
+    return torch.cat(out)
+
+
+def upper_output_loss(model: nn.Module, hidden: torch.Tensor, batch: dict[str, torch.Tensor],
+                      start: int) -> torch.Tensor:
+    """`causal_lm.output_loss` from the cached hidden states entering block `start`: the upper blocks, the final
+    norm, and the LM head on the output-token positions only."""
+    with _blocks(model, start, None):
+        h = model.model(inputs_embeds=hidden, attention_mask=batch["attention_mask"], use_cache=False)
+    targets = batch["labels"][:, 1:]
+    mask = targets != IGNORE_INDEX
+    picked = h.last_hidden_state[:, :-1][mask]  # (N, hidden): the positions that predict an output token
+    logp = torch.log_softmax(model.lm_head(picked).float(), dim=-1)
+    return -logp.gather(-1, targets[mask].unsqueeze(-1)).sum() / mask.sum().clamp_min(1)
+
+
+class CachedCausalLoraModule(CausalLoraModule):
+    """`CausalLoraModule` over cached lower-block activations: a batch is a tensor of training-example indices.
+
+    Args:
+        lm: the base model.
+        config: the recipe.
+        batch: the whole training split, right-padded (`causal_lm.collate`).
+        start: the first adapted block (`cache_start`).
+    """
+
+    def __init__(self, lm: CausalLM, config: TrainConfig, batch: dict[str, torch.Tensor], start: int) -> None:
+        super().__init__(lm, config)
+        self.start = start
+        self.data = {k: v.to(lm.device) for k, v in batch.items()}
+        self.hidden = frozen_prefix(lm.model, self.data, start)
+
+    def training_step(self, rows: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        rows = rows.to(self.hidden.device)
+        width = int(self.data["attention_mask"][rows].sum(1).max())  # right-padded: trim to the batch's longest
+        batch = {k: v[rows, :width] for k, v in self.data.items()}
+        with lora_applied(self.lm.model, self.factors(), self.config.scaling):
+            return self.track_loss(upper_output_loss(self.lm.model, self.hidden[rows, :width], batch, self.start))
+
+
 def train_causal_adapter(spec: TaskRecord, data: TaskData, lm: CausalLM,
                          config: TrainConfig | None = None) -> TrainResult:
     """Train `spec`'s oracle LoRA on its (input, output) training pairs.
@@ -100,10 +193,12 @@ def train_causal_adapter(spec: TaskRecord, data: TaskData, lm: CausalLM,
         spec: the generation task (its name and description are stamped on the adapters).
         data: its examples; `data.train` is learnt from.
         lm: the base model (shared across tasks: loading it once saves seconds per task).
-        config: the recipe; its `target_modules` must name layers of `lm.model` (e.g. q_proj, v_proj).
+        config: the recipe; its `target_modules` must name layers of `lm.model` (e.g. q_proj, v_proj). With
+            `cache_frozen_layers` (and `layers` above block 0 on a Llama-style model) the frozen blocks run once.
 
     Returns:
-        `TrainResult` as `bank.train.lora_module.fit_lora` returns it.
+        `TrainResult` as `bank.train.lora_module.fit_lora` returns it (metrics["cached_below"]: the first adapted
+        block when the lower ones were cached, else None).
 
     Raises:
         ConfigError: no training pairs, or pairs whose output falls entirely beyond `config.max_length`.
@@ -116,6 +211,14 @@ def train_causal_adapter(spec: TaskRecord, data: TaskData, lm: CausalLM,
     if cut:
         raise ConfigError(f"task {spec.name!r}: {cut} of {len(encoded)} training examples have no output token "
                           f"within max_length={config.max_length}; raise max_length in the recipe (--config)")
-    loader = sampled_loader(encoded, config, functools.partial(collate, pad=pad_id(lm.tokenizer)))
     meta = {"task": spec.name, "description": spec.description}
-    return fit_lora(CausalLoraModule(lm, config), loader, lm.device, meta)
+    module: CausalLoraModule = CausalLoraModule(lm, config)
+    start = cache_start(lm.model, module.paths) if config.cache_frozen_layers else None
+    if start is None:
+        loader = sampled_loader(encoded, config, functools.partial(collate, pad=pad_id(lm.tokenizer)))
+    else:  # the same sampled order as the plain path, as indices into the cached split
+        module = CachedCausalLoraModule(lm, config, collate(encoded, pad_id(lm.tokenizer)), start)
+        loader = sampled_loader(range(len(encoded)), config, torch.tensor)
+    result = fit_lora(module, loader, lm.device, meta)
+    result.metrics["cached_below"] = start
+    return result

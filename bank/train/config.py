@@ -48,6 +48,8 @@ class TrainConfig:
         max_length: token window of one example (a causal LM's prompt + output; a classifier's text).
         layers: adapt only the blocks with these indices (the first number in a module path, e.g. the 3 of
             "model.layers.3.self_attn.q_proj"); None adapts every block.
+        cache_frozen_layers: causal LMs (Llama-style): run the frozen blocks below the first adapted one once per
+            task and train from their cached output (same loss, fewer FLOPs per step; needs `layers` above 0).
     """
 
     r: int = 4
@@ -64,6 +66,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     max_length: int = 128
     layers: tuple[int, ...] | None = None
+    cache_frozen_layers: bool = False
 
     def __post_init__(self) -> None:
         self.target_modules = tuple(self.target_modules)
@@ -87,6 +90,7 @@ class TrainConfig:
             "layers": (self.layers is None or (len(self.layers) > 0 and len(set(self.layers)) == len(self.layers)
                                                and all(_is_int(i) and i >= 0 for i in self.layers)),
                        "null or a non-empty list of distinct layer indices >= 0"),
+            "cache_frozen_layers": (isinstance(self.cache_frozen_layers, bool), "true or false"),
         }
         for name, (ok, rule) in rules.items():
             check(p, ok, f"{name}={getattr(self, name)!r} (need {rule})")

@@ -63,7 +63,8 @@ def attention_targets(model: nn.Module) -> tuple[str, ...]:
                       f"named {sorted(names)[:12]}); set target_modules in a recipe file (--config)")
 
 
-def _layer_index(path: str) -> int | None:
+def layer_index(path: str) -> int | None:
+    """The block index of a module path: its first number ("model.layers.3.self_attn.q_proj" -> 3), or None."""
     return next((int(part) for part in path.split(".") if part.isdigit()), None)
 
 
@@ -85,12 +86,12 @@ def target_module_paths(model: nn.Module, targets: tuple[str, ...],
                           "target_modules in a recipe file (--config) to layer names the model has")
     if layers is None:
         return paths
-    found = {_layer_index(p) for p in paths}
+    found = {layer_index(p) for p in paths}
     missing = sorted(set(layers) - found)
     if missing:
         raise ConfigError(f"layers {missing} hold none of {list(targets)} in {type(model).__name__} (its blocks are "
                           f"{sorted(i for i in found if i is not None)}); fix `layers` in the recipe")
-    return [p for p in paths if _layer_index(p) in set(layers)]
+    return [p for p in paths if layer_index(p) in set(layers)]
 
 
 class LoraModule(pl.LightningModule):

@@ -7,6 +7,10 @@ classification over an encoder (`PrototypeClassifier`, `bank.train.oracle`), gen
 stores suite oracles, with the val (and test) scores of the adapter and of the base model alone. Resumable: a
 task that already has a final adapter is skipped unless `force`.
 
+A suite's generation tasks (provider "smollm2-gen": `loragen bank build --provider smollm2-gen`) go the same way
+through `train_provider_tasks`: their data comes from their provider, and each task is added to the bank as it is
+stored.
+
 Usage::
 
     from loragen.bank.store import Bank
@@ -28,7 +32,7 @@ from loragen.bank.base_model import canonical_base_model_id, is_causal_lm
 from loragen.bank.config import raise_problems
 from loragen.bank.errors import LoragenError, NotFoundError
 from loragen.bank.records import TaskRecord
-from loragen.bank.tasks import STORED, BankSource, TaskData, provider_name
+from loragen.bank.tasks import STORED, BankSource, TaskData, provider_for, provider_name
 from loragen.bank.tasks.manifest import Kind, task_kind
 from loragen.bank.train.build import store_result, trained_source
 from loragen.bank.train.causal import CausalLM, train_causal_adapter
@@ -110,7 +114,7 @@ def _plan(bank, tasks: Sequence[TaskRecord], base_model: str | None) -> list[tup
         try:
             base = canonical_base_model_id(chosen)
             causal.setdefault(base, is_causal_lm(base))
-            data = source.data(task)
+            data = (source if provider_name(task) == STORED else provider_for(task)).data(task)
         except LoragenError as err:
             problems.append(f"task {name!r}: {err}")
             continue
@@ -151,10 +155,11 @@ class _Trainer:
             return train_task_adapter(task, self.config, self.model, data)
         return train_causal_adapter(task, data, self.model, self.config)
 
-    def scores(self, task: TaskRecord, data: TaskData, result: TrainResult) -> dict[str, float]:
-        """The adapter's and the base model's scores on the val and test splits (those with examples)."""
+    def scores(self, task: TaskRecord, data: TaskData, result: TrainResult,
+               splits: Sequence[str] = ("val", "test")) -> dict[str, float]:
+        """The adapter's and the base model's scores on `splits` (those with examples)."""
         out: dict[str, float] = {}
-        for split in ("val", "test"):
+        for split in splits:
             pairs = getattr(data, split)
             if not pairs:
                 continue
@@ -194,7 +199,36 @@ def train_stored_tasks(bank, names: Sequence[str] | None = None, *, base_model: 
     """
     recipe = dict(recipe or {})
     TrainConfig(**recipe)  # a bad recipe fails before any model loads
-    tasks = stored_tasks(bank, names)
+    return _train(bank, stored_tasks(bank, names), base_model, recipe, force, device, progress, report,
+                  ("val", "test"))
+
+
+def train_provider_tasks(bank, tasks: Sequence[TaskRecord], *, base_model: str | None = None,
+                         recipe: Mapping[str, Any] | None = None, force: bool = False, device: str | None = "cpu",
+                         progress: bool = True, report: Callable[[TaskOutcome], None] | None = None,
+                         splits: Sequence[str] = ("val",)) -> StoredTrainSummary:
+    """Train and store an oracle for each of a suite's tasks (e.g. the generative suite "smollm2-gen"): each task
+    is added to the bank with its provider's data reference, then trained and scored as `train_stored_tasks` does.
+
+    Args:
+        bank: an open `bank.store.Bank`.
+        tasks: tasks of registered providers (`bank.tasks.get_provider(name).tasks()` or a subset).
+        base_model, recipe, force, device, progress, report: as `train_stored_tasks` (the default base model is
+            each task's `data_ref["base_model"]`).
+        splits: the splits the adapter and the base model are scored on (default val only: the evaluation
+            harness scores the test split; greedy generation costs a suite build as much as training).
+
+    Raises:
+        ConfigError: as `train_stored_tasks`, before anything is trained.
+    """
+    recipe = dict(recipe or {})
+    TrainConfig(**recipe)
+    return _train(bank, list(tasks), base_model, recipe, force, device, progress, report, splits)
+
+
+def _train(bank, tasks: list[TaskRecord], base_model: str | None, recipe: dict[str, Any], force: bool,
+           device: str | None, progress: bool, report: Callable[[TaskOutcome], None] | None,
+           splits: Sequence[str]) -> StoredTrainSummary:
     built = {r.task for r in bank.adapters(kind="final")}
     summary = StoredTrainSummary(skipped=[t.name for t in tasks if t.name in built and not force])
     plan = _plan(bank, [t for t in tasks if force or t.name not in built], base_model)
@@ -207,14 +241,18 @@ def train_stored_tasks(bank, names: Sequence[str] | None = None, *, base_model: 
         start = time.perf_counter()
         result = trainer.train(task, data)
         metrics = {k: v for k, v in result.metrics.items() if k != "config"}
-        metrics.update(trainer.scores(task, data, result), base_model=base, kind=kind, split=task.split,
+        scored = time.perf_counter()
+        metrics.update(trainer.scores(task, data, result, splits), base_model=base, kind=kind, split=task.split,
                        recipe=result.metrics["config"])
+        metrics["score_seconds"] = time.perf_counter() - scored
         metrics["seconds"] = time.perf_counter() - start
         # Forced: drop what the recipe trained for the task before (imported adapters stay). Only now, so a failed
         # run keeps the old oracle; and before storing, since a retrain can reproduce an old adapter exactly.
         for record in bank.adapters(task=task.name):
             if record.kind in ("final", "checkpoint") and record.source == trained_source(task):
                 bank.delete(record.id)
+        if provider_name(task) != STORED:
+            bank.add_task(task)
         store_result(bank, task, result, metrics)
         outcome = TaskOutcome(task.name, kind, base, metrics)
         summary.trained.append(outcome)
