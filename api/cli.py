@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "train": "loragen.api.commands.train",
     "generate": "loragen.api.commands.generate",
     "eval": "loragen.api.commands.eval",
+    "release": "loragen.api.commands.release",
 }
 
 EPILOG = """examples:
@@ -127,7 +128,8 @@ def _os_message(err: OSError) -> str:
 
 
 def _command(args) -> str:
-    parts = [args.command, getattr(args, "bank_command", None), getattr(args, "target", None)]
+    parts = [args.command, getattr(args, "bank_command", None), getattr(args, "release_command", None),
+             getattr(args, "target", None)]
     return " ".join(["loragen", *(p for p in parts if p)])
 
 
