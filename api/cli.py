@@ -65,6 +65,37 @@ def version() -> str:
         return "unknown (not installed)"
 
 
+def version_text() -> str:
+    """`loragen --version`: the version, then each shipped generator with its evaluation summary (manifest.json)."""
+    from loragen.api.lookup import shipped_generators
+
+    lines = [f"loragen {version()}"]
+    shipped = shipped_generators()
+    for base, entry in shipped.items():
+        if "error" in entry:
+            lines.append(f"shipped for {base}: {entry['error']}")
+            continue
+        methods = ", ".join(f"{m} ({info.get('bytes', 0) / 1e6:.1f} MB)" for m, info in entry.get("methods", {}).items())
+        lines.append(f"shipped for {base}: {methods or 'nothing'}")
+        for method, splits in (entry.get("evaluation") or {}).items():
+            gains = ", ".join(f"{split} {value:.3f}" for split, value in splits.items() if isinstance(value, float))
+            lines.append(f"  {method} normalised gain: {gains}")
+    if not shipped:
+        lines.append("shipped generators: none (train your own: `loragen train hypernet`, or `loragen demo`)")
+    return "\n".join(lines)
+
+
+class _VersionAction(argparse.Action):
+    """--version, computed when asked for (reading the shipped manifests is not worth doing on every call)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest, nargs=0, default=default, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_text())
+        parser.exit()
+
+
 def build_parser() -> Parser:
     parser = Parser(
         prog="loragen",
@@ -73,7 +104,8 @@ def build_parser() -> Parser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_verbose(parser, top_level=True)
-    parser.add_argument("--version", action="version", version=f"loragen {version()}")
+    parser.add_argument("--version", action=_VersionAction,
+                        help="show the version and the shipped generators with their evaluation summary, then exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMANDS.values():
         importlib.import_module(module).add_parser(sub)
