@@ -48,15 +48,16 @@ def checkpoint_method(path: str | os.PathLike) -> str:
     return _FORMATS[fmt]
 
 
-def load_generator(method: str, path: str | os.PathLike, encode: Any = None):
-    """The `AdapterGenerator` of checkpoint `path` (`encode`: the CVAE's text encoder, default its recorded one)."""
+def load_generator(method: str, path: str | os.PathLike, encode: Any = None, classifier: Any = None):
+    """The `AdapterGenerator` of checkpoint `path` (`encode`: the CVAE's text encoder, default its recorded one;
+    `classifier`: the one ABMLL refines with, default its recorded likelihood's)."""
     if method == "cvae":
         from loragen.hypernet.generate import CVAEGenerator
 
         return CVAEGenerator.from_checkpoint(path, encode=encode)
     from loragen.meta.generate import ABMLLGenerator
 
-    return ABMLLGenerator.from_checkpoint(path)
+    return ABMLLGenerator.from_checkpoint(path, classifier=classifier)
 
 
 def adapter_difference(reference, other, descriptions: Sequence[str] = CHECK_DESCRIPTIONS, seed: int = 0) -> float:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from pathlib import Path
 
 from loragen.api.commands._options import fraction, positive_float, positive_int
@@ -36,6 +37,60 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="a description to compare on (repeatable; default: four built-in ones)")
     c.add_argument("--json", action="store_true", help="print the report as JSON")
     c.set_defaults(func=run_compact)
+    _add_build(steps)
+
+
+def _add_build(steps: argparse._SubParsersAction) -> None:
+    from loragen.api.commands._options import add_no_progress, add_threads
+
+    b = steps.add_parser("build", help="build, evaluate, compact and ship the default generators (resumable)",
+                         description="The release build (`api.release_build`): suite bank, default CVAE and ABMLL "
+                         "with fixed seeds, harness evaluation of the full-precision and the compact pair, "
+                         "compaction, then checkpoints + manifest.json into the shipped folder. A stage whose "
+                         "output exists in --work is skipped, so rerunning resumes.",
+                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    b.add_argument("--oracle-cache", type=Path, default=None, metavar="DIR",
+                   help="import prebuilt oracles from DIR (<task, '/'->'__'>/final); only the tasks found there are "
+                   "built, like `loragen bank build --import-dir DIR --import-only`")
+    b.add_argument("--work", type=Path, default=None, metavar="DIR",
+                   help="work folder: bank, full-precision checkpoints, evaluations (default $LORAGEN_HOME/release)")
+    b.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="shipped root to write into (default: the package's, bank/shipped; $LORAGEN_SHIPPED_DIR "
+                   "when set)")
+    b.add_argument("--max-tasks", type=positive_int, default=None, metavar="N",
+                   help="build at most N in-bank suite tasks (and N/2 held-out ones): quick runs")
+    b.add_argument("--tiny", action="store_true",
+                   help="an end-to-end check in well under a minute: 3 in-bank tasks, a few steps per stage, "
+                   "8 test examples, one condition (never ship its output)")
+    b.add_argument("--hypernet-steps", type=positive_int, default=None, metavar="N",
+                   help="CVAE optimiser steps (default 2000)")
+    b.add_argument("--meta-steps", type=positive_int, default=None, metavar="N",
+                   help="ABMLL SVI steps (default: meta/configs/abmll_suite.yaml's)")
+    b.add_argument("--max-examples", type=positive_int, default=None, metavar="N",
+                   help="test examples per task in the evaluation (default 64)")
+    add_compact_options(b)
+    add_threads(b)
+    add_no_progress(b)
+    b.set_defaults(func=run_build)
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from loragen.api.commands._options import apply_threads
+    from loragen.api.release_build import BuildOptions, build
+
+    apply_threads(args)
+    chosen = {k: v for k, v in (("work", args.work), ("out", args.out), ("oracle_cache", args.oracle_cache),
+                                ("max_tasks", args.max_tasks), ("hypernet_steps", args.hypernet_steps),
+                                ("meta_steps", args.meta_steps), ("max_examples", args.max_examples),
+                                ("rank", args.rank), ("energy", args.energy), ("max_mb", args.max_mb))
+              if v is not None}
+    chosen["progress"] = not args.no_progress
+    chosen["command"] = shlex.join(["loragen", *getattr(args, "argv", [])])
+    options = BuildOptions.tiny(**chosen) if args.tiny else BuildOptions(**chosen)
+    manifest = build(options)
+    print(json.dumps({"methods": manifest["methods"], "evaluation_side_by_side":
+                      manifest["evaluation_side_by_side"], "seconds": manifest["seconds"]}, indent=2))
+    return 0
 
 
 def add_compact_options(p: argparse.ArgumentParser) -> None:
