@@ -9,9 +9,11 @@ import pytest
 import torch
 
 from loragen.api.cli import main
+from loragen.api.commands.demo import shipped_generation
 from loragen.api.lookup import find_checkpoint
 from loragen.bank import paths
 from loragen.bank.base_model import DEFAULT_BASE_MODEL
+from loragen.bank.generator import GenerationRequest
 from loragen.bank.lora import LoraAdapter, load_peft
 from loragen.bank.tasks import BUILTIN, OracleCache, get_provider
 
@@ -64,6 +66,9 @@ def test_tiny_release_build_ships_generators_that_generate_finds(oracle_cache, t
     assert find_checkpoint("cvae").path == folder / "hypernet"  # nothing named, nothing of yours: the shipped one
     assert find_checkpoint("abmll").path == folder / "meta"
     description = "label 0 if the text is written in Polish, label 1 if it is written in Czech"
+    shipped = shipped_generation(GenerationRequest(description=description, seed=0))  # `loragen demo`'s step 4
+    assert shipped["checkpoint"] == str(folder / "hypernet") and isinstance(shipped["adapter"], LoraAdapter)
+    assert shipped["evaluation"] == manifest["evaluation"]["cvae"]
     assert main(["generate", description, "-o", str(tmp_path / "adapter"), "--no-score"]) == 0
     assert load_peft(tmp_path / "adapter").metadata["checkpoint"] == str(folder / "hypernet")
     capsys.readouterr()
