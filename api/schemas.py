@@ -166,3 +166,6 @@ class HealthResponse(_Model):
     methods: list[str] = Field(description="generation methods ready to serve")
     unavailable: dict[str, str] = Field(default_factory=dict, description="method -> why it is not available")
     adapters: int
+    shipped: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="base model -> the generators shipped with loragen for it: methods "
+        "(size), evaluation summary (normalised gain per split) and build time, from its manifest.json")

@@ -7,6 +7,10 @@ temporary sibling, then one rename), and reading checks the format and refuses a
 loragen, with errors that name the path and the command that makes a checkpoint.
 
 `hypernet/checkpoint.py` and `meta/checkpoint.py` build on this; each adds what its model needs.
+
+Compact storage (for shipped generators): `to_storage_dtype` stores the large floating tensors in fp16 where that
+loses nothing measurable (each is checked: finite, inside fp16's range, relative round-trip error at most
+`HALF_TOLERANCE`; the rest stay fp32), and `config.json` records it under "storage". Loaders compute in fp32.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ if TYPE_CHECKING:
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 _PICKLES = ("*.ckpt", "*.pt", "*.pth", "*.bin", "*.pkl")
+HALF_TOLERANCE = 1e-3  # relative Frobenius round-trip error a tensor may lose to fp16
+_HALF_MIN_NUMEL = 4096  # smaller tensors cost little: they stay fp32
 
 
 def loragen_version() -> str:
@@ -120,3 +126,45 @@ def load_weights(path: str | os.PathLike, device: str = "cpu") -> dict[str, torc
         return load_file(str(file), device=device)
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{file}: unreadable weights ({err})") from None
+
+
+def to_storage_dtype(tensors: dict[str, torch.Tensor], dtype: str = "float16") -> tuple[dict[str, torch.Tensor],
+                                                                                       list[str]]:
+    """Tensors for compact storage: large floating ones in `dtype` when the round trip is within `HALF_TOLERANCE`.
+
+    Args:
+        tensors: the weights (fp32, on CPU).
+        dtype: "float16" (compact) or "float32" (unchanged).
+
+    Returns:
+        (tensors to write, names of the floating tensors kept in fp32).
+    """
+    import torch
+
+    if dtype == "float32":
+        return tensors, sorted(k for k, v in tensors.items() if v.is_floating_point())
+    half = getattr(torch, dtype)
+    out, kept = {}, []
+    for name, t in tensors.items():
+        if not t.is_floating_point() or t.numel() < _HALF_MIN_NUMEL:
+            out[name] = t
+            kept += [name] if t.is_floating_point() else []
+            continue
+        low = t.to(half)
+        norm = float(t.double().norm())
+        err = float((low.double() - t.double()).norm()) / max(norm, 1e-300)
+        if bool(torch.isfinite(low).all()) and err <= HALF_TOLERANCE:
+            out[name] = low.contiguous()
+        else:
+            out[name], kept = t, [*kept, name]
+    return out, sorted(kept)
+
+
+def to_float32(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Floating tensors as fp32 (what every loader computes in), others unchanged."""
+    return {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+
+
+def checkpoint_bytes(path: str | os.PathLike) -> int:
+    """The size of a checkpoint directory's files, in bytes."""
+    return sum(p.stat().st_size for p in Path(path).iterdir() if p.is_file())

@@ -45,3 +45,27 @@ def merge_root() -> Path:
 def demo_home() -> Path:
     """The demo's working folder: ``<home>/demo``."""
     return home() / "demo"
+
+
+SHIPPED_ENV = "LORAGEN_SHIPPED_DIR"
+
+
+def shipped_root() -> Path:
+    """Where the generators shipped with loragen live: ``$LORAGEN_SHIPPED_DIR`` when set (tests, a release build
+    under review), else the package data folder ``loragen/bank/shipped``.
+
+    Layout: ``<root>/<base model id, "/" as "__">/{hypernet,meta}/`` (checkpoints) and ``.../manifest.json``
+    (what built them and their evaluation summary), written by `loragen release build`.
+    """
+    value = os.environ.get(SHIPPED_ENV)
+    return Path(value).expanduser() if value else Path(__file__).resolve().parent / "shipped"
+
+
+def shipped_base_dir(base_model: str) -> Path:
+    """The shipped folder of one base model (its hub id or canonical id): ``<shipped_root>/<id, "/" as "__">``."""
+    return shipped_root() / base_model.replace("/", "__")
+
+
+def shipped_dir(method: str, base_model: str) -> Path:
+    """The shipped checkpoint of a generator (``hypernet`` or ``meta``) for a base model."""
+    return shipped_base_dir(base_model) / method

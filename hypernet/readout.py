@@ -18,6 +18,12 @@ instead of letting examples replace part of it.
 
 Outputs live in a K-dim basis of the training tokens (their top right singular vectors): maps are (F, K) and the
 basis (K, T_valid) instead of (F, T_valid).
+
+Storage (`compress`, `resize`): the readout's whole linear map, one (F, T) matrix per pattern, is
+maps[p] @ basis. `compress` replaces the pair by a truncated SVD of that map (all patterns stacked), split evenly
+between the two factors, keeping the fewest components that retain a given share of its energy: a shipped
+checkpoint stores (P, F, r) + (r, T) with r well below K. `resize` shapes the empty buffers for such a checkpoint
+before its weights load; the forward pass is the same for any width.
 """
 
 from __future__ import annotations
@@ -77,6 +83,39 @@ class RidgeReadout(nn.Module):
             sub = {k: v[rows] for k, v in batch.items()}
             coef[rows] = self.features(sub, p) @ self.maps[p]
         return coef @ self.basis
+
+    @property
+    def rank(self) -> int:
+        """The current width of the output basis (K after `fit`, the kept rank after `compress`)."""
+        return int(self.basis.shape[0])
+
+    def resize(self, rank: int) -> None:
+        """Zero basis and maps of width `rank` (to load a checkpoint whose readout was compressed)."""
+        self.basis = self.basis.new_zeros(rank, self.basis.shape[1])
+        self.maps = self.maps.new_zeros(len(PATTERNS), self.n_features, rank)
+
+    @torch.no_grad()
+    def compress(self, max_rank: int | None = None, energy: float = 1.0) -> tuple[int, float]:
+        """Replace (maps, basis) by the truncated SVD of the stacked map maps @ basis, in place.
+
+        Args:
+            max_rank: keep at most this many components (None: no cap).
+            energy: keep the fewest components whose squared singular values reach this share of the total.
+
+        Returns:
+            (kept rank, share of the map's energy kept).
+        """
+        k = self.rank
+        q, r = torch.linalg.qr(self.basis.to(torch.float64).T)  # basis = rᵀ qᵀ; q (T, K) orthonormal columns
+        stacked = self.maps.to(torch.float64).reshape(-1, k) @ r.T  # (P·F, K): the map in q's coordinates
+        u, s, vh = torch.linalg.svd(stacked, full_matrices=False)
+        share = (s**2).cumsum(0) / (s**2).sum().clamp_min(1e-300)
+        kept = int((share < energy - 1e-12).sum()) + 1
+        kept = max(1, min(kept, len(s), max_rank or len(s)))
+        root = s[:kept].sqrt()  # split the singular values evenly: both factors stay well inside fp16's range
+        self.maps = (u[:, :kept] * root).reshape(len(PATTERNS), self.n_features, kept).to(self.maps.dtype)
+        self.basis = ((root[:, None] * vh[:kept]) @ q.T).to(self.basis.dtype)
+        return kept, float(share[kept - 1])
 
     @torch.no_grad()
     def fit(self, targets: torch.Tensor, samples: dict[int, tuple[dict[str, torch.Tensor], torch.Tensor]]) -> None:

@@ -3,9 +3,14 @@
 The same format rules as the hypernetwork's (`bank/_checkpoint.py`): never a pickle, written at once, format and
 version checked on load, errors that name the path and `loragen train meta`.
 
+A compact checkpoint (`compact_checkpoint`, for shipping) stores the large tensors in fp16 and leaves out the
+guide's `unit` buffer (recomputed from the floor when the guide is built); it is format version 3, which an older
+loragen refuses with "upgrade", while a full-precision checkpoint is still written as version 2.
+
 Usage::
 
     save_checkpoint(model, guide, config, "ckpt/abmll", extra={"tasks": [...]})
+    compact_checkpoint("ckpt/abmll", "small/abmll")
     model, guide, config, meta = load_checkpoint("ckpt/abmll", classifier=clf)
 """
 
@@ -28,12 +33,14 @@ from loragen.meta.likelihood import CLASSIFIER, LikelihoodSpec
 from loragen.meta.model import ABMLLModel, FactorClassifier, LoraLayout
 
 FORMAT = "loragen-meta-abmll"
-FORMAT_VERSION = 2  # 1: abmll.json + abmll.safetensors, before both generators shared one checkpoint format
+FORMAT_VERSION = 3  # 1: abmll.json + abmll.safetensors (before the shared format); 3: compact storage
+FULL_VERSION = 2  # what a full-precision checkpoint is written as (any loragen since the shared format reads it)
+_RECOMPUTED = ("guide.unit",)  # buffers the guide rebuilds from the floor: a compact checkpoint leaves them out
 TRAIN_COMMAND = "loragen train meta --bank BANK"
 _LEGACY_CONFIG = "abmll.json"
 
-__all__ = ["CONFIG_NAME", "FORMAT", "FORMAT_VERSION", "WEIGHTS_NAME", "default_checkpoint_dir", "likelihood_spec",
-           "load_checkpoint", "read_checkpoint_meta", "save_checkpoint"]
+__all__ = ["CONFIG_NAME", "FORMAT", "FORMAT_VERSION", "FULL_VERSION", "WEIGHTS_NAME", "compact_checkpoint",
+           "default_checkpoint_dir", "likelihood_spec", "load_checkpoint", "read_checkpoint_meta", "save_checkpoint"]
 
 
 def default_checkpoint_dir() -> Path:
@@ -42,7 +49,8 @@ def default_checkpoint_dir() -> Path:
 
 
 def save_checkpoint(model: ABMLLModel, guide: ABMLLGuide, config: MetaConfig, path: str | os.PathLike,
-                    extra: dict[str, Any] | None = None, likelihood: LikelihoodSpec | None = None) -> Path:
+                    extra: dict[str, Any] | None = None, likelihood: LikelihoodSpec | None = None,
+                    dtype: str = "float32") -> Path:
     """Write a checkpoint directory atomically (temporary sibling, then rename).
 
     Args:
@@ -52,6 +60,7 @@ def save_checkpoint(model: ABMLLModel, guide: ABMLLGuide, config: MetaConfig, pa
         path: the directory to write (replaced if it is a checkpoint already).
         extra: JSON-serialisable provenance (tasks trained on, encoder, ELBO history).
         likelihood: the likelihood it was trained with (kind, base model; `likelihood_spec` reads it back).
+        dtype: "float32", or "float16" for compact storage (fp16 tensors, recomputable buffers left out).
 
     Raises:
         CheckpointError: `path` is a non-empty directory that is not a checkpoint.
@@ -61,7 +70,31 @@ def save_checkpoint(model: ABMLLModel, guide: ABMLLGuide, config: MetaConfig, pa
     meta = {"meta": config.to_dict(), "layout": model.layout.to_dict(), "extra": extra or {}}
     if likelihood is not None:
         meta["likelihood"] = likelihood.to_dict()
-    return files.write_checkpoint(path, tensors, meta, format_name=FORMAT, format_version=FORMAT_VERSION)
+    compact = dtype != "float32"
+    if compact:
+        tensors = {k: v for k, v in tensors.items() if k not in _RECOMPUTED}
+        tensors, kept = files.to_storage_dtype(tensors, dtype)
+        meta["storage"] = {"dtype": dtype, "float32": kept, "recomputed": list(_RECOMPUTED)}
+    version = FORMAT_VERSION if compact else FULL_VERSION
+    return files.write_checkpoint(path, tensors, meta, format_name=FORMAT, format_version=version)
+
+
+def compact_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> dict[str, Any]:
+    """Write a compact copy of ABMLL checkpoint `src` to `dst` (fp16 storage, recomputable buffers left out).
+
+    Returns:
+        {"bytes_before", "bytes_after", "float32"} (the tensors kept in fp32).
+
+    Raises:
+        CheckpointError: `src` is not a readable ABMLL checkpoint, or `dst` a non-empty non-checkpoint folder.
+    """
+    model, guide, config, meta = load_checkpoint(src)
+    likelihood = likelihood_spec(meta) if "likelihood" in meta else None
+    extra = {**meta.get("extra", {}), "compacted_from": {"loragen_version": meta.get("loragen_version"),
+                                                         "created_at": meta.get("created_at")}}
+    save_checkpoint(model, guide, config, dst, extra=extra, likelihood=likelihood, dtype="float16")
+    return {"bytes_before": files.checkpoint_bytes(src), "bytes_after": files.checkpoint_bytes(dst),
+            "float32": read_checkpoint_meta(dst)["storage"]["float32"]}
 
 
 def read_checkpoint_meta(path: str | os.PathLike) -> dict[str, Any]:
@@ -115,14 +148,17 @@ def load_checkpoint(path: str | os.PathLike, classifier: FactorClassifier | None
     meta = read_checkpoint_meta(path)
     config = MetaConfig.from_dict(meta["meta"])
     layout = LoraLayout.from_dict(meta["layout"])
-    tensors = files.load_weights(path, device=str(device))
+    tensors = files.to_float32(files.load_weights(path, device=str(device)))
     if "model.floor" not in tensors:
         raise CheckpointError(f"{path / WEIGHTS_NAME}: no model.floor tensor; not an ABMLL checkpoint's weights")
     try:
         model = ABMLLModel(layout, tensors["model.floor"], classifier, config.model, config.train.beta,
                            config.train.gamma)
         guide = ABMLLGuide(model)
-        guide.load_state_dict({k.removeprefix("guide."): v for k, v in tensors.items() if k.startswith("guide.")})
+        state = {k.removeprefix("guide."): v for k, v in tensors.items() if k.startswith("guide.")}
+        for name in _RECOMPUTED:  # left out of a compact checkpoint: the guide just rebuilt it from the floor
+            state.setdefault(name.removeprefix("guide."), guide.state_dict()[name.removeprefix("guide.")])
+        guide.load_state_dict(state)
     except (RuntimeError, ValueError) as err:
         raise CheckpointError(f"{path / WEIGHTS_NAME}: weights do not load into the configured model ({err})") \
             from None

@@ -36,3 +36,10 @@ def tiny_llama_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny-llama")
     tiny_llama().save_pretrained(path)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _no_shipped_generators(tmp_path_factory, monkeypatch):
+    """Tests see no shipped generators unless they put some in `$LORAGEN_SHIPPED_DIR` themselves: the package's own
+    (release artefacts) must not change which checkpoint a lookup test finds."""
+    monkeypatch.setenv("LORAGEN_SHIPPED_DIR", str(tmp_path_factory.getbasetemp() / "no-shipped"))

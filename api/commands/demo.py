@@ -3,13 +3,16 @@
 1. build (or reuse) a small bank: oracle LoRAs for a handful of in-bank suite tasks related to one held-out task;
 2. train the ICM-LoRA hypernetwork briefly on that bank (reused when the bank has not changed);
 3. generate an adapter for the held-out task from its description alone (a wording never used in training);
-4. print test accuracy of the base model, the generated adapter, retrieval from the bank and the task's own
+4. when loragen ships a generator for MiniLM (`loragen release build`, trained on the whole suite, never on the
+   held-out tasks), generate for the same held-out description with it too: what `loragen generate` gives out of
+   the box;
+5. print test accuracy of the base model, the generated adapters, retrieval from the bank and the task's own
    oracle (trained here for reference, never put in the bank), the uncertainty score, and where the PEFT
-   adapter was written.
+   adapter was written (the shipped generator's when there is one).
 
 Everything lives under ``$LORAGEN_HOME/demo`` (or --home), so a second run reuses the bank and the checkpoint.
-After a demo in the default place, `loragen generate` and `loragen serve` use its generator and bank until you
-train your own at the default location (`api.lookup`: named > yours > the demo's).
+Steps 1-2 show training; the shipped generator shows the product. `loragen generate` and `loragen serve` use
+yours at the default location first, then the shipped one, then the demo's (`api.lookup`).
 """
 
 from __future__ import annotations
@@ -117,16 +120,40 @@ def _run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
         retrieved = retrieve(bank, request)
         uncertainty = score_uncertainty(classifier, bank, description, samples, inputs, n)
     oracle = heldout_oracle(target, classifier, home)
-    adapter_dir = save_peft(generated.with_metadata(task=target.name, description=description), home / "adapter")
+    shipped = shipped_generation(request)
+    best = shipped["adapter"] if shipped else generated
+    adapter_dir = save_peft(best.with_metadata(task=target.name, description=description), home / "adapter")
     _step("evaluate on the held-out task's test split")
-    accuracy = {"base": classifier.accuracy(data.test, None, n), "generated (cvae)":
+    accuracy = {"base": classifier.accuracy(data.test, None, n), "generated (cvae, demo bank)":
                 classifier.accuracy(data.test, generated, n)}
+    if shipped:
+        accuracy["generated (cvae, shipped)"] = classifier.accuracy(data.test, shipped["adapter"], n)
     if retrieved is not None:
         accuracy["retrieved (nearest bank adapter)"] = classifier.accuracy(data.test, retrieved, n)
     accuracy["oracle (trained on the task)"] = classifier.accuracy(data.test, oracle, n)
     return {"heldout_task": target.name, "description": description, "labels": list(target.labels),
             "bank_tasks": len(bank_tasks), "accuracy": accuracy, "uncertainty": uncertainty,
-            "adapter_dir": str(adapter_dir), "home": str(home), "default_home": home == paths.demo_home()}
+            "adapter_dir": str(adapter_dir), "home": str(home), "default_home": home == paths.demo_home(),
+            "shipped": {k: v for k, v in shipped.items() if k != "adapter"} if shipped else None}
+
+
+def shipped_generation(request) -> dict[str, Any] | None:
+    """The shipped MiniLM CVAE's adapter for `request` and where it came from, or None when none is shipped.
+
+    Returns:
+        {"adapter", "checkpoint", "evaluation"} (the manifest's normalised gain per split, when recorded).
+    """
+    from loragen.api.lookup import shipped_generators
+    from loragen.bank import paths
+    from loragen.bank.base_model import DEFAULT_BASE_MODEL
+
+    folder = paths.shipped_dir("hypernet", DEFAULT_BASE_MODEL)
+    if not (folder / "config.json").is_file():
+        return None
+    _step(f"generate with the shipped generator ({folder})")
+    adapter = load_cvae(folder).generate(request)[0]
+    evaluation = (shipped_generators().get(DEFAULT_BASE_MODEL) or {}).get("evaluation", {}).get("cvae")
+    return {"adapter": adapter, "checkpoint": str(folder), "evaluation": evaluation}
 
 
 def pick_heldout(specs: list, name: str | None):
@@ -234,9 +261,18 @@ def print_report(result: dict) -> None:
               f"{u['mutual_information']:.4f} nats over {u['n_adapters']} samples; nearest bank description "
               f"similarity {u.get('description_similarity') or 0:.3f} ({u.get('nearest_task')})")
     print()
+    shipped = result.get("shipped")
+    if shipped:
+        gains = ", ".join(f"{k} {v:.3f}" for k, v in (shipped.get("evaluation") or {}).items() if v is not None)
+        print(f"shipped       : {shipped['checkpoint']} (trained on the whole suite, never on held-out tasks"
+              f"{'; normalised gain ' + gains if gains else ''})")
+    else:
+        print("shipped       : none in this install (`loragen release build` makes them); the demo's bank "
+              "generator is what `loragen generate` uses")
     print(f"PEFT adapter  : {result['adapter_dir']}")
     print(f"total time    : {result['seconds']} s")
     if result.get("default_home"):
         print()
-        print("next          : loragen generate \"<a task description>\" -o out/adapter   # uses this demo's "
-              "generator and bank until you train your own (`loragen train hypernet`)")
+        whose = "the shipped generator" if result.get("shipped") else "this demo's generator"
+        print(f"next          : loragen generate \"<a task description>\" -o out/adapter   # uses {whose} until you "
+              "train your own (`loragen train hypernet`)")

@@ -142,14 +142,14 @@ def _print_trust(args, generator, request, adapters, bank, models, inputs, check
 
 
 def _checkpoint_and_base(args: argparse.Namespace) -> tuple[Path | None, str | None]:
-    """The method's checkpoint (named > yours > the demo's) and the base model to generate for."""
+    """The method's checkpoint (named > yours > shipped > the demo's) and the base model to generate for."""
     from loragen.api.base_models import base_for_checkpoint
     from loragen.api.lookup import CHECKPOINTS, announce, checkpoint_base_model, find_checkpoint
     from loragen.bank.base_model import canonical_base_model_id
 
     if args.method not in CHECKPOINTS:
         return None, canonical_base_model_id(args.base_model) if args.base_model else None
-    found = find_checkpoint(args.method, args.checkpoint)
+    found = find_checkpoint(args.method, args.checkpoint, args.base_model)
     announce(found, f"{args.method} checkpoint", args.verbose)
     own = checkpoint_base_model(found.path)
     return found.path, base_for_checkpoint(args.base_model, own, found.path)

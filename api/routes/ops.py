@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, Response
 
 from loragen.api.errors import redact
+from loragen.api.lookup import shipped_generators
 from loragen.api.routes._deps import READ, READ_ERRORS, offload, service
 from loragen.api.schemas import HealthResponse
 from loragen.api.service import Service
@@ -14,12 +15,12 @@ router = APIRouter(tags=["operations"])
 
 @router.get("/healthz", response_model=HealthResponse, operation_id="health")
 async def health(request: Request, svc: Service = Depends(service)) -> HealthResponse:
-    """Liveness and what the server can do: version, ready generation methods, bank size. The one route that
-    never needs the token."""
+    """Liveness and what the server can do: version, ready generation methods, bank size, shipped generators. The
+    one route that never needs the token."""
     health = await offload(request, svc.health)
     # Unauthenticated clients read this: why a method is unavailable, without where its checkpoint would be.
     unavailable = {m: redact(why, svc.settings) for m, why in health.unavailable.items()}
-    return health.model_copy(update={"unavailable": unavailable})
+    return health.model_copy(update={"unavailable": unavailable, "shipped": shipped_generators()})
 
 
 @router.get("/metrics", response_class=Response, operation_id="metrics", dependencies=READ,

@@ -50,6 +50,19 @@ def test_wheel_has_one_top_level_name(wheel):
     assert expected <= shipped, f"missing from the wheel: {sorted(expected - shipped)}"
 
 
+def test_shipped_generators_are_package_data(wheel):
+    """The shipped folder's README always, and every shipped checkpoint and manifest when the release put any there."""
+    shipped = ROOT / "bank" / "shipped"
+    expected = {"loragen/bank/shipped/README.md"}
+    for config in shipped.glob("*/*/config.json"):
+        folder = "loragen/" + str(config.parent.relative_to(ROOT))
+        expected |= {f"{folder}/config.json", f"{folder}/model.safetensors",
+                     f"{folder.rsplit('/', 1)[0]}/manifest.json"}
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+    assert expected <= names, f"missing from the wheel: {sorted(expected - names)}"
+
+
 def test_every_module_imports_from_the_installed_wheel(wheel, tmp_path):
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)

@@ -133,7 +133,9 @@ def test_base_model_help_lists_packaged_models(capsys):
 def test_version(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])
-    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"loragen {version('loragen')}"
+    lines = capsys.readouterr().out.strip().splitlines()  # the version, then the shipped generators (none here)
+    assert exit_.value.code == 0 and lines[0] == f"loragen {version('loragen')}"
+    assert lines[1:] == ["shipped generators: none (train your own: `loragen train hypernet`, or `loragen demo`)"]
 
 
 def test_verbose_works_before_and_after_the_command():

@@ -30,3 +30,11 @@ def test_named_task_must_be_heldout(specs):
         pick_heldout(specs, in_bank.name)
     with pytest.raises(LoragenError, match="no suite task"):
         pick_heldout(specs, "no/such-task")
+
+
+def test_no_shipped_generator_means_no_shipped_step():
+    """Tests see an empty shipped folder (tests/conftest.py): the demo then shows the demo bank's generator only."""
+    from loragen.api.commands.demo import shipped_generation
+    from loragen.bank.generator import GenerationRequest
+
+    assert shipped_generation(GenerationRequest(description="label 0 if Polish, label 1 if Czech")) is None

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from loragen.bank.errors import CheckpointError
-from loragen.meta.checkpoint import CONFIG_NAME, FORMAT, FORMAT_VERSION, WEIGHTS_NAME, load_checkpoint, save_checkpoint
+from loragen.meta.checkpoint import (CONFIG_NAME, FORMAT, FORMAT_VERSION, FULL_VERSION, WEIGHTS_NAME, load_checkpoint,
+                                     save_checkpoint)
 from loragen.meta.config import ABMLLConfig, MetaConfig, TrainConfig
 from loragen.meta.generate import ABMLLGenerator
 
@@ -47,7 +48,7 @@ def test_checkpoint_roundtrip_without_pickle(trained_toy, tmp_path, toy_classifi
     assert sorted(p.name for p in path.iterdir()) == [CONFIG_NAME, WEIGHTS_NAME]
     model2, guide2, cfg2, meta = load_checkpoint(path, toy_classifier)
     assert meta["extra"] == {"note": "toy"} and cfg2.model == model.config
-    assert (meta["format"], meta["format_version"]) == (FORMAT, FORMAT_VERSION) and meta["layout"]["r"] == 2
+    assert (meta["format"], meta["format_version"]) == (FORMAT, FULL_VERSION) and meta["layout"]["r"] == 2
     assert torch.equal(model2.floor, model.floor)
     emb = torch.randn(3, model.config.embed_dim)
     with torch.no_grad():
