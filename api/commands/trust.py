@@ -26,7 +26,7 @@ splits the generators never trained on: heldout_task, heldout_paraphrase (and an
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from loragen.bank.evaluate import EVAL_SPLITS
+    from loragen.bank.evaluate import ALL_SPLITS
 
     p = sub.add_parser("trust", help="fit the trust score (expected accuracy) of the generators",
                        description="Calibrate the trust score `generate` prints.")
@@ -40,8 +40,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--method", action="append", required=True, metavar="NAME[=CHECKPOINT]",
                    help="cvae or abmll with its checkpoint directory (default: the training command's location), or "
                    "retrieve; repeatable (the methods' adapters are also compared with each other)")
-    f.add_argument("--split", action="append", choices=EVAL_SPLITS, default=None,
-                   help="calibration split (repeatable; default: every split except in_bank)")
+    f.add_argument("--split", action="append", choices=ALL_SPLITS, default=None,
+                   help="calibration split (repeatable; default: every split except in_bank, the hand-written "
+                   "heldout_wording included)")
     f.add_argument("--condition", action="append", choices=["description", "labels", "examples"], default=None,
                    help="what each request gets besides the wording (repeatable; default: all three)")
     f.add_argument("--max-tasks", type=positive_int, default=None, metavar="N",
@@ -59,11 +60,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run_fit(args: argparse.Namespace) -> int:
     from loragen.api.trust_fit import eval_cases, fit_trust
-    from loragen.bank.evaluate import EVAL_SPLITS
+    from loragen.bank.evaluate import ALL_SPLITS
     from loragen.bank.store import Bank
 
     apply_threads(args)
-    splits = args.split or [s for s in EVAL_SPLITS if s != "in_bank"]
+    splits = args.split or [s for s in ALL_SPLITS if s != "in_bank"]
     with Bank.open(args.bank) as bank:
         cases = eval_cases(bank, splits, args.condition or ("description", "labels", "examples"), args.max_tasks,
                            args.seed)
