@@ -201,14 +201,14 @@ def _train_meta(bank_path: Path, out: Path, options: BuildOptions) -> None:
 
 def _evaluate(bank_path: Path, checkpoints: Path, report: Path, options: BuildOptions) -> None:
     from loragen.api.release import load_generator
-    from loragen.bank.evaluate import EVAL_SPLITS, evaluate
+    from loragen.bank.evaluate import ALL_SPLITS, evaluate
     from loragen.bank.store import Bank
     from loragen.bank.tasks import BUILTIN, get_provider
 
     classifier = get_provider(BUILTIN).classifier()
     methods = {m: load_generator(m, checkpoints / folder, classifier=classifier) for m, folder in METHODS.items()}
     with Bank.open(bank_path) as bank:
-        result = evaluate(bank, methods, splits=EVAL_SPLITS, baselines=options.baselines,
+        result = evaluate(bank, methods, splits=ALL_SPLITS, baselines=options.baselines,
                           max_examples=options.max_examples, max_tasks=options.eval_max_tasks, classifier=classifier,
                           progress=options.progress, conditions=options.conditions, controls=())
     print(result.table(), flush=True)
