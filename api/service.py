@@ -147,6 +147,8 @@ class Service:
         generator = self._generator(request.method)
         gen_request = self._generation_request(request)
         start = time.perf_counter()
+        # Embedded outside the generator's lock: the generator's encode of it then hits the shared encoder's cache.
+        self.bank.encoder.encode([request.description])
         with self._generator_locks[request.method]:
             adapters = generator.generate(gen_request)
         if not adapters:
