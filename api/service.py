@@ -1,8 +1,8 @@
 """The service's operations as plain, synchronous, thread-safe methods: what the HTTP routes and the in-process SDK
 both call, so the two clients give the same results by construction.
 
-Heavy resources (the bank with its encoder and indexes, the generators, the base models) are created once
-by `Service.start` (base models on first use) and shared by the worker threads. Thread safety:
+Heavy resources (the bank with its encoder and indexes, the generators, the base models) are created once by
+`Service.start` (base models on first use) and shared by the worker threads. Thread safety:
 - the bank is safe to share (one writer at a time, a DuckDB cursor per thread, index snapshots swapped atomically);
 - each generator runs one request at a time behind its own lock (generators keep mutable state: caches, Pyro's
   parameter store), so different methods still run in parallel;
@@ -10,8 +10,8 @@ by `Service.start` (base models on first use) and shared by the worker threads. 
   lock, `api.base_models`); ABMLL, which refines with a classifier, gets its own instance.
 
 Base models: a request is for the base model it names, else its method's own (a checkpoint's; for retrieval the
-nearest adapter's). The service accepts the base models of `Settings.base_models` and, unless
-`Settings.auto_base_models` is off, those of its generators' checkpoints and of the bank's adapters.
+nearest adapter's); accepted are `Settings.base_models` and, unless `Settings.auto_base_models` is off, the base
+models of the generators' checkpoints and of the bank's adapters.
 """
 
 from __future__ import annotations
@@ -108,8 +108,7 @@ class Service:
                    checkpoints=checkpoints)
 
     def warm_up(self) -> None:
-        """Load the models requests would otherwise load on first use (the description encoder, the base models
-        of the generators), so the first request is as fast as the others."""
+        """Load the description encoder and the generators' base models now, not on the first request."""
         self.bank.encoder.encode(["warm up"])
         for base in sorted(set(self._method_bases.values()) | ({DEFAULT_BASE_MODEL} & self._allowed_bases)):
             try:
@@ -149,6 +148,8 @@ class Service:
         generator = self._generator(request.method)
         gen_request = self._generation_request(request)
         start = time.perf_counter()
+        # Embedded outside the generator's lock: the generator's encode of it then hits the shared encoder's cache.
+        self.bank.encoder.encode([request.description])
         with self._generator_locks[request.method]:  # the trust score samples the generator too
             adapters = generator.generate(gen_request)
             trust = trust_dict(request.method, generator, gen_request, adapters, models=self.models, bank=self.bank,
@@ -231,8 +232,6 @@ class Service:
         """The calibrator `bench/meta_eval.py` writes next to the ABMLL checkpoint it measured, when there is one."""
         path = abmll_checkpoint_dir(self.settings.abmll_checkpoint) / "calibrator.json"
         return path if path.is_file() else None
-
-    # ---- bank ---------------------------------------------------------------------------------------------------
 
     def get(self, adapter_id: str) -> AdapterInfo:
         """An adapter's metadata. Raises NotFoundError (404) for an unknown id."""

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,17 +37,49 @@ from loragen.bank.lora import LoraAdapter
 log = logging.getLogger(__name__)
 PROBE_TEXTS = 16
 MAX_NEW_TOKENS = 32
+SCORE_CACHE = 256  # class-probability results each cached scorer remembers (meta.score.Scorer's cache_size)
 
 Scores = dict[str, float | bool | str | None]
 
 
 def build_scorer(classifier: Any, bank: Any, calibrator: Path | None = None) -> Any | None:
-    """meta's `Scorer` over the classifier and bank, or None when the meta package is not installed."""
+    """meta's `Scorer` over the classifier and bank, or None when the meta package is not installed.
+
+    The scorer is remembered (a few, least recently used dropped first) per classifier, bank and calibrator file
+    (its path, size and modification time), so its cache of class probabilities serves later requests.
+    """
     try:
         from loragen.meta.score import Scorer
     except ImportError:
         return None
-    return Scorer.from_files(classifier, bank=bank, calibrator_path=calibrator)
+    key = (id(classifier), id(bank), _file_key(calibrator))
+    with _SCORERS_LOCK:
+        scorer = _SCORERS.get(key)
+        # The entry holds the classifier and bank, so their ids cannot be reused by other objects while it lives.
+        if scorer is not None and scorer.classifier is classifier and scorer.bank is bank:
+            _SCORERS.move_to_end(key)
+            return scorer
+    scorer = Scorer.from_files(classifier, bank=bank, calibrator_path=calibrator, cache_size=SCORE_CACHE)
+    with _SCORERS_LOCK:
+        _SCORERS[key] = scorer
+        while len(_SCORERS) > _MAX_SCORERS:
+            _SCORERS.popitem(last=False)
+    return scorer
+
+
+_MAX_SCORERS = 8
+_SCORERS: OrderedDict[tuple[int, int, tuple | None], Any] = OrderedDict()
+_SCORERS_LOCK = threading.Lock()
+
+
+def _file_key(path: Path | None) -> tuple | None:
+    if path is None:
+        return None
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return (str(path), None, None)  # loading it reports the problem
+    return (str(path), stat.st_size, stat.st_mtime_ns)
 
 
 def nearest_task(bank: Any, description: str, base_model: str | None = None,

@@ -125,10 +125,18 @@ class TextEncoder:
 _SMALL_BATCH = 16  # encodes this small run on one thread (see bank.device.torch_threads)
 
 
-@functools.lru_cache(maxsize=4)
 def default_encoder(model: str | None = None) -> TextEncoder:
-    """One shared encoder per model in a process (loading MiniLM takes a second or two)."""
-    return TextEncoder(model)
+    """One shared encoder per model in a process (loading MiniLM takes a second or two).
+
+    Every name of one model (None, an alias, its hub id, its directory) gets the same encoder, so the bank (which
+    names the model it recorded) and the hypernetwork (which may name none) share one model and one cache.
+    """
+    return _shared_encoder(canonical_base_model_id(model))
+
+
+@functools.lru_cache(maxsize=4)
+def _shared_encoder(model_id: str) -> TextEncoder:
+    return TextEncoder(model_id)
 
 
 @functools.lru_cache(maxsize=512)

@@ -13,14 +13,18 @@ predictions turns these into one confidence in [0, 1] = P(prediction correct).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from loragen.bank.lora.adapter import LoraAdapter
+from loragen.bank.train.classifier import PrototypeClassifier
 from loragen.meta.calibration import LogisticCalibrator
 from loragen.meta.model import FactorClassifier
 
@@ -92,6 +96,11 @@ class Scorer:
         bank: an open `bank.store.Bank` for the out-of-distribution signals (None: those are left out).
         calibrator: a fitted `LogisticCalibrator` (None: the confidence is the raw mean max-probability).
         probe_texts: inputs used when `score` gets none (a fixed, seed-independent set).
+        cache_size: how many (adapter, inputs) class-probability results to remember, least recently used dropped
+            first (0: none, the default). A service scores the same adapter on the same probe texts again and again
+            (retrieval returns bank adapters); a hit is the stored result of the identical forward pass, keyed by the
+            adapter's checksum (`LoraAdapter.sha256`: tensors, rank, alpha), the inputs and the number of labels.
+            With a cache the tokenised inputs are remembered too (for a classifier with `tokenize`).
 
     Usage::
 
@@ -102,28 +111,70 @@ class Scorer:
     """
 
     def __init__(self, classifier: FactorClassifier, bank=None, calibrator: LogisticCalibrator | None = None,
-                 probe_texts: Sequence[str] | None = None) -> None:
+                 probe_texts: Sequence[str] | None = None, cache_size: int = 0) -> None:
+        if cache_size < 0:
+            raise ValueError(f"cache_size must be >= 0, got {cache_size}")
         self.classifier, self.bank, self.calibrator = classifier, bank, calibrator
         self.probe_texts = list(probe_texts or [])
+        self.cache_size = cache_size
+        self._probs: OrderedDict[tuple[str, tuple[str, ...], int], torch.Tensor] = OrderedDict()
+        self._batches: OrderedDict[tuple[str, ...], Mapping[str, torch.Tensor]] = OrderedDict()
+        self._cache_lock = threading.Lock()
         if calibrator is not None and bank is None and set(calibrator.features) & set(_BANK_FEATURES):
             raise ValueError(f"the calibrator uses bank features {list(_BANK_FEATURES)}; pass bank=Bank.open(...)")
 
     @classmethod
     def from_files(cls, classifier: FactorClassifier, bank=None, calibrator_path: str | Path | None = None,
-                   probe_texts: Sequence[str] | None = None) -> Scorer:
+                   probe_texts: Sequence[str] | None = None, cache_size: int = 0) -> Scorer:
         cal = LogisticCalibrator.load(calibrator_path) if calibrator_path else None
-        return cls(classifier, bank, cal, probe_texts)
+        return cls(classifier, bank, cal, probe_texts, cache_size)
 
     # ---- the pieces ---------------------------------------------------------------------------------
     @torch.no_grad()
     def class_probs(self, adapters: Sequence[LoraAdapter], inputs: Sequence[str], num_labels: int = 2) -> torch.Tensor:
-        """(S, n, K) class probabilities of each adapter on each input."""
+        """(S, n, K) class probabilities of each adapter on each input (remembered when `cache_size` > 0)."""
+        texts = list(inputs)
+        batch = self._tokenized(texts)
         out = []
         for adapter in adapters:
-            factors = {m: (a, b) for m, a, b in adapter.items()}
-            logits = self.classifier.logits_from_factors(list(inputs), factors, adapter.scaling, num_labels=num_labels)
-            out.append(torch.softmax(logits.float(), -1))
+            key = (adapter.sha256(), tuple(texts), num_labels) if self.cache_size else None
+            probs = self._remembered(self._probs, key)
+            if probs is None:
+                factors = {m: (a, b) for m, a, b in adapter.items()}
+                logits = self.classifier.logits_from_factors(batch, factors, adapter.scaling, num_labels=num_labels)
+                probs = torch.softmax(logits.float(), -1)
+                self._remember(self._probs, key, probs)
+            out.append(probs)
         return torch.stack(out)
+
+    def _tokenized(self, texts: list[str]) -> Any:
+        """A `PrototypeClassifier`'s tokenised batch of `texts` (remembered with a cache; it takes either), else the
+        texts themselves."""
+        if not self.cache_size or not isinstance(self.classifier, PrototypeClassifier):
+            return texts
+        key = tuple(texts)
+        batch = self._remembered(self._batches, key)
+        if batch is None:
+            batch = self.classifier.tokenize(texts)
+            self._remember(self._batches, key, batch)
+        return batch
+
+    def _remembered(self, cache: OrderedDict, key: Any) -> Any:
+        if key is None:
+            return None
+        with self._cache_lock:
+            value = cache.get(key)
+            if value is not None:
+                cache.move_to_end(key)
+            return value
+
+    def _remember(self, cache: OrderedDict, key: Any, value: Any) -> None:
+        if key is None:
+            return
+        with self._cache_lock:
+            cache[key] = value
+            while len(cache) > self.cache_size:
+                cache.popitem(last=False)
 
     def description_neighbour(self, description: str, exclude_tasks: Iterable[str] = ()) -> tuple[float, str | None]:
         """(similarity, task) of the nearest bank description, skipping `exclude_tasks`."""

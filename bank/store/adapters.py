@@ -177,11 +177,14 @@ class AdapterTable:
                 "INSERT INTO adapters VALUES (?, ?, ?, ?, ?, ?, ?, ?, true, ?, ?, ?, ?, ?, ?, now(), ?, ?, ?, ?)",
                 [row[0], seq, *row[1:]],
             )
-            cur.executemany(
-                "INSERT INTO tensors (blob_id, adapter_id, variant, module, factor, dtype, shape, sha256, data) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [[seq * BLOBS_PER_ADAPTER + k, *t] for k, t in enumerate(tensors)],
-            )
+            # One multi-row INSERT: DuckDB runs `executemany` as one statement per row (46 ms of CPU for 36 BLOBs,
+            # against 5 ms for one statement; DuckDB 2.0.1).
+            if tensors:
+                cur.execute(
+                    "INSERT INTO tensors (blob_id, adapter_id, variant, module, factor, dtype, shape, sha256, data) "
+                    "VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(tensors)),
+                    [value for k, t in enumerate(tensors) for value in (seq * BLOBS_PER_ADAPTER + k, *t)],
+                )
             insert_embedding(cur, adapter_id, "weight", WEIGHT_MODEL, vectors["weight"])
             if vectors["text"] is not None:
                 name = self._encoder().name
