@@ -211,7 +211,7 @@ class Service:
         """Cheap, honest signals always; entropy, mutual information and confidence on the base model (for an
         encoder with the meta package)."""
         scores: Scores = {}
-        hits = self.bank.search_text(request.description, k=1)
+        hits = self.bank.search_text(request.description, k=1, kind="final")  # tasks the bank knows
         if hits:
             # How close the request is to a task the bank knows: low similarity means extrapolation.
             scores["nearest_task_similarity"] = min(1.0, float(hits[0].score))

@@ -157,7 +157,7 @@ def num_labels(request: GenerationRequest) -> int:
 
 def nearest(bank: Any, description: str, base_model: str | None, exclude: frozenset[str]) -> tuple[float, str] | None:
     """(similarity, task) of the nearest bank description among adapters of `base_model`, skipping `exclude`."""
-    for hit in bank.search_text(description, k=8, exclude_tasks=tuple(exclude)):
+    for hit in bank.search_text(description, k=8, exclude_tasks=tuple(exclude), kind="final"):
         if base_model is None or bank.record(hit.id).base_model == base_model:
             return min(1.0, float(hit.score)), hit.task
     return None

@@ -94,6 +94,26 @@ def test_probe_inputs_come_from_the_nearest_task_of_the_same_base_model(llama_di
                                                   "mutual_information", "confidence"))
 
 
+def test_generated_and_uploaded_adapters_are_not_tasks_the_bank_knows(llama_dir, tmp_path):
+    """An earlier request's generated adapter carries the user's own description: the nearest *task* (what the
+    description similarity and the probe inputs mean) skips it and uploads, else asking twice reads as 1.0."""
+    from loragen.bank.store import Bank
+
+    query = "reverse the letters of the word"
+    with Bank.open(tmp_path / "bank.duckdb") as bank:
+        bank.add_task(TaskRecord(name="llm/upper", description="write the word in capital letters", labels=(),
+                                 data_ref={"provider": STORED}))
+        bank.set_task_data("llm/upper", [("ab", "AB")], val=[("cd", "CD")])
+        bank.add(_adapters(llama_dir, [5])[0], task="llm/upper", kind="final")
+        bank.add(_adapters(llama_dir, [6])[0], kind="generated", description=query)
+        bank.add(_adapters(llama_dir, [7])[0], kind="uploaded", description=query)
+        bank.reindex()
+        assert bank.search_text(query, k=1)[0].score == pytest.approx(1.0, abs=1e-5)  # the generated one
+        similarity, task = nearest_task(bank, query, canonical_base_model_id(llama_dir))
+        assert task == "llm/upper" and similarity < 0.9
+        assert probe_inputs(bank, query, None, base_model=canonical_base_model_id(llama_dir)) == ["cd"]
+
+
 def test_a_users_encoder_gets_the_classification_scores(bert_dir):
     pytest.importorskip("loragen.meta.score")
     adapters = [random_adapter(tiny_bert(), BERT_TARGETS, base_model=str(bert_dir), seed=s, scale=0.5)
