@@ -95,7 +95,14 @@ def reliability_diagram(curves: dict[str, tuple[Sequence[float], Sequence[int]]]
         bins = [b for b in reliability_bins(conf, corr, n_bins) if b["count"]]
         ece = expected_calibration_error(conf, corr, n_bins)
         ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o-", label=f"{name} (ECE {ece:.3f})")
-    ax.set(xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title=title)
+    return finish_diagram(fig, ax, path, xlabel="confidence", ylabel="accuracy", title=title)
+
+
+def finish_diagram(fig, ax, path: str | Path, *, xlabel: str, ylabel: str, title: str) -> Path:
+    """Label a unit-square diagram, save it as PNG at `path` (folders created) and close the figure."""
+    import matplotlib.pyplot as plt
+
+    ax.set(xlabel=xlabel, ylabel=ylabel, xlim=(0, 1), ylim=(0, 1), title=title)
     ax.legend(loc="upper left", fontsize=8)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from loragen.meta.calibration import auroc
+from loragen.meta.calibration import auroc, finish_diagram
 
 LOW = 0.7  # an adapter below this accuracy should be flagged
 CHANCE_MARGIN = 0.05  # within this of 1/K counts as chance level
@@ -80,10 +80,4 @@ def trust_diagram(curves: dict[str, tuple[Sequence[float], Sequence[float]]], pa
     for name, (pred, meas) in curves.items():
         err = float(np.abs(np.asarray(pred) - np.asarray(meas)).mean()) if len(pred) else float("nan")
         ax.plot(pred, meas, "o", alpha=0.6, label=f"{name} (MAE {err:.3f})")
-    ax.set(xlabel="predicted accuracy", ylabel="measured accuracy", xlim=(0, 1), ylim=(0, 1), title=title)
-    ax.legend(loc="upper left", fontsize=8)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return finish_diagram(fig, ax, path, xlabel="predicted accuracy", ylabel="measured accuracy", title=title)
