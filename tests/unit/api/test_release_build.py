@@ -57,7 +57,8 @@ def test_tiny_release_build_ships_generators_that_generate_finds(oracle_cache, t
     for method in ("cvae", "abmll"):
         entry = manifest["methods"][method]
         assert entry["bytes"] < entry["full_precision_bytes"] and entry["max_relative_difference"] < 0.01
-        assert set(manifest["evaluation"][method]) == {"in_bank", "heldout_task", "heldout_paraphrase"}
+        assert set(manifest["evaluation"][method]) == {"in_bank", "heldout_task", "heldout_paraphrase",
+                                                       "heldout_wording"}
         for cell in manifest["evaluation_side_by_side"][method].values():
             assert {"full", "compact", "difference"} <= set(cell)
     assert manifest["methods"]["cvae"]["bytes"] <= 25e6 and manifest["methods"]["abmll"]["bytes"] <= 25e6
