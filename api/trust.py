@@ -21,6 +21,7 @@ The trust file of cvae and abmll is `CHECKPOINT/trust.json`; retrieval's is `<ba
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -53,9 +54,18 @@ def trust_path(method: str, checkpoint: Path | None, bank_path: Path | None) -> 
 
 
 def load_trust(path: Path | None) -> TrustModel | None:
-    """The trust model at `path`, or None when there is none or it is unreadable (logged)."""
+    """The trust model at `path`, or None when there is none or it is unreadable (logged).
+
+    Parsed once per file version (path, modification time, size): a service reads it on every request.
+    """
     if path is None or not path.is_file():
         return None
+    stat = path.stat()
+    return _load_trust(path.resolve(), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _load_trust(path: Path, mtime_ns: int, size: int) -> TrustModel | None:
     try:
         from loragen.meta.trust import TrustModel
 
