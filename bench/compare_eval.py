@@ -5,7 +5,7 @@ row; a row or split in only one report is listed as such. Writes the differences
 
 Usage::
 
-    python bench/compare_eval.py OLD.json NEW.json [--out bench/results/eval_regression.json] [--tolerance 0.01]
+    python bench/compare_eval.py OLD.json NEW.json [--common] [--out bench/results/eval_regression.json]
 
 Exit status 0 always (a report, not a gate); rows that lost more than `--tolerance` accuracy are marked.
 """
@@ -17,8 +17,27 @@ import json
 from pathlib import Path
 
 
-def compare(old: dict, new: dict, tolerance: float) -> dict:
-    """Per split and row: old/new accuracy and normalised gain and their differences (new - old)."""
+def common_summary(report: dict, keys: set[tuple[str, str, str]]) -> dict[str, dict[str, dict[str, float]]]:
+    """Mean accuracy per split and row over the (split, task, row) cells in `keys` (tasks both runs scored)."""
+    cells: dict[tuple[str, str], list[float]] = {}
+    for r in report["per_task"]:
+        if (r["split"], r["task"], r["method"]) in keys:
+            cells.setdefault((r["split"], r["method"]), []).append(r["accuracy"])
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for (split, row), accs in cells.items():
+        out.setdefault(split, {})[row] = {"accuracy": sum(accs) / len(accs), "n_tasks": len(accs)}
+    return out
+
+
+def compare(old: dict, new: dict, tolerance: float, common: bool = False) -> dict:
+    """Per split and row: old/new accuracy and normalised gain and their differences (new - old).
+
+    common: compare on the (split, task, row) cells both reports scored (runs on different task samples).
+    """
+    if common:
+        keys = ({(r["split"], r["task"], r["method"]) for r in old["per_task"]}
+                & {(r["split"], r["task"], r["method"]) for r in new["per_task"]})
+        old, new = {"summary": common_summary(old, keys)}, {"summary": common_summary(new, keys)}
     out: dict[str, dict] = {}
     for split in sorted(set(old["summary"]) | set(new["summary"])):
         a, b = old["summary"].get(split, {}), new["summary"].get(split, {})
@@ -31,7 +50,7 @@ def compare(old: dict, new: dict, tolerance: float) -> dict:
             d_acc = n["accuracy"] - o["accuracy"]
             rows[row] = {"old_accuracy": o["accuracy"], "new_accuracy": n["accuracy"], "accuracy_difference": d_acc,
                          "old_gain": o.get("normalised_gain"), "new_gain": n.get("normalised_gain"),
-                         "regressed": d_acc < -tolerance}
+                         "n_tasks": n.get("n_tasks"), "regressed": d_acc < -tolerance}
         out[split] = rows
     return out
 
@@ -42,9 +61,10 @@ def main() -> None:
     parser.add_argument("new", type=Path)
     parser.add_argument("--out", type=Path, default=Path("bench/results/eval_regression.json"))
     parser.add_argument("--tolerance", type=float, default=0.01, help="accuracy loss marked as a regression")
+    parser.add_argument("--common", action="store_true", help="compare on the tasks both reports scored")
     args = parser.parse_args()
     old, new = (json.loads(p.read_text(encoding="utf-8")) for p in (args.old, args.new))
-    diff = compare(old, new, args.tolerance)
+    diff = compare(old, new, args.tolerance, common=args.common)
     print(f"{'split':<20} {'row':<22} {'old':>7} {'new':>7} {'diff':>7}")
     for split, rows in diff.items():
         for row, r in rows.items():
@@ -55,7 +75,8 @@ def main() -> None:
                 print(f"{split:<20} {row:<22} {r['old_accuracy']:7.3f} {r['new_accuracy']:7.3f} "
                       f"{r['accuracy_difference']:+7.3f}{mark}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    report = {"old": str(args.old), "new": str(args.new), "old_config": old.get("config"),
+    report = {"old": str(args.old), "new": str(args.new), "common_tasks_only": args.common,
+              "old_config": old.get("config"),
               "new_config": new.get("config"), "tolerance": args.tolerance, "splits": diff}
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
