@@ -21,7 +21,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Literal
 
-from loragen.bank.causal_lm import complete, exact_match, mean_loglik
+from loragen.bank.causal_lm import complete, exact_match, mean_loglik, prompt_ids
 from loragen.bank.errors import TaskDataError
 from loragen.bank.lora.adapter import LoraAdapter
 from loragen.bank.records import TaskRecord
@@ -112,7 +112,8 @@ class GenerationScorer:
 
 def described_scores(lm: CausalLM, pairs: Sequence[tuple[str, str]], system: str,
                      max_length: int = 128) -> dict[str, float]:
-    """`CausalLM.scores` of the base model with `system` as the system message of every prompt.
+    """`CausalLM.scores` of the base model with `system` as the system message of every prompt (the log-likelihood
+    over the whole reference output: sequences are not cut at `max_length` when the description lengthens them).
 
     Raises:
         ValueError: no pairs.
@@ -120,8 +121,10 @@ def described_scores(lm: CausalLM, pairs: Sequence[tuple[str, str]], system: str
     if not pairs:
         raise ValueError("scores needs at least one (input, output) pair")
     refs = [y for _, y in pairs]
-    longest = max(len(lm.tokenizer(y, add_special_tokens=False)["input_ids"]) for y in refs)
-    loglik = mean_loglik(lm.model, lm.tokenizer, list(pairs), system=system, max_length=max_length)
+    lengths = [len(lm.tokenizer(y, add_special_tokens=False)["input_ids"]) for y in refs]
+    longest = max(lengths)
+    full = max(len(prompt_ids(lm.tokenizer, x, system)) + n + 1 for (x, _), n in zip(pairs, lengths))
+    loglik = mean_loglik(lm.model, lm.tokenizer, list(pairs), system=system, max_length=max(max_length, full))
     preds = complete(lm.model, lm.tokenizer, [x for x, _ in pairs], system=system,
                      max_new_tokens=min(longest + 2, max_length))
     return {"exact_match": exact_match(preds, refs), "loglik": sum(loglik) / len(loglik)}
@@ -142,7 +145,7 @@ def bank_base_model(bank, finals: Mapping[str, str]) -> str:
 
 def oracle_shaped(config: TrainConfig, oracle: LoraAdapter) -> TrainConfig:
     """`config` with the oracle's rank, alpha, target module names and adapted blocks (a LoRA of the same shape)."""
-    paths = oracle.modules()
+    paths = oracle.modules
     blocks = sorted({i for i in (layer_index(p) for p in paths) if i is not None})
     return replace(config, r=oracle.r, lora_alpha=oracle.lora_alpha,
                    target_modules=tuple(sorted({p.rsplit(".", 1)[-1] for p in paths})),
