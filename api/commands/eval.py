@@ -67,10 +67,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import torch
-
     from loragen.bank.evaluate import ALL_SPLITS, BASELINES, CONDITIONS, CONTROLS, EVAL_SPLITS, evaluate
-    from loragen.bank.store import Bank
     from loragen.bank.evaluate.generation import task_kind
+    from loragen.bank.store import Bank
     from loragen.bank.tasks import BUILTIN, get_provider
     from loragen.bank.train import TrainConfig
 

@@ -46,8 +46,6 @@ import random
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
-from tqdm import tqdm
-
 from loragen.bank.errors import TaskDataError
 from loragen.bank.evaluate.generation import (
     DESCRIBED,
@@ -78,6 +76,7 @@ from loragen.bank.tasks import (
 )
 from loragen.bank.tasks.sources import BankSource
 from loragen.bank.train import CausalLM, TrainConfig, train_multitask_adapter
+from tqdm import tqdm
 
 logger = logging.getLogger(__name__)
 
@@ -277,8 +276,8 @@ def evaluate(
         data = BankSource(bank).data
         score: Callable[..., dict[str, float]] = GenerationScorer(lm, data, max_examples)
         oracle = bank.get(next(iter(finals.values())))
-        multitask: Callable[[list[TaskRecord]], LoraAdapter] = lambda in_bank: generation_multitask(
-            in_bank, data, lm, oracle, config)
+        multitask: Callable[[list[TaskRecord]], LoraAdapter] = functools.partial(
+            generation_multitask, data=data, lm=lm, oracle=oracle, config=config)
         conditions, fixed_condition = generation_conditions(conditions), "description"
     else:
         providers = sorted({str(provider_name(t)) for t in all_tasks})
