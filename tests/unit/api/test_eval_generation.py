@@ -139,3 +139,20 @@ def test_cli_eval_on_a_generation_bank(gen_bank, tmp_path, capsys):
     summary = json.loads(out.read_text())["summary"]["in_bank"]
     assert {"base", "base+description", "oracle", "mean", "multitask", "retrieval"} <= set(summary)
     assert all({"exact_match", "loglik"} <= set(stats) for stats in summary.values())
+
+
+def test_cli_eval_scores_a_trained_cvae_on_generation_tasks(gen_bank, tmp_path, capsys):
+    """A real generator through the generator interface: requests for the bank's causal LM, description only,
+    with the random-description control."""
+    path, _ = gen_bank
+    bank = str(path)
+    assert main(["train", "hypernet", "--bank", bank, "-o", str(tmp_path / "cvae"), "--max-steps", "4",
+                 "--accelerator", "cpu", "--devices", "1", "--no-progress-bar"]) == 0
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--bank", bank, "--max-examples", "2", "--split", "heldout_task", "--baseline", "base",
+                 "--baseline", "oracle", "--method", f"cvae={tmp_path / 'cvae'}", "--control", "random", "--json",
+                 str(out), "--plot", str(tmp_path / "eval.png"), "--no-progress"]) == 0
+    capsys.readouterr()
+    summary = json.loads(out.read_text())["summary"]["heldout_task"]
+    assert set(summary) == {"base", "oracle", "cvae", "cvae+random"}
+    assert {"exact_match", "loglik", "aligned_minus_random"} <= set(summary["cvae"])
