@@ -1,5 +1,6 @@
 """`loragen eval`: score base / oracle / mean / multi-task / retrieval adapters, and trained generators (CVAE, ABMLL),
-on the suite's evaluation splits."""
+on the suite's evaluation splits. A bank of generation tasks (a causal LM's, e.g. `bank build --provider
+smollm2-gen`) is scored by exact match and log-likelihood, with the base+description row too."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ EPILOG = """examples:
   loragen eval --split in_bank --split heldout_task --max-examples 128 --json bench/results/eval.json
   loragen eval --split all --max-tasks 40        # + heldout_wording: hand-written wordings never trained on
   loragen eval --method cvae=runs/hypernet --method abmll=runs/meta --condition description --condition examples
+  loragen eval --bank gen.duckdb --max-examples 32 --multitask-steps 40   # generation tasks (SmolLM2 suite)
 """
 
 
@@ -21,7 +23,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "eval",
         help="evaluate adapter sources on the built-in suite (table, JSON, PNG chart)",
         description="Accuracy per task and split of the base model, the oracles, the mean bank adapter, a "
-        "multi-task LoRA and retrieval, with normalised gain (acc - base) / (oracle - base) per split.",
+        "multi-task LoRA and retrieval, with normalised gain (acc - base) / (oracle - base) per split. For a bank of "
+        "generation tasks (causal LM): exact match of the greedy completion and mean log-likelihood of the reference "
+        "output, gain on exact match, plus base+description (the description as the system prompt).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -32,14 +36,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "heldout_wording asks every task with 3 hand-written wordings no training text uses (questions, "
                    "classes named in reverse label order, ...) and reports wording_minus_template per method; "
                    "'all' is all four")
-    p.add_argument("--baseline", action="append", choices=["base", "oracle", "mean", "multitask", "retrieval"],
-                   default=None, help="baseline to include (repeatable; default: all)")
+    p.add_argument("--baseline", action="append",
+                   choices=["base", "oracle", "mean", "multitask", "retrieval", "base+description"], default=None,
+                   help="baseline to include (repeatable; default: all; base+description: generation tasks only)")
     p.add_argument("--method", action="append", default=None, metavar="NAME[=CHECKPOINT]",
                    help="a trained generator to score too: cvae or abmll, optionally with its checkpoint directory "
                    "(default: the training command's location); repeatable")
     p.add_argument("--condition", action="append", choices=["description", "labels", "examples"], default=None,
                    help="what each --method gets besides the description: nothing, the label names, or 8 labelled "
-                   "training examples (repeatable; default: all three, one row each)")
+                   "training examples (repeatable; default: all three, one row each; generation tasks: description "
+                   "only)")
     p.add_argument("--control", action="append", choices=["random", "othertask", "none"], default=None,
                    help="random-description controls for retrieval and each --method: a random string of the same "
                    "length, or another task's description (repeatable; default: both; 'none' skips them)")
@@ -61,8 +67,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import torch
-
     from loragen.bank.evaluate import ALL_SPLITS, BASELINES, CONDITIONS, CONTROLS, EVAL_SPLITS, evaluate
+    from loragen.bank.evaluate.generation import task_kind
     from loragen.bank.store import Bank
     from loragen.bank.tasks import BUILTIN, get_provider
     from loragen.bank.train import TrainConfig
@@ -73,7 +79,9 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(steps=steps, min_steps=steps, batch_size=32, stop_loss=0.0,
                          num_checkpoints=min(3, steps - 1))
     with Bank.open(args.bank) as bank:
-        classifier = get_provider(BUILTIN).classifier()
+        built = {r.task for r in bank.adapters(kind="final")}
+        generation = task_kind([t for t in bank.tasks() if t.name in built]) == "generation"
+        classifier = None if generation else get_provider(BUILTIN).classifier()
         methods = _generators(args.method or [], bank, classifier)
         splits = ALL_SPLITS if "all" in (args.split or ()) else tuple(dict.fromkeys(args.split or EVAL_SPLITS))
         report = evaluate(bank, methods, splits=splits, baselines=args.baseline or BASELINES,
@@ -104,7 +112,8 @@ def _generators(specs: list[str], bank, classifier) -> dict:
         name, _, path = spec.partition("=")
         if name not in REGISTRY or name == "retrieve":
             raise CheckpointError(f"--method {name!r}: use one of cvae, abmll (retrieval is a baseline already)")
-        contexts[name] = GeneratorContext(bank, checkpoint=Path(path) if path else None, classifier=lambda: classifier)
+        contexts[name] = GeneratorContext(bank, checkpoint=Path(path) if path else None,
+                                          classifier=(lambda: classifier) if classifier is not None else None)
         names.append(name)
     ready, unavailable = build_generators(tuple(names), contexts)
     if unavailable:

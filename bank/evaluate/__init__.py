@@ -9,6 +9,7 @@ Usage::
     print(report.table())
 """
 
+from loragen.bank.evaluate.generation import DESCRIBED, PRIMARY, GenerationScorer, task_kind
 from loragen.bank.evaluate.harness import (
     BASELINES,
     CONDITIONS,
@@ -31,7 +32,7 @@ from loragen.bank.evaluate.splits import (
 )
 
 __all__ = [
-    "ALL_SPLITS", "BASELINES", "CONDITIONS", "CONTROLS", "EVAL_SPLITS", "EvalReport", "EvalSplit", "FixedGenerator",
-    "N_EXAMPLES", "WordingProvider", "eval_descriptions", "evaluate", "mean_adapter", "random_description",
-    "split_tasks", "wording_provider",
+    "ALL_SPLITS", "BASELINES", "CONDITIONS", "CONTROLS", "DESCRIBED", "EVAL_SPLITS", "EvalReport", "EvalSplit",
+    "FixedGenerator", "GenerationScorer", "N_EXAMPLES", "PRIMARY", "WordingProvider", "eval_descriptions", "evaluate",
+    "mean_adapter", "random_description", "split_tasks", "task_kind", "wording_provider",
 ]

@@ -23,6 +23,11 @@ method's accuracy with the template description on the same tasks (those also sc
 Text style: `evaluate(..., text_style="sentences")` scores on sentence-shaped test texts instead of the tasks' word
 strings, where the provider offers them (the built-in suite's language tasks); the adapters and requests are unchanged.
 
+Generation tasks (``labels == ()``, a causal LM's (input, output) pairs; `bank.evaluate.generation`) are scored
+with exact match of the greedy completion and the mean log-likelihood of the reference output (`CausalLM.scores`),
+normalised gain on exact match; they add the "base+description" row (the description as the system message), ask
+generators with the description alone (`generation_conditions`) and train the multi-task LoRA with the causal recipe.
+
 Normalised gain = (acc - acc_base) / (acc_oracle - acc_base) on accuracies aggregated over the split: per-task base
 accuracy swings widely with a fixed head (and base(B, A) = 1 - base(A, B)), so per-task ratios are unstable.
 
@@ -35,18 +40,25 @@ Usage::
 
 from __future__ import annotations
 
-import json
+import functools
 import logging
-import os
 import random
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
-from tqdm import tqdm
-
 from loragen.bank.errors import TaskDataError
+from loragen.bank.evaluate.generation import (
+    DESCRIBED,
+    PRIMARY,
+    ClassificationScorer,
+    GenerationScorer,
+    bank_base_model,
+    generation_conditions,
+    generation_multitask,
+    mean_metrics,
+    task_kind,
+)
+from loragen.bank.evaluate.report import EvalReport
 from loragen.bank.evaluate.splits import ALL_SPLITS, EVAL_SPLITS, EvalSplit, eval_descriptions, split_tasks
 from loragen.bank.generator import AdapterGenerator, GenerationRequest
 from loragen.bank.lora.adapter import LoraAdapter
@@ -62,11 +74,13 @@ from loragen.bank.tasks import (
     provider_name,
     task_data,
 )
-from loragen.bank.train import TrainConfig, train_multitask_adapter
+from loragen.bank.tasks.sources import BankSource
+from loragen.bank.train import CausalLM, TrainConfig, train_multitask_adapter
+from tqdm import tqdm
 
 logger = logging.getLogger(__name__)
 
-BASELINES = ("base", "oracle", "mean", "multitask", "retrieval")
+BASELINES = ("base", "oracle", "mean", "multitask", "retrieval", DESCRIBED)  # DESCRIBED: generation tasks only
 CONDITIONS = ("description", "labels", "examples")
 CONTROLS = ("random", "othertask")  # descriptions that do not describe the task
 N_EXAMPLES = 8  # labelled examples given with the "examples" condition
@@ -81,78 +95,6 @@ class FixedGenerator:
 
     def generate(self, request: GenerationRequest) -> list[LoraAdapter]:
         return [self.adapter] * request.n_samples
-
-
-@dataclass
-class EvalReport:
-    """Per-task accuracies and per-split aggregates.
-
-    Attributes:
-        rows: one dict per (split, task, method): accuracy (mean over the split's wordings of the task).
-        summary: split -> method -> {"accuracy", "normalised_gain", "n_tasks"}.
-        config: how the evaluation ran (examples per task, seed, tasks per split).
-    """
-
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    summary: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
-    config: dict[str, Any] = field(default_factory=dict)
-
-    def methods(self) -> list[str]:
-        seen = {r["method"]: None for r in self.rows}
-        return list(seen)
-
-    def table(self) -> str:
-        """Plain-text table: accuracy and normalised gain per method (rows) and split (columns)."""
-        splits = list(self.summary)
-        width = max([12, *(len(m) + 2 for m in self.methods())])
-        head = f"{'method':<{width}}" + "".join(f"{s + ' acc':>24}{'gain':>8}" for s in splits)
-        lines = [head, "-" * len(head)]
-        for m in self.methods():
-            cells = []
-            for s in splits:
-                cell = self.summary[s].get(m)
-                gain = cell["normalised_gain"] if cell else None
-                acc = f"{cell['accuracy']:>24.3f}" if cell else f"{'-':>24}"
-                cells.append(acc + (f"{gain:>8.3f}" if gain is not None else f"{'-':>8}"))
-            lines.append(f"{m:<{width}}" + "".join(cells))
-        lines.append("tasks: " + ", ".join(f"{s}={next(iter(self.summary[s].values()))['n_tasks']}"
-                                           for s in splits if self.summary[s]))
-        return "\n".join(lines)
-
-    def save_json(self, path: str | os.PathLike) -> Path:
-        """Write {"summary", "config", "per_task"} as JSON (atomically)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps({"summary": self.summary, "config": self.config, "per_task": self.rows}, indent=1))
-        os.replace(tmp, path)
-        return path
-
-    def plot(self, path: str | os.PathLike) -> Path:
-        """Bar chart of accuracy per method, grouped by split (matplotlib, Agg backend)."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        splits, methods = list(self.summary), self.methods()
-        width = 0.8 / max(1, len(methods))
-        fig, ax = plt.subplots(figsize=(3.5 + 2.2 * len(splits), 4))
-        for i, m in enumerate(methods):
-            xs = [j + i * width for j in range(len(splits))]
-            ax.bar(xs, [self.summary[s].get(m, {}).get("accuracy", 0.0) for s in splits], width, label=m)
-        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(splits))], splits)
-        ax.set_ylabel("test accuracy")
-        ax.set_ylim(0, 1)
-        ax.axhline(0.5, color="grey", lw=0.8, ls="--")
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-        ax.set_title("loragen: accuracy per method and split")
-        fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        return path
 
 
 def _final_adapters(bank, tasks: Collection[str]) -> dict[str, str]:
@@ -180,36 +122,22 @@ def _test_examples(task: TaskRecord, text_style: str) -> list[tuple[str, int]]:
     return provider_for(task).data(task, text_style=text_style).test  # type: ignore[call-arg]
 
 
-class _Scorer:
-    """Accuracy of an adapter on a task's test examples, cached by (task, adapter checksum)."""
-
-    def __init__(self, classifier: Classifier, max_examples: int | None, text_style: str = "words") -> None:
-        self.classifier, self.max_examples, self.text_style = classifier, max_examples, text_style
-        self._data: dict[str, list[tuple[str, int]]] = {}
-        self._cache: dict[tuple[str, str], float] = {}
-
-    def __call__(self, task: TaskRecord, adapter: LoraAdapter | None) -> float:
-        key = (task.name, adapter.sha256() if adapter is not None else "base")
-        if key not in self._cache:
-            if task.name not in self._data:
-                self._data[task.name] = _test_examples(task, self.text_style)[: self.max_examples]
-            self._cache[key] = self.classifier.accuracy(self._data[task.name], adapter, len(task.labels))
-        return self._cache[key]
-
-
-def _baseline_generators(bank, tasks: Sequence[TaskRecord], finals: Mapping[str, str], classifier: Classifier,
-                         include: Collection[str], multitask_config: TrainConfig) -> dict[str, AdapterGenerator]:
+def _baseline_generators(bank, tasks: Sequence[TaskRecord], finals: Mapping[str, str], include: Collection[str],
+                         multitask: Callable[[list[TaskRecord]], LoraAdapter]) -> dict[str, AdapterGenerator]:
     in_bank = [t for t in tasks if t.split == "train" and t.name in finals]
     gens: dict[str, AdapterGenerator] = {}
     if "mean" in include and in_bank:
         gens["mean"] = FixedGenerator("mean", mean_adapter([bank.get(finals[t.name]) for t in in_bank]))
     if "multitask" in include and in_bank:
-        logger.info("training the multi-task LoRA on %d in-bank tasks", len(in_bank))
-        result = train_multitask_adapter(in_bank, multitask_config, classifier)
-        gens["multitask"] = FixedGenerator("multitask", result.final)
+        gens["multitask"] = FixedGenerator("multitask", multitask(in_bank))
     if "retrieval" in include:
         gens["retrieval"] = RetrievalGenerator(bank)
     return gens
+
+
+def _classification_multitask(in_bank: list[TaskRecord], config: TrainConfig, classifier: Classifier) -> LoraAdapter:
+    logger.info("training the multi-task LoRA on %d in-bank tasks", len(in_bank))
+    return train_multitask_adapter(in_bank, config, classifier).final
 
 
 def _sample(tasks: list[TaskRecord], k: int | None, seed: int) -> list[TaskRecord]:
@@ -219,20 +147,25 @@ def _sample(tasks: list[TaskRecord], k: int | None, seed: int) -> list[TaskRecor
     return [t for i, t in enumerate(tasks) if i in keep]
 
 
-def _aggregate(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+def _aggregate(rows: list[dict[str, Any]], metric: str = "accuracy") -> dict[str, dict[str, dict[str, float]]]:
+    """split -> method -> every row metric's mean over the split's tasks, normalised gain (on `metric`), n_tasks."""
     summary: dict[str, dict[str, dict[str, float]]] = {}
     for split in dict.fromkeys(r["split"] for r in rows):
-        per_method: dict[str, list[float]] = {}
+        per_method: dict[str, list[dict[str, float]]] = {}
         for r in rows:
             if r["split"] == split:
-                per_method.setdefault(r["method"], []).append(r["accuracy"])
-        acc = {m: sum(v) / len(v) for m, v in per_method.items()}
-        base, oracle = acc.get("base"), acc.get("oracle")
+                per_method.setdefault(r["method"], []).append({k: v for k, v in r.items() if k not in _ROW_KEYS})
+        means = {m: mean_metrics(v) for m, v in per_method.items()}
+        base, oracle = (means[m][metric] if m in means else None for m in ("base", "oracle"))
         summary[split] = {}
-        for m, a in acc.items():
+        for m, stats in means.items():
+            a = stats[metric]
             gain = (a - base) / (oracle - base) if base is not None and oracle is not None and oracle != base else None
-            summary[split][m] = {"accuracy": a, "normalised_gain": gain, "n_tasks": len(per_method[m])}
+            summary[split][m] = {**stats, "normalised_gain": gain, "n_tasks": len(per_method[m])}
     return summary
+
+
+_ROW_KEYS = ("split", "task", "task_split", "method")  # a row's other keys are its metrics
 
 
 def _row_name(method: str, condition: str) -> str:
@@ -252,27 +185,28 @@ def random_description(description: str, seed: int) -> str:
     return " ".join(words)[: max(1, len(description))]
 
 
-def _wording_gaps(rows: list[dict[str, Any]], summary: dict[str, dict[str, dict[str, float]]]) -> None:
+def _wording_gaps(rows: list[dict[str, Any]], summary: dict[str, dict[str, dict[str, float]]],
+                  metric: str = "accuracy") -> None:
     """Add `wording_minus_template` and `n_paired` to each heldout_wording method: its accuracy there minus with the
     template description (in_bank or heldout_task), on the tasks scored both ways."""
     if "heldout_wording" not in summary:
         return
-    template = {(r["task"], r["method"]): r["accuracy"] for r in rows if r["split"] in ("in_bank", "heldout_task")}
+    template = {(r["task"], r["method"]): r[metric] for r in rows if r["split"] in ("in_bank", "heldout_task")}
     for method, stats in summary["heldout_wording"].items():
-        paired = [(r["accuracy"], template[(r["task"], method)]) for r in rows
+        paired = [(r[metric], template[(r["task"], method)]) for r in rows
                   if r["split"] == "heldout_wording" and r["method"] == method and (r["task"], method) in template]
         if paired:
             stats["wording_minus_template"] = sum(w - t for w, t in paired) / len(paired)
             stats["n_paired"] = len(paired)
 
 
-def _control_gaps(summary: dict[str, dict[str, dict[str, float]]]) -> None:
+def _control_gaps(summary: dict[str, dict[str, dict[str, float]]], metric: str = "accuracy") -> None:
     """Add `aligned_minus_random` (accuracy with the description minus with a random string) per method."""
     for per_method in summary.values():
         for method, stats in per_method.items():
             random_row = per_method.get(f"{method}+random")
             if random_row is not None:
-                stats["aligned_minus_random"] = stats["accuracy"] - random_row["accuracy"]
+                stats["aligned_minus_random"] = stats[metric] - random_row[metric]
 
 
 def evaluate(
@@ -285,6 +219,7 @@ def evaluate(
     max_examples: int | None = 64,
     max_tasks: int | None = None,
     classifier: Classifier | None = None,
+    lm: CausalLM | None = None,
     multitask_config: TrainConfig | None = None,
     seed: int = 0,
     progress: bool = True,
@@ -305,6 +240,7 @@ def evaluate(
         max_examples: test examples per task (None: all).
         max_tasks: evaluate at most this many tasks per split (a fixed random sample, from `seed`).
         classifier: the classifier the tasks are scored with (default: a new one from their provider).
+        lm: the causal LM generation tasks are scored with (default: loaded from their adapters' base model).
         multitask_config: recipe of the multi-task LoRA (default: `TrainConfig(steps=300, batch_size=32)`).
         seed: the generators' sampling seed.
         progress: show a progress bar.
@@ -315,7 +251,8 @@ def evaluate(
 
     Raises:
         ValueError: an unknown split or baseline name, or a bank with no built task.
-        TaskDataError: tasks of several providers without a classifier given, or a task no provider owns.
+        TaskDataError: tasks of several providers without a classifier given, a task no provider owns, a mix of
+            classification and generation tasks, or generation tasks of several base models.
     """
     unknown = [b for b in baselines if b not in BASELINES] + [s for s in splits if s not in ALL_SPLITS] + \
         [c for c in conditions if c not in CONDITIONS] + [c for c in controls if c not in CONTROLS]
@@ -330,20 +267,34 @@ def evaluate(
     all_tasks = [t for t in all_tasks if has_text_style(t, text_style)]
     if not all_tasks:
         raise ValueError(f"no built task of the bank {bank.path} has {text_style!r} test texts")
-    providers = sorted({str(provider_name(t)) for t in all_tasks})
-    if classifier is None and len(providers) > 1:
-        raise TaskDataError(f"the bank's tasks come from several providers {providers}; pass the classifier to "
-                            "score them with, or restrict `tasks` to one provider's")
-    classifier = classifier or classifier_for(all_tasks[0])
+    kind = task_kind(all_tasks)
     config = multitask_config or TrainConfig(steps=300, min_steps=300, batch_size=32, stop_loss=0.0)
-    gens = {m: (g, "labels") for m, g in _baseline_generators(bank, all_tasks, finals, classifier, baselines,
-                                                             config).items()}
+    request_base: dict[str, str] = {}  # generation: the requests name the bank's causal LM
+    if kind == "generation":
+        request_base["base_model"] = bank_base_model(bank, finals)
+        lm = lm or CausalLM(request_base["base_model"])
+        data = BankSource(bank).data
+        score: Callable[..., dict[str, float]] = GenerationScorer(lm, data, max_examples)
+        oracle = bank.get(next(iter(finals.values())))
+        multitask: Callable[[list[TaskRecord]], LoraAdapter] = functools.partial(
+            generation_multitask, data=data, lm=lm, oracle=oracle, config=config)
+        conditions, fixed_condition = generation_conditions(conditions), "description"
+    else:
+        providers = sorted({str(provider_name(t)) for t in all_tasks})
+        if classifier is None and len(providers) > 1:
+            raise TaskDataError(f"the bank's tasks come from several providers {providers}; pass the classifier to "
+                                "score them with, or restrict `tasks` to one provider's")
+        clf = classifier or classifier_for(all_tasks[0])
+        score = ClassificationScorer(clf, lambda t: _test_examples(t, text_style), max_examples)
+        multitask = functools.partial(_classification_multitask, config=config, classifier=clf)
+        fixed_condition = "labels"
+    gens = {m: (g, fixed_condition) for m, g in _baseline_generators(bank, all_tasks, finals, baselines,
+                                                                     multitask).items()}
     readers = {m: g for m, (g, _) in gens.items() if m == "retrieval"} | dict(methods or {})
     for m, g in (methods or {}).items():
         gens.update({_row_name(m, c): (g, c) for c in conditions})
     for m, g in readers.items():
         gens.update({_row_name(m, c): (g, c) for c in controls})
-    score = _Scorer(classifier, max_examples, text_style)
     chosen = {s: _sample(split_tasks(all_tasks, s), max_tasks, seed) for s in splits}
     work = [(s, t) for s in splits for t in chosen[s]]
     others = {s: {t.name: chosen[s][(i + 1) % len(chosen[s])] for i, t in enumerate(chosen[s])} for s in splits
@@ -353,7 +304,10 @@ def evaluate(
         fixed = {"base": None, "oracle": bank.get(finals[task.name])}
         for m in [b for b in ("base", "oracle") if b in baselines]:
             rows.append({"split": split, "task": task.name, "task_split": task.split, "method": m,
-                         "accuracy": score(task, fixed[m])})
+                         **score(task, fixed[m])})
+        if kind == "generation" and DESCRIBED in baselines:
+            rows.append({"split": split, "task": task.name, "task_split": task.split, "method": DESCRIBED,
+                         **mean_metrics([score(task, None, d) for d in eval_descriptions(task, split)])})
         for m, (gen, condition) in gens.items():
             accs = []
             for description in eval_descriptions(task, split):
@@ -364,14 +318,16 @@ def evaluate(
                 request = GenerationRequest(
                     description, labels=task.labels if condition == "labels" else None,
                     examples=few_shot_examples(task, N_EXAMPLES, seed) if condition == "examples" else None,
-                    n_samples=1, seed=seed, exclude_tasks=frozenset({task.name}))
+                    n_samples=1, seed=seed, exclude_tasks=frozenset({task.name}), **request_base)
                 accs.append(score(task, gen.generate(request)[0]))
             rows.append({"split": split, "task": task.name, "task_split": task.split, "method": m,
-                         "accuracy": sum(accs) / len(accs)})
+                         **mean_metrics(accs)})
     counts = {s: len(chosen[s]) for s in splits}
     cfg = {"max_examples": max_examples, "max_tasks": max_tasks, "seed": seed, "tasks_per_split": counts,
            "methods": list(gens), "text_style": text_style}
-    summary = _aggregate(rows)
-    _control_gaps(summary)
-    _wording_gaps(rows, summary)
+    if kind == "generation":
+        cfg.update(kind=kind, metric=PRIMARY[kind], base_model=request_base["base_model"])
+    summary = _aggregate(rows, PRIMARY[kind])
+    _control_gaps(summary, PRIMARY[kind])
+    _wording_gaps(rows, summary, PRIMARY[kind])
     return EvalReport(rows=rows, summary=summary, config=cfg)
