@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from loragen.api.uncertainty import _task_texts, causal_lm_scores, sample_dispersion
+from loragen.api.uncertainty import _task_texts, causal_lm_scores, nearest_task, sample_dispersion
 from loragen.bank.errors import LoragenError
 from loragen.bank.generator import GenerationRequest
 from loragen.bank.lora import LoraAdapter
@@ -165,14 +165,6 @@ def num_labels(request: GenerationRequest) -> int:
     return max(2, 1 + max((y for _, y in request.examples or ()), default=1))
 
 
-def nearest(bank: Any, description: str, base_model: str | None, exclude: frozenset[str]) -> tuple[float, str] | None:
-    """(similarity, task) of the nearest bank description among adapters of `base_model`, skipping `exclude`."""
-    for hit in bank.search_text(description, k=8, exclude_tasks=tuple(exclude), kind="final"):
-        if base_model is None or bank.record(hit.id).base_model == base_model:
-            return min(1.0, float(hit.score)), hit.task
-    return None
-
-
 def features(request: GenerationRequest, adapters: Sequence[LoraAdapter], *, probe: Probe | None, bank: Any = None,
              model: TrustModel | None = None, samples: Sequence[LoraAdapter] = (),
              peers: Mapping[str, LoraAdapter] | None = None, inputs: Sequence[str] | None = None,
@@ -190,8 +182,8 @@ def features(request: GenerationRequest, adapters: Sequence[LoraAdapter], *, pro
     out: dict[str, float | None] = {"chance": 1.0 / k, "labels_given": float(bool(request.labels))}
     task = None
     if bank is not None:
-        found = nearest(bank, request.description, request.base_model, exclude)
-        out["bank_similarity"], task = found if found else (None, None)
+        similarity, task = nearest_task(bank, request.description, request.base_model, exclude=tuple(exclude))
+        out["bank_similarity"] = None if similarity is None else min(1.0, similarity)
         hits = bank.search_adapter(adapters[0], k=1, exclude_tasks=tuple(exclude))
         out["weight_similarity"] = float(hits[0].score) if hits else None
         encode = encode or (lambda text: bank.encoder.encode([text])[0])

@@ -83,14 +83,15 @@ def _file_key(path: Path | None) -> tuple | None:
 
 
 def nearest_task(bank: Any, description: str, base_model: str | None = None,
-                 hits: Sequence[Any] | None = None) -> tuple[float | None, str | None]:
+                 hits: Sequence[Any] | None = None, exclude: Sequence[str] = ()) -> tuple[float | None, str | None]:
     """(similarity, task) of the nearest bank task (its final adapter's description; generated and uploaded adapters
-    are not tasks the bank knows), among adapters of `base_model` when given."""
+    are not tasks the bank knows), among adapters of `base_model` when given, skipping the tasks in `exclude`."""
     if bank is None:
         return None, None
-    found = _first_fit(bank, hits or (), base_model)  # the search already made: usually its nearest hit fits
+    found = None if exclude else _first_fit(bank, hits or (), base_model)  # a search already made usually fits
     if found is None:
-        found = _first_fit(bank, bank.search_text(description, k=8 if base_model else 1, kind="final"), base_model)
+        found = _first_fit(bank, bank.search_text(description, k=8 if base_model else 1, exclude_tasks=tuple(exclude),
+                                                  kind="final"), base_model)
     return found or (None, None)
 
 
