@@ -39,9 +39,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baseline", action="append",
                    choices=["base", "oracle", "mean", "multitask", "retrieval", "base+description"], default=None,
                    help="baseline to include (repeatable; default: all; base+description: generation tasks only)")
-    p.add_argument("--method", action="append", default=None, metavar="NAME[=CHECKPOINT]",
+    p.add_argument("--method", action="append", default=None, metavar="NAME[@LABEL][=CHECKPOINT]",
                    help="a trained generator to score too: cvae or abmll, optionally with its checkpoint directory "
-                   "(default: the training command's location); repeatable")
+                   "(default: the training command's location); repeatable; @LABEL names the row, to compare "
+                   "two checkpoints of one method side by side (abmll@seed1=runs/a1 --method abmll@seed2=runs/a2)")
     p.add_argument("--condition", action="append", choices=["description", "labels", "examples"], default=None,
                    help="what each --method gets besides the description: nothing, the label names, or 8 labelled "
                    "training examples (repeatable; default: all three, one row each; generation tasks: description "
@@ -107,15 +108,21 @@ def _generators(specs: list[str], bank, classifier) -> dict:
     from loragen.api.generators import REGISTRY, GeneratorContext, build_generators
     from loragen.bank.errors import CheckpointError
 
-    contexts, names = {}, []
+    ready, unavailable = {}, {}
     for spec in specs:
-        name, _, path = spec.partition("=")
+        head, _, path = spec.partition("=")
+        name, _, label = head.partition("@")
+        row = f"{name}@{label}" if label else name
         if name not in REGISTRY or name == "retrieve":
             raise CheckpointError(f"--method {name!r}: use one of cvae, abmll (retrieval is a baseline already)")
-        contexts[name] = GeneratorContext(bank, checkpoint=Path(path) if path else None,
-                                          classifier=(lambda: classifier) if classifier is not None else None)
-        names.append(name)
-    ready, unavailable = build_generators(tuple(names), contexts)
+        if row in ready or row in unavailable:
+            raise CheckpointError(f"--method {spec!r}: {row!r} is given twice; label the second checkpoint, e.g. "
+                                  f"--method {name}@b={path or 'DIR'}")
+        context = GeneratorContext(bank, checkpoint=Path(path) if path else None,
+                                   classifier=(lambda: classifier) if classifier is not None else None)
+        built, failed = build_generators((name,), {name: context})
+        ready.update({row: g for g in built.values()})
+        unavailable.update({row: why for why in failed.values()})
     if unavailable:
         raise CheckpointError("; ".join(f"--method {m}: {why}" for m, why in unavailable.items()))
     return ready

@@ -172,13 +172,20 @@ def test_cli_eval_scores_a_trained_cvae_per_condition(built_bank, tmp_path, caps
                  "cpu", "--devices", "1", "--no-progress-bar"]) == 0
     out = tmp_path / "eval.json"
     assert main(["eval", "--bank", str(path), "--split", "heldout_task", "--baseline", "base", "--baseline", "oracle",
-                 "--method", f"cvae={ckpt}", "--condition", "description", "--condition", "examples",
-                 "--max-examples", "8", "--json", str(out), "--plot", str(tmp_path / "e.png"), "--no-progress"]) == 0
+                 "--method", f"cvae={ckpt}", "--method", f"cvae@again={ckpt}", "--condition", "description",
+                 "--condition", "examples", "--max-examples", "8", "--json", str(out), "--plot",
+                 str(tmp_path / "e.png"), "--no-progress"]) == 0
     summary = json.loads(out.read_text())["summary"]["heldout_task"]
-    assert set(summary) == {"base", "oracle", "cvae", "cvae+8examples", "cvae+random", "cvae+othertask"}
+    rows = {"", "+8examples", "+random", "+othertask"}
+    assert set(summary) == {"base", "oracle"} | {f"cvae{r}" for r in rows} | {f"cvae@again{r}" for r in rows}
     assert "aligned_minus_random" in summary["cvae"]
+    # two labels on one checkpoint: side-by-side rows of the same generator score the same (fixed seeds)
+    assert summary["cvae@again"]["accuracy"] == summary["cvae"]["accuracy"]
     assert all(0.0 <= row["accuracy"] <= 1.0 for row in summary.values())
     capsys.readouterr()
     assert main(["eval", "--bank", str(path), "--method", f"cvae={tmp_path / 'missing'}", "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert "--method cvae" in err and "loragen train hypernet" in err
+    assert main(["eval", "--bank", str(path), "--method", f"cvae={ckpt}", "--method", f"cvae={ckpt}",
+                 "--no-progress"]) == 1
+    assert "given twice" in capsys.readouterr().err
