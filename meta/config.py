@@ -23,6 +23,8 @@ class ABMLLConfig:
         r: LoRA rank of every task adapter φ_t.
         lora_alpha: LoRA alpha (scaling = lora_alpha / r).
         target_modules: short names of the adapted linear layers ("query", "value", ...).
+        layers: adapt only the blocks with these indices (the first number in a module path, as the oracle recipe's
+            `layers`); None adapts every block. Taken from the bank's final adapters when they cover fewer blocks.
         scale_floor: c = scale_floor · std(W₀) of each module's pretrained weight: the floor under every prior and
             posterior scale σ = softplus(ρ) + c, so that no sampled adapter collapses to a point.
         prior_scale_init: initial σ of the prior p(φ | θ) in units of std(W₀) (sets the initial ρ of θ).
@@ -38,6 +40,7 @@ class ABMLLConfig:
     r: int = 4
     lora_alpha: float = 8.0
     target_modules: tuple[str, ...] = ("query", "key", "value")  # the suite's oracles (bank/train/oracle.py)
+    layers: tuple[int, ...] | None = None
     scale_floor: float = 0.02
     prior_scale_init: float = 0.5
     posterior_scale_init: float = 0.05
@@ -50,10 +53,13 @@ class ABMLLConfig:
 
     def __post_init__(self) -> None:
         self.target_modules = tuple(self.target_modules)
+        self.layers = None if self.layers is None else tuple(sorted(int(i) for i in self.layers))
         p: list[str] = []
         check(p, isinstance(self.r, int) and self.r >= 1, f"r must be a positive integer, got {self.r!r}")
         check(p, self.lora_alpha > 0, f"lora_alpha must be > 0, got {self.lora_alpha}")
         check(p, len(self.target_modules) > 0, "target_modules is empty; name at least one layer, e.g. ('query',)")
+        check(p, self.layers is None or (len(self.layers) > 0 and min(self.layers) >= 0),
+              f"layers must be None (every block) or non-negative block indices, got {self.layers!r}")
         for name in ("scale_floor", "prior_scale_init", "posterior_scale_init", "hyper_loc_scale", "hyper_rho_scale"):
             check(p, getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("embed_dim", "hidden_dim", "code_dim"):

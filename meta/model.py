@@ -64,23 +64,17 @@ class LoraLayout:
 
     @classmethod
     def from_model(cls, model: nn.Module, config: ABMLLConfig, base_model: str) -> LoraLayout:
-        """The layout of `config.target_modules` in `model` (every `nn.Linear` whose last name is a target).
+        """The layout of `config.target_modules` (in `config.layers`' blocks, or all) in `model`.
 
         Raises:
-            ConfigError: no linear layer matches the targets (a `ValueError`).
+            ConfigError: no linear layer matches the targets, or some of `config.layers` hold none (a `ValueError`).
         """
-        found = {
-            name: tuple(mod.weight.shape)
-            for name, mod in model.named_modules()
-            if isinstance(mod, nn.Linear) and name.rsplit(".", 1)[-1] in config.target_modules
-        }
-        if not found:
-            raise ConfigError(
-                f"no nn.Linear named {list(config.target_modules)} in {type(model).__name__}; "
-                "check ABMLLConfig.target_modules against model.named_modules()"
-            )
-        modules = tuple(sorted(found))
-        return cls(modules, tuple(found[m] for m in modules), config.r, config.lora_alpha, base_model)
+        from loragen.bank.train.lora_module import layer_features, target_module_paths
+
+        modules = tuple(target_module_paths(model, config.target_modules, config.layers))
+        named = dict(model.named_modules())
+        shapes = tuple(layer_features(named[m])[::-1] for m in modules)  # (out, in)
+        return cls(modules, shapes, config.r, config.lora_alpha, base_model)
 
     @property
     def scaling(self) -> float:

@@ -136,9 +136,16 @@ def _layout_config(model, config: ABMLLConfig, finals: list[LoraAdapter], base: 
             raise ConfigError(f"the base model {base} has no linear layer named {list(config.target_modules)} (it "
                               f"has {names[:12]}): set model.target_modules in --config, or {GIVE_ADAPTERS} and "
                               "ABMLL takes their layout") from None
-    key = Counter((tuple(sorted(a.target_modules)), a.r, a.lora_alpha) for a in finals).most_common(1)[0][0]
-    log.info("ABMLL layout from the bank's final adapters: target modules %s, r=%d, lora_alpha=%g", *key)
-    return dataclasses.replace(config, target_modules=key[0], r=key[1], lora_alpha=key[2])
+    from loragen.bank.train.lora_module import layer_index
+
+    key = Counter((tuple(sorted(a.target_modules)), a.r, a.lora_alpha,
+                   tuple(sorted({layer_index(m) for m in a.modules} - {None})) or None) for a in finals
+                  ).most_common(1)[0][0]
+    blocks = {layer_index(n) for n, m in model.named_modules() if isinstance(m, nn.Linear)} - {None}
+    layers = None if key[3] is None or set(key[3]) == blocks else key[3]
+    log.info("ABMLL layout from the bank's final adapters: target modules %s, r=%d, lora_alpha=%g, blocks %s",
+             *key[:3], "all" if layers is None else f"{layers[0]}-{layers[-1]}")
+    return dataclasses.replace(config, target_modules=key[0], r=key[1], lora_alpha=key[2], layers=layers)
 
 
 def bank_plan(source: TaskSource, tasks: list[TaskRecord], config: ABMLLConfig, base_model: str | None = None,

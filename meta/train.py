@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from loragen.bank.errors import ConfigError, TaskDataError
 from loragen.bank.records import TaskRecord
-from loragen.bank.tasks import STORED, Classifier, TaskSource, provider_name
+from loragen.bank.tasks import STORED, ClassificationProvider, Classifier, TaskSource, get_provider, provider_name
 from loragen.meta.checkpoint import save_checkpoint
 from loragen.meta.config import ABMLLConfig, MetaConfig, TrainConfig
 from loragen.meta.data import MetaTask, make_batch, meta_tasks
@@ -190,7 +190,8 @@ def train_abmll(source: TaskSource, config: MetaConfig, out: str | os.PathLike, 
         raise TaskDataError(f"the in-bank tasks come from several task providers {providers}; ABMLL trains with one "
                             "classifier, so train on one provider's tasks")
     torch.manual_seed(config.train.seed)
-    if providers[0] in (STORED, "None"):
+    if providers[0] in (STORED, "None") or not isinstance(get_provider(providers[0]), ClassificationProvider):
+        # a user's bank, or a generative suite (smollm2-gen): the bank's examples and its base model's likelihood
         plan = bank_plan(source, tasks, config.model, base_model, classifier)
     else:
         plan = suite_plan(source, tasks, config.model, providers[0], classifier)

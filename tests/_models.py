@@ -46,12 +46,16 @@ def random_adapter(
     seed: int = 0,
     scale: float = 0.1,
     base_model: str = "tiny",
+    layers: tuple[int, ...] | None = None,
 ) -> LoraAdapter:
+    """Random LoRA factors on `targets` (in the blocks `layers` only, when given)."""
+    from loragen.bank.train.lora_module import layer_index
+
     g = torch.Generator().manual_seed(seed)
     lora_A, lora_B = {}, {}
     fan_in_fan_out = False
     for name, module in model.named_modules():
-        if name.rsplit(".", 1)[-1] not in targets:
+        if name.rsplit(".", 1)[-1] not in targets or (layers is not None and layer_index(name) not in layers):
             continue
         w = module.weight
         if isinstance(module, nn.Linear):

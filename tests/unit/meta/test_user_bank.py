@@ -78,6 +78,25 @@ def test_generation_bank_trains_on_the_causal_lm_and_records_its_likelihood(gene
         gen.generate(GenerationRequest("Translate the input.", examples=(("a", 0), ("b", 1)), base_model=str(llama)))
 
 
+def test_adapters_on_the_upper_blocks_only_give_abmll_their_blocks(llama, tmp_path):
+    """Oracles that adapt only the upper blocks (the SmolLM2 recipe's `layers`): ABMLL's layout takes their blocks,
+    warm-starts from every one of them, and generates adapters on those blocks only."""
+    model = load_base_model(llama)
+    base = canonical_base_model_id(llama)
+    upper = {name: random_adapter(model, LLAMA_TARGETS, seed=i, base_model=base, layers=(1,))
+             for i, name in enumerate(GENERATION)}
+    with Bank.open(tmp_path / "bank.duckdb") as bank:
+        generation_bank(bank, llama, adapters=upper)
+        abmll, _, _ = train_abmll(BankSource(bank), MetaConfig.from_dict(TINY), tmp_path / "ckpt", progress=False)
+    assert abmll.layout.modules == tuple(sorted(upper["user/upper"].modules))
+    assert all(".layers.1." in m for m in abmll.layout.modules)
+    meta = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    assert meta["extra"]["warm_start_tasks"] == len(GENERATION) and meta["meta"]["model"]["layers"] == [1]
+    [adapter] = ABMLLGenerator.from_checkpoint(tmp_path / "ckpt").generate(
+        GenerationRequest("Translate the input into French.", base_model=str(llama)))
+    assert sorted(adapter.modules) == sorted(upper["user/upper"].modules)
+
+
 def test_causal_lm_likelihood_prefers_the_oracle_over_a_random_adapter(generation_run, llama):
     root, model, _ = generation_run
     with Bank.open(root / "bank.duckdb") as bank:
