@@ -60,7 +60,8 @@ def find_checkpoint(method: str, named: Path | None = None, base_model: str | No
         method: "cvae" or "abmll".
         named: a checkpoint directory given explicitly (returned as is; loading it reports what is wrong).
         base_model: the base model asked for (a packaged name, an id or a path): selects the shipped generator
-            (None: the default base model, MiniLM).
+            (None: the default base model, MiniLM); when given, a default or demo checkpoint for another base
+            model is passed over (your MiniLM generator does not hide the one shipped for SmolLM2).
 
     Raises:
         CheckpointError: nothing named and no checkpoint at the default location, shipped, or the demo's.
@@ -71,12 +72,25 @@ def find_checkpoint(method: str, named: Path | None = None, base_model: str | No
     candidates = (Found(paths.checkpoint_dir(folder), "default"),
                   Found(paths.shipped_dir(folder, _base_id(base_model)), "shipped"),
                   Found(paths.demo_home() / folder, "demo"))
+    want = _base_id(base_model) if base_model is not None else None
     for found in candidates:
         if (found.path / _CONFIG).is_file():
+            if want is not None and found.origin != "shipped" and _for_other_base(found.path, want):
+                log.info("skipping %s: it generates for another base model than %s", found.path, want)
+                continue
             return found
     raise CheckpointError(f"no {folder} checkpoint at {candidates[0].path} (none shipped for "
                           f"{_base_id(base_model)}, none from the demo at {candidates[2].path}); train one with "
                           f"`{command}`, run `loragen demo`, or pass --checkpoint DIR")
+
+
+def _for_other_base(path: Path, want: str) -> bool:
+    """Whether the checkpoint at `path` records a base model other than `want` (unreadable: not known to be)."""
+    try:
+        have = checkpoint_base_model(path)
+    except CheckpointError:
+        return False
+    return have is not None and _base_id(have) != want
 
 
 def _base_id(base_model: str | None) -> str:

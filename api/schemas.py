@@ -77,8 +77,17 @@ class Hit(_Model):
 
 
 class Example(_Model):
+    """A labelled example of a classification task."""
+
     text: str = Field(min_length=1, max_length=4000)
     label: int = Field(ge=0)
+
+
+class PairExample(_Model):
+    """An (input, output) example of a generation task (ABMLL refines its posterior on these)."""
+
+    input: str = Field(min_length=1, max_length=4000)
+    output: str = Field(max_length=4000)
 
 
 class GenerateRequest(_Model):
@@ -87,7 +96,7 @@ class GenerateRequest(_Model):
     description: str = Field(min_length=1, max_length=MAX_DESCRIPTION_CHARS,
                              examples=["label 0 if the sentence is Polish, label 1 if it is Czech"])
     labels: list[str] | None = Field(default=None, min_length=2, max_length=64)
-    examples: list[Example] | None = Field(default=None, max_length=MAX_EXAMPLES)
+    examples: list[Example | PairExample] | None = Field(default=None, max_length=MAX_EXAMPLES)
     base_model: str | None = Field(default=None, description="a base model the server accepts (packaged name or "
                                    "local directory); default: the method's own (its checkpoint's; for retrieve the "
                                    "nearest bank adapter's)")

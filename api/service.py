@@ -30,6 +30,7 @@ from loragen.api.generators import REGISTRY, GeneratorContext, abmll_checkpoint_
 from loragen.api.lookup import checkpoint_base_model, find_bank, find_checkpoints
 from loragen.api.schemas import (
     AdapterInfo,
+    Example,
     GenerateRequest,
     GenerateResponse,
     HealthResponse,
@@ -178,7 +179,8 @@ class Service:
 
     def _generation_request(self, request: GenerateRequest) -> GenerationRequest:
         base = self._check_base(request.base_model or self._method_base(request.method, request.description))
-        examples = tuple((e.text, e.label) for e in request.examples) if request.examples else None
+        examples = tuple((e.text, e.label) if isinstance(e, Example) else (e.input, e.output)
+                         for e in request.examples) if request.examples else None
         return GenerationRequest(description=request.description, labels=tuple(request.labels or ()) or None,
                                  examples=examples, base_model=base, n_samples=request.samples, seed=request.seed)
 
@@ -223,7 +225,7 @@ class Service:
         calibrator = self.settings.calibrator or (self._shipped_calibrator() if base == DEFAULT_BASE_MODEL else None)
         try:
             scores.update(score_adapters(self.models, base, request.description, adapters, inputs, bank=self.bank,
-                                         num_labels=_num_labels(request), calibrator=calibrator))
+                                         num_labels=request.num_labels, calibrator=calibrator))
         except LoragenError as err:  # the adapters are fine; only the model-based scores are missing
             log.warning("uncertainty of a %s adapter not scored: %s", base, err)
         return scores
@@ -386,12 +388,6 @@ def _provenance(request: GenerateRequest, gen_request: GenerationRequest) -> dic
     return {"method": request.method, "seed": request.seed, "samples": request.samples,
             "labels": list(gen_request.labels or ()), "n_examples": len(gen_request.examples or ()),
             "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-
-
-def _num_labels(request: GenerationRequest) -> int:
-    if request.labels:
-        return len(request.labels)
-    return max(2, 1 + max((y for _, y in request.examples or ()), default=1))
 
 
 def _jsonable(stats: dict[str, Any]) -> dict[str, Any]:

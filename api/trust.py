@@ -153,16 +153,10 @@ class Probe:
 
     def correct(self, adapter: LoraAdapter, examples: Sequence[tuple[str, int]], num_labels: int) -> int | None:
         """How many labelled examples the adapter gets right (None for a causal LM)."""
-        if self.causal is not None or not examples:
+        if self.causal is not None or not examples or isinstance(examples[0][1], str):
             return None
         preds = self.classifier.logits([t for t, _ in examples], adapter, num_labels).argmax(-1).tolist()
         return sum(int(p == y) for p, (_, y) in zip(preds, examples))
-
-
-def num_labels(request: GenerationRequest) -> int:
-    if request.labels:
-        return len(request.labels)
-    return max(2, 1 + max((y for _, y in request.examples or ()), default=1))
 
 
 def features(request: GenerationRequest, adapters: Sequence[LoraAdapter], *, probe: Probe | None, bank: Any = None,
@@ -178,7 +172,7 @@ def features(request: GenerationRequest, adapters: Sequence[LoraAdapter], *, pro
         inputs: the user's unlabeled inputs. exclude: bank tasks to ignore as neighbours (calibration only).
         encode: description -> L2-normalised embedding (default: the bank's encoder).
     """
-    k = num_labels(request)
+    k = request.num_labels
     out: dict[str, float | None] = {"chance": 1.0 / k, "labels_given": float(bool(request.labels))}
     task = None
     if bank is not None:

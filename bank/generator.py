@@ -28,7 +28,8 @@ class GenerationRequest:
     Args:
         description: the task in plain language ("label 0 if the sentence is Polish, label 1 if it is Czech").
         labels: optional class names in label order (like a zero-shot classifier's candidate labels).
-        examples: optional labelled examples as (text, label index) pairs.
+        examples: optional examples: (text, label index) pairs for a classification task, or (input, output)
+            string pairs for a generation task (all of one kind).
         base_model: the base model the adapter is for.
         n_samples: how many adapters: 1 gives the generator's point estimate (posterior / latent mean),
             more gives that many samples.
@@ -41,7 +42,7 @@ class GenerationRequest:
 
     description: str
     labels: tuple[str, ...] | None = None
-    examples: tuple[tuple[str, int], ...] | None = None
+    examples: tuple[tuple[str, int], ...] | tuple[tuple[str, str], ...] | None = None
     base_model: str = DEFAULT_BASE_MODEL
     n_samples: int = 1
     seed: int | None = None
@@ -64,17 +65,40 @@ class GenerationRequest:
         if self.examples is not None:
             if len(self.examples) > MAX_EXAMPLES:
                 problems.append(f"{len(self.examples)} examples given; the limit is {MAX_EXAMPLES}")
-            bad = [e for e in self.examples if not (len(e) == 2 and isinstance(e[0], str) and isinstance(e[1], int))]
-            if bad:
-                problems.append(f"examples must be (text, label index) pairs, e.g. ('Dzień dobry', 0); got {bad[:2]}")
+            pairs = [e for e in self.examples if len(e) == 2 and isinstance(e[0], str)]
+            kinds = {type(e[1]) for e in pairs if isinstance(e[1], (int, str)) and not isinstance(e[1], bool)}
+            bad = [e for e in self.examples if e not in pairs or type(e[1]) not in kinds]
+            if bad or len(kinds) > 1:
+                problems.append("examples must be all (text, label index) pairs, e.g. ('Dzień dobry', 0), or all "
+                                f"(input, output) string pairs of a generation task, e.g. ('2024-03-05', 'March 5, "
+                                f"2024'); got {(bad or list(self.examples))[:2]}")
             n = len(self.labels) if self.labels else None
-            if n and any(not 0 <= e[1] < n for e in self.examples if not bad):
+            if n and not bad and kinds == {int} and any(not 0 <= e[1] < n for e in self.examples):
                 problems.append(f"example labels must be in [0, {n - 1}] for {n} labels")
-            object.__setattr__(self, "examples", tuple((str(t), int(y)) for t, y in self.examples) if not bad else ())
+            if self.labels and kinds == {str}:
+                problems.append("label names and (input, output) examples do not go together: a generation task "
+                                "has no labels; leave --labels out")
+            object.__setattr__(self, "examples", () if bad or len(kinds) > 1 else tuple(
+                (str(t), y if isinstance(y, str) else int(y)) for t, y in self.examples))
         if not 1 <= self.n_samples <= 256:
             problems.append(f"n_samples must be in [1, 256], got {self.n_samples}")
         if problems:
             raise ConfigError("invalid generation request: " + "; ".join(problems))
+
+    @property
+    def num_labels(self) -> int:
+        """Classes of the requested task: the named labels, else the largest example label + 1 (at least 2; 2 for
+        a generation task, whose likelihood does not use it)."""
+        if self.labels:
+            return len(self.labels)
+        if self.generation_examples:
+            return 2
+        return max(2, 1 + max((y for _, y in self.examples or ()), default=1))
+
+    @property
+    def generation_examples(self) -> bool:
+        """Whether the examples are (input, output) pairs of a generation task (not labelled texts)."""
+        return bool(self.examples) and isinstance(self.examples[0][1], str)
 
 
 @runtime_checkable

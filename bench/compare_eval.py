@@ -7,13 +7,18 @@ Usage::
 
     python bench/compare_eval.py OLD.json NEW.json [--common] [--out bench/results/eval_regression.json]
 
-Exit status 0 always (a report, not a gate); rows that lost more than `--tolerance` accuracy are marked.
+Exit status 0 always (a report, not a gate); rows that lost more than `--tolerance` accuracy are marked. With
+--common each row also gets the paired statistics of its per-task differences (standard error, t, tasks that moved
+by more than 0.05 either way), so a retrained generator's reshuffling of which tasks it gets right can be told
+from a systematic drop: the mark says "REGRESSED" only when the drop is also beyond two paired standard errors,
+else "within noise".
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 
 
@@ -29,11 +34,26 @@ def common_summary(report: dict, keys: set[tuple[str, str, str]]) -> dict[str, d
     return out
 
 
+def paired(old: dict, new: dict) -> dict[tuple[str, str], dict[str, float | int]]:
+    """Per (split, row) scored by both: the paired statistics of the per-task accuracy differences (new - old)."""
+    acc = [{(r["split"], r["method"], r["task"]): r["accuracy"] for r in rep["per_task"]} for rep in (old, new)]
+    diffs: dict[tuple[str, str], list[float]] = {}
+    for key in sorted(set(acc[0]) & set(acc[1])):
+        diffs.setdefault(key[:2], []).append(acc[1][key] - acc[0][key])
+    out = {}
+    for key, d in diffs.items():
+        se = statistics.stdev(d) / len(d) ** 0.5 if len(d) > 1 else 0.0
+        out[key] = {"n": len(d), "mean": statistics.fmean(d), "se": se, "t": statistics.fmean(d) / se if se else None,
+                    "tasks_worse": sum(x < -0.05 for x in d), "tasks_better": sum(x > 0.05 for x in d)}
+    return out
+
+
 def compare(old: dict, new: dict, tolerance: float, common: bool = False) -> dict:
     """Per split and row: old/new accuracy and normalised gain and their differences (new - old).
 
     common: compare on the (split, task, row) cells both reports scored (runs on different task samples).
     """
+    stats = paired(old, new) if common else {}
     if common:
         keys = ({(r["split"], r["task"], r["method"]) for r in old["per_task"]}
                 & {(r["split"], r["task"], r["method"]) for r in new["per_task"]})
@@ -51,6 +71,9 @@ def compare(old: dict, new: dict, tolerance: float, common: bool = False) -> dic
             rows[row] = {"old_accuracy": o["accuracy"], "new_accuracy": n["accuracy"], "accuracy_difference": d_acc,
                          "old_gain": o.get("normalised_gain"), "new_gain": n.get("normalised_gain"),
                          "n_tasks": n.get("n_tasks"), "regressed": d_acc < -tolerance}
+            if (split, row) in stats:
+                p = rows[row]["paired"] = stats[(split, row)]
+                rows[row]["significant"] = bool(p["se"] and d_acc < -2 * p["se"]) or (not p["se"] and d_acc < 0)
         out[split] = rows
     return out
 
@@ -71,7 +94,11 @@ def main() -> None:
             if "only_in" in r:
                 print(f"{split:<20} {row:<22} (only in {r['only_in']})")
             else:
-                mark = "  REGRESSED" if r["regressed"] else ""
+                mark = "  REGRESSED" if r["regressed"] and r.get("significant", True) else ""
+                if r["regressed"] and not r.get("significant", True):
+                    p = r["paired"]
+                    mark = (f"  within noise (paired se {p['se']:.3f}, t {p['t']:+.2f}; {p['tasks_worse']} tasks "
+                            f"worse, {p['tasks_better']} better by > 0.05)")
                 print(f"{split:<20} {row:<22} {r['old_accuracy']:7.3f} {r['new_accuracy']:7.3f} "
                       f"{r['accuracy_difference']:+7.3f}{mark}")
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -121,6 +121,10 @@ class CVAEGenerator:
             raise ConfigError(f"this hypernet checkpoint ({self.source}) was trained without label names (its tasks "
                               f"are {'/'.join(self.task_kinds)} tasks): drop --labels (labels=), or "
                               + retrain.format(what="label names"))
+        if request.generation_examples:
+            raise ConfigError(f"the CVAE ({self.source}) reads labelled (text, label) examples only, not (input, "
+                              "output) pairs of a generation task: drop --examples (examples=), or use --method "
+                              "abmll, which refines its posterior on such pairs")
         if request.examples and not self.channels.get("examples", True):
             raise ConfigError(f"this hypernet checkpoint ({self.source}) was trained without labelled examples: drop "
                               "--examples (examples=), or " + retrain.format(what="labelled examples stored"))

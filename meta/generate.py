@@ -51,13 +51,6 @@ def default_encoder(max_slots: int = 3) -> Encode:
     return SlotDescriptionEncoder(TextEncoder().encode, max_slots)
 
 
-def _num_labels(request: GenerationRequest) -> int:
-    """Labels of the requested task: the named labels, else the largest example label + 1 (at least 2)."""
-    if request.labels:
-        return len(request.labels)
-    return max(2, 1 + max((y for _, y in request.examples or ()), default=1))
-
-
 class ABMLLGenerator:
     """ABMLL as an `AdapterGenerator`.
 
@@ -126,13 +119,17 @@ class ABMLLGenerator:
 
     def _check_channels(self, request: GenerationRequest) -> None:
         """Refuse what the checkpoint's likelihood cannot read, instead of silently ignoring it."""
-        if self.likelihood is None or self.likelihood.kind != CAUSAL_LM:
-            return
-        if request.examples:
+        causal = self.likelihood is not None and self.likelihood.kind == CAUSAL_LM
+        if causal and request.examples and not request.generation_examples:
             raise ConfigError("this ABMLL checkpoint was trained on generation tasks (a causal LM's token "
                               "log-likelihood of (input, output) pairs), so labelled (text, label) examples do not "
-                              "apply: drop --examples (examples=)")
-        if request.labels:
+                              "apply: give (input, output) pairs ({\"input\": ..., \"output\": ...} lines), or drop "
+                              "--examples (examples=)")
+        if not causal and request.generation_examples:
+            raise ConfigError("this ABMLL checkpoint scores classification tasks, so (input, output) examples do not "
+                              "apply: give (text, label index) pairs ({\"text\": ..., \"label\": ...} lines), or "
+                              "use a checkpoint trained on generation tasks (`loragen train meta --bank BANK`)")
+        if causal and request.labels:
             raise ConfigError("this ABMLL checkpoint was trained on generation tasks, which have no label names: "
                               "drop --labels (labels=) and describe the output in the description")
 
@@ -160,11 +157,12 @@ class ABMLLGenerator:
         refined = bool(request.examples) and self.config.refine_steps > 0 and self._ensure_likelihood()
         if refined:
             texts = [t for t, _ in request.examples]
-            labels = torch.tensor([y for _, y in request.examples])
+            labels = ([y for _, y in request.examples] if request.generation_examples  # reference outputs
+                      else torch.tensor([y for _, y in request.examples]))
             with torch.enable_grad():
                 loc, scale = self.guide.refine(loc, scale, texts, labels, self.config.refine_steps,
                                                self.config.refine_lr, self.config.beta, seed=request.seed or 0,
-                                               num_labels=_num_labels(request))
+                                               num_labels=request.num_labels)
         s = n_samples or (request.n_samples if request.n_samples > 1 else self.config.n_samples)
         g = torch.Generator(device=loc.device).manual_seed(0 if request.seed is None else int(request.seed))
         eps = torch.randn((s, loc.numel()), generator=g, device=loc.device)  # (S, D)

@@ -19,8 +19,9 @@ from loragen.api.commands._options import (
 from loragen.api.generators import METHODS  # the one method table (settings and the HTTP schema read it too)
 
 
-def _examples(path: Path | None) -> tuple[tuple[str, int], ...] | None:
-    """Labelled examples from a JSONL file of {"text": ..., "label": k} lines (or [text, k] pairs).
+def _examples(path: Path | None) -> tuple[tuple[str, int], ...] | tuple[tuple[str, str], ...] | None:
+    """Examples from a JSONL file: {"text": ..., "label": k} lines (or [text, k] pairs) of a classification task,
+    or {"input": ..., "output": ...} lines of a generation task.
 
     Raises:
         ConfigError: the file is missing, or a line is not a labelled example (naming the line).
@@ -31,18 +32,22 @@ def _examples(path: Path | None) -> tuple[tuple[str, int], ...] | None:
         return None
     if not path.is_file():
         raise ConfigError(f"--examples {path}: no such file; give a JSONL file with one "
-                          '{"text": "...", "label": k} per line')
+                          '{"text": "...", "label": k} per line (classification), or one {"input": "...", "output": '
+                          '"..."} per line (generation)')
     out = []
     for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         try:
             item = json.loads(line)
+            if isinstance(item, dict) and "input" in item:
+                out.append((str(item["input"]), str(item["output"])))
+                continue
             text, label = (item["text"], item["label"]) if isinstance(item, dict) else item
             out.append((str(text), int(label)))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-            raise ConfigError(f"{path}:{i}: expected {{\"text\": ..., \"label\": k}} or [text, k], got "
-                              f"{line[:80]!r}") from None
+            raise ConfigError(f"{path}:{i}: expected {{\"text\": ..., \"label\": k}}, [text, k] or "
+                              f"{{\"input\": ..., \"output\": ...}}, got {line[:80]!r}") from None
     return tuple(out)
 
 
@@ -74,7 +79,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", choices=METHODS, default="cvae", help="generator (default cvae)")
     p.add_argument("--labels", nargs="+", default=None, help="class names in label order")
     p.add_argument("--examples", type=Path, default=None, metavar="FILE",
-                   help="JSONL labelled examples: {\"text\":..., \"label\":k}")
+                   help="JSONL examples: {\"text\":..., \"label\":k} (classification) or {\"input\":..., "
+                   "\"output\":...} (generation; abmll refines on them)")
     p.add_argument("--inputs", type=Path, default=None, metavar="FILE",
                    help="JSONL inputs to score the adapter(s) on: {\"text\": ...} or {\"input\": ...} per line "
                    "(default: the examples' texts, else inputs of the nearest bank task)")
@@ -191,12 +197,6 @@ def _open_bank(args: argparse.Namespace, stack):
         return None
 
 
-def _num_labels(request) -> int:
-    if request.labels:
-        return len(request.labels)
-    return max(2, 1 + max((y for _, y in request.examples or ()), default=1))
-
-
 def _print_scores(request, adapters, bank, models, inputs) -> None:
     """Uncertainty of the generated adapter(s) on the base model they are for (`api.uncertainty`)."""
     from loragen.api.uncertainty import probe_inputs, score_adapters
@@ -205,7 +205,7 @@ def _print_scores(request, adapters, bank, models, inputs) -> None:
     probe = probe_inputs(bank, request.description, request.examples, inputs=inputs, base_model=request.base_model)
     try:
         scores = score_adapters(models, request.base_model, request.description, adapters, probe, bank=bank,
-                                num_labels=_num_labels(request))
+                                num_labels=request.num_labels)
     except (LoragenError, ValueError) as err:
         print(f"uncertainty: not scored ({err})")
         return

@@ -17,6 +17,7 @@ Generation-only rows:
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Literal
@@ -34,7 +35,8 @@ logger = logging.getLogger(__name__)
 Kind = Literal["classification", "generation"]
 PRIMARY: dict[Kind, str] = {"classification": "accuracy", "generation": "exact_match"}
 DESCRIBED = "base+description"  # the base model prompted with the description (generation tasks only)
-GENERATION_CONDITIONS = ("description",)  # what a generation request can carry besides the description
+# what a generation request can carry besides the description: (input, output) examples, no label names
+GENERATION_CONDITIONS = ("description", "examples")
 
 
 def task_kind(tasks: Sequence[TaskRecord]) -> Kind:
@@ -165,10 +167,15 @@ def generation_conditions(conditions: Collection[str]) -> tuple[str, ...]:
     """The conditions a generation task is asked with; the others are left out with a logged reason."""
     dropped = [c for c in conditions if c not in GENERATION_CONDITIONS]
     if dropped:
-        logger.warning("conditions %s left out for generation tasks: they have no label names, and "
-                       "GenerationRequest.examples are (text, label index) pairs (the generators' example channels "
-                       "read classification examples only)", dropped)
+        logger.warning("conditions %s left out for generation tasks: they have no label names", dropped)
     return tuple(c for c in conditions if c in GENERATION_CONDITIONS)
+
+
+def generation_shots(task: TaskRecord, data: Callable[[TaskRecord], TaskData], n: int, seed: int
+                     ) -> tuple[tuple[str, str], ...]:
+    """`n` (input, output) pairs from `task`'s *training* split (what a user who gives "a few examples" gives)."""
+    train = [(str(x), str(y)) for x, y in data(task).train]
+    return tuple(random.Random(seed).sample(train, min(n, len(train))))
 
 
 def mean_metrics(scores: Sequence[Mapping[str, float]]) -> dict[str, Any]:

@@ -46,7 +46,7 @@ import random
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
-from loragen.bank.errors import TaskDataError
+from loragen.bank.errors import ConfigError, TaskDataError
 from loragen.bank.evaluate.generation import (
     DESCRIBED,
     PRIMARY,
@@ -55,6 +55,7 @@ from loragen.bank.evaluate.generation import (
     bank_base_model,
     generation_conditions,
     generation_multitask,
+    generation_shots,
     mean_metrics,
     task_kind,
 )
@@ -279,6 +280,7 @@ def evaluate(
         multitask: Callable[[list[TaskRecord]], LoraAdapter] = functools.partial(
             generation_multitask, data=data, lm=lm, oracle=oracle, config=config)
         conditions, fixed_condition = generation_conditions(conditions), "description"
+        shots = lambda t: generation_shots(t, data, N_EXAMPLES, seed)  # noqa: E731
     else:
         providers = sorted({str(provider_name(t)) for t in all_tasks})
         if classifier is None and len(providers) > 1:
@@ -288,6 +290,7 @@ def evaluate(
         score = ClassificationScorer(clf, lambda t: _test_examples(t, text_style), max_examples)
         multitask = functools.partial(_classification_multitask, config=config, classifier=clf)
         fixed_condition = "labels"
+        shots = lambda t: few_shot_examples(t, N_EXAMPLES, seed)  # noqa: E731
     gens = {m: (g, fixed_condition) for m, g in _baseline_generators(bank, all_tasks, finals, baselines,
                                                                      multitask).items()}
     readers = {m: g for m, (g, _) in gens.items() if m == "retrieval"} | dict(methods or {})
@@ -300,6 +303,7 @@ def evaluate(
     others = {s: {t.name: chosen[s][(i + 1) % len(chosen[s])] for i, t in enumerate(chosen[s])} for s in splits
               if chosen[s]}
     rows: list[dict[str, Any]] = []
+    refused: dict[str, str] = {}
     for split, task in tqdm(work, desc="eval", unit="task", disable=not progress):
         fixed = {"base": None, "oracle": bank.get(finals[task.name])}
         for m in [b for b in ("base", "oracle") if b in baselines]:
@@ -317,14 +321,24 @@ def evaluate(
                     description = eval_descriptions(others[split][task.name], split)[0]
                 request = GenerationRequest(
                     description, labels=task.labels if condition == "labels" else None,
-                    examples=few_shot_examples(task, N_EXAMPLES, seed) if condition == "examples" else None,
+                    examples=shots(task) if condition == "examples" else None,
                     n_samples=1, seed=seed, exclude_tasks=frozenset({task.name}), **request_base)
-                accs.append(score(task, gen.generate(request)[0]))
-            rows.append({"split": split, "task": task.name, "task_split": task.split, "method": m,
-                         **mean_metrics(accs)})
+                try:
+                    accs.append(score(task, gen.generate(request)[0]))
+                except ConfigError as err:  # a channel this generator does not read: no row, and the reason
+                    if condition not in ("examples", "labels"):
+                        raise
+                    refused.setdefault(m, str(err))
+                    break
+            if accs:
+                rows.append({"split": split, "task": task.name, "task_split": task.split, "method": m,
+                             **mean_metrics(accs)})
     counts = {s: len(chosen[s]) for s in splits}
     cfg = {"max_examples": max_examples, "max_tasks": max_tasks, "seed": seed, "tasks_per_split": counts,
-           "methods": list(gens), "text_style": text_style}
+           "methods": [m for m in gens if m not in refused], "text_style": text_style}
+    if refused:
+        cfg["refused"] = refused
+        logger.warning("rows left out, their generator refused the condition: %s", refused)
     if kind == "generation":
         cfg.update(kind=kind, metric=PRIMARY[kind], base_model=request_base["base_model"])
     summary = _aggregate(rows, PRIMARY[kind])

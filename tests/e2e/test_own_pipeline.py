@@ -89,6 +89,15 @@ def test_own_causal_lm_from_manifest_to_http(tmp_path, capsys):
                               [("rev", "Reverse the letters of the word."), ("first", "Give the first letter.")])
     bank = tmp_path / "bank.duckdb"
     out = _pipeline(tmp_path, bank, manifest, adapters, "Write the word backwards in capitals.", steps=6)
+    # a few (input, output) examples: ABMLL refines on them; the CVAE, which cannot read them, says so
+    shots = write_jsonl(tmp_path / "shots.jsonl", [{"input": w, "output": w[::-1].upper()} for w in WORDS[:4]])
+    _run("generate", "Write the word backwards in capitals.", "-o", tmp_path / "gen-shots", "--method", "abmll",
+         "--checkpoint", tmp_path / "abmll", "--examples", shots)
+    assert (tmp_path / "gen-shots" / "adapter_model.safetensors").is_file()
+    capsys.readouterr()
+    assert main(["generate", "Write the word backwards.", "-o", str(tmp_path / "no"), "--checkpoint",
+                 str(tmp_path / "cvae"), "--examples", str(shots)]) == 1
+    assert "(input, output) pairs" in capsys.readouterr().err and not (tmp_path / "no").exists()
 
     texts = write_jsonl(tmp_path / "inputs.jsonl", [{"text": "cat"}, {"input": "sun"}])
     capsys.readouterr()

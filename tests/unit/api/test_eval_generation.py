@@ -22,8 +22,8 @@ from tests._models import tiny_tokenizer
 from tests.unit.bank._custom import tiny_chat_llama_dir
 
 NAMES = ("date-name/month/es", "date-name/month/fr", "date-name/month/pl")  # pl is a held-out task
-ROWS = {"base", "base+description", "oracle", "mean", "multitask", "retrieval", "lookup", "lookup+random",
-        "lookup+othertask", "retrieval+random", "retrieval+othertask"}
+ROWS = {"base", "base+description", "oracle", "mean", "multitask", "retrieval", "lookup", "lookup+8examples",
+        "lookup+random", "lookup+othertask", "retrieval+random", "retrieval+othertask"}
 N = 4  # test pairs per task
 
 
@@ -83,11 +83,12 @@ def test_harness_scores_generation_tasks_per_split_and_row(gen_bank, tmp_path):
         finals = {r.task: r for r in bank.adapters(kind="final")}
         oracle = bank.get(finals[NAMES[2]].id)
         pairs = BankSource(bank).data(tasks[NAMES[2]]).test[:N]
+        train = {t: set(BankSource(bank).data(tasks[t]).train) for t in NAMES}
     assert task_kind(list(tasks.values())) == "generation"
     assert report.config["metric"] == "exact_match" and report.config["base_model"] == finals[NAMES[0]].base_model
     assert report.config["tasks_per_split"] == {"in_bank": 2, "heldout_task": 1, "heldout_paraphrase": 2}
     for split, per_method in report.summary.items():
-        assert set(per_method) == ROWS, split  # labels / examples conditions left out for generation tasks
+        assert set(per_method) == ROWS, split  # the labels condition is left out for generation tasks
         for method, stats in per_method.items():
             assert 0.0 <= stats["exact_match"] <= 1.0 and stats["loglik"] < 0.0 and "accuracy" not in stats, method
     # the oracle row is CausalLM.scores of the oracle on the task's test pairs
@@ -99,9 +100,14 @@ def test_harness_scores_generation_tasks_per_split_and_row(gen_bank, tmp_path):
         assert described["loglik"] != base["loglik"]
     base_row = next(r for r in report.rows if r["method"] == "base" and r["task"] == NAMES[2])
     assert {k: base_row[k] for k in ("exact_match", "loglik")} == lm.scores(pairs, None)
-    # the generators are asked for the bank's causal LM, with the description alone
+    # the generators are asked for the bank's causal LM, with the description alone or with 8 (input, output)
+    # pairs of the task's training split (never label names)
     assert lookup.requests and all(r.base_model == finals[NAMES[0]].base_model and r.labels is None
-                                   and r.examples is None for r in lookup.requests)
+                                   for r in lookup.requests)
+    shots = [r for r in lookup.requests if r.examples]
+    assert shots and len(shots) < len(lookup.requests)
+    assert all(r.generation_examples and len(r.examples) == 8 for r in shots)
+    assert all(any(set(r.examples) <= pool for pool in train.values()) for r in shots)
     in_bank = report.summary["in_bank"]
     assert in_bank["lookup"] == {**in_bank["oracle"], "aligned_minus_random": in_bank["lookup"]["aligned_minus_random"]}
     assert "em" in report.table().splitlines()[0] and "base+description" in report.table()
@@ -151,8 +157,12 @@ def test_cli_eval_scores_a_trained_cvae_on_generation_tasks(gen_bank, tmp_path, 
     out = tmp_path / "eval.json"
     assert main(["eval", "--bank", bank, "--max-examples", "2", "--split", "heldout_task", "--baseline", "base",
                  "--baseline", "oracle", "--method", f"cvae={tmp_path / 'cvae'}", "--control", "random", "--json",
-                 str(out), "--plot", str(tmp_path / "eval.png"), "--no-progress"]) == 0
+                 str(out), "--plot", str(tmp_path / "eval.png"), "--condition", "description", "--condition",
+                 "examples", "--no-progress"]) == 0
     capsys.readouterr()
-    summary = json.loads(out.read_text())["summary"]["heldout_task"]
+    saved = json.loads(out.read_text())
+    summary = saved["summary"]["heldout_task"]
     assert set(summary) == {"base", "oracle", "cvae", "cvae+random"}
+    # the CVAE has no channel for (input, output) examples: the row is left out with its reason, not faked
+    assert "(input, output) pairs" in saved["config"]["refused"]["cvae+8examples"]
     assert {"exact_match", "loglik", "aligned_minus_random"} <= set(summary["cvae"])

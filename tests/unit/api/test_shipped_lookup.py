@@ -57,6 +57,18 @@ def test_the_default_base_model_gets_its_shipped_generator(cvae_checkpoint, tmp_
         find_checkpoint("abmll")
 
 
+def test_your_generator_for_another_base_model_does_not_hide_the_shipped_one(cvae_checkpoint, tmp_path):
+    """Yours (here for a tiny Llama) wins for its own base model and when none is asked for, but a request for
+    MiniLM gets MiniLM's shipped generator, not a checkpoint that would refuse it."""
+    yours = shutil.copytree(cvae_checkpoint, paths.checkpoint_dir("hypernet"))
+    assert find_checkpoint("cvae") == Found(yours, "default")
+    with pytest.raises(CheckpointError, match="none shipped for"):
+        find_checkpoint("cvae", base_model="minilm")
+    shipped = shutil.copytree(cvae_checkpoint, paths.shipped_dir("hypernet", DEFAULT_BASE_MODEL))
+    assert find_checkpoint("cvae", base_model="minilm") == Found(shipped, "shipped")
+    assert find_checkpoint("cvae", base_model=DEFAULT_BASE_MODEL) == Found(shipped, "shipped")
+
+
 def _ship_manifest() -> None:
     folder = paths.shipped_base_dir(DEFAULT_BASE_MODEL)
     folder.mkdir(parents=True)

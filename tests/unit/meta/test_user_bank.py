@@ -78,6 +78,22 @@ def test_generation_bank_trains_on_the_causal_lm_and_records_its_likelihood(gene
         gen.generate(GenerationRequest("Translate the input.", examples=(("a", 0), ("b", 1)), base_model=str(llama)))
 
 
+def test_generation_examples_refine_the_posterior_towards_their_outputs(generation_run, llama):
+    """(input, output) pairs refine ABMLL's task posterior with the causal LM's likelihood: the refined mean
+    explains those pairs better than the amortized guess from the description alone."""
+    root, model, _ = generation_run
+    gen = ABMLLGenerator.from_checkpoint(root / "ckpt")
+    pairs = tuple(generation_data("user/upper", 8, 0))
+    plain = gen.posterior(GenerationRequest("Rewrite the input.", base_model=str(llama), seed=0))
+    shown = gen.posterior(GenerationRequest("Rewrite the input.", examples=pairs, base_model=str(llama), seed=0))
+    assert shown.refined and not plain.refined and not torch.equal(shown.loc, plain.loc)
+    inputs, outputs = [x for x, _ in pairs], [y for _, y in pairs]
+    with torch.no_grad():
+        before = float(gen.model.log_likelihood(plain.loc, inputs, outputs))
+        after = float(gen.model.log_likelihood(shown.loc, inputs, outputs))
+    assert after > before, (before, after)
+
+
 def test_adapters_on_the_upper_blocks_only_give_abmll_their_blocks(llama, tmp_path):
     """Oracles that adapt only the upper blocks (the SmolLM2 recipe's `layers`): ABMLL's layout takes their blocks,
     warm-starts from every one of them, and generates adapters on those blocks only."""
