@@ -43,8 +43,8 @@ from loragen.api.schemas import (
     SearchResponse,
 )
 from loragen.api.settings import Settings
-from loragen.api.trust import trust_dict
-from loragen.api.uncertainty import Scores, probe_inputs, sample_dispersion, score_adapters
+from loragen.api.trust import NOT_SCORED, trust_dict
+from loragen.api.uncertainty import Scores, nearest_task, probe_inputs, sample_dispersion, score_adapters
 from loragen.api.upload import check_upload_text, checked_upload
 from loragen.bank.base_model import DEFAULT_BASE_MODEL, canonical_base_model_id
 from loragen.bank.errors import LoragenError, NotFoundError, UnknownBaseModelError
@@ -153,12 +153,13 @@ class Service:
         self.bank.encoder.encode([request.description])
         with self._generator_locks[request.method]:  # the trust score samples the generator too
             adapters = generator.generate(gen_request)
-            trust = trust_dict(request.method, generator, gen_request, adapters, models=self.models, bank=self.bank,
-                               checkpoint=self._checkpoints.get(request.method)) if adapters else {}
+            trust = dict(NOT_SCORED) if not (adapters and request.score) else trust_dict(
+                request.method, generator, gen_request, adapters, models=self.models, bank=self.bank,
+                checkpoint=self._checkpoints.get(request.method))
         if not adapters:
             raise ApiError(500, "internal", f"generator {request.method!r} returned no adapter")
         # Scored before storing, so the bank signals compare with what the bank knew, not with the new adapter.
-        uncertainty = self._uncertainty(gen_request, adapters)
+        uncertainty = self._uncertainty(gen_request, adapters, model_scores=request.score)
         provenance = _provenance(request, gen_request)
         ids = [self._store(a, request.description, provenance) for a in adapters]
         info = AdapterInfo.from_record(self.bank.record(ids[0]))
@@ -209,10 +210,10 @@ class Service:
             return self.generators[method].nearest_base_model(description) or DEFAULT_BASE_MODEL
         return DEFAULT_BASE_MODEL
 
-    def _uncertainty(self, request: GenerationRequest, adapters: list[LoraAdapter]) -> Scores:
+    def _uncertainty(self, request: GenerationRequest, adapters: list[LoraAdapter], model_scores: bool) -> Scores:
         """Cheap, honest signals always; entropy, mutual information and confidence on the base model (for an
-        encoder with the meta package)."""
-        scores: Scores = {}
+        encoder with the meta package) unless `model_scores` is off (`scored` says which)."""
+        scores: Scores = {"scored": model_scores}
         hits = self.bank.search_text(request.description, k=1, kind="final")  # tasks the bank knows
         if hits:
             # How close the request is to a task the bank knows: low similarity means extrapolation.
@@ -221,6 +222,9 @@ class Service:
         if len(adapters) > 1:
             scores["sample_dispersion"] = sample_dispersion(adapters)
         base = request.base_model
+        if not model_scores:  # the bank-only signals score_adapters adds, without running the base model
+            similarity, task = nearest_task(self.bank, request.description, base)
+            return {**scores, "description_similarity": similarity, "nearest_task": task}
         inputs = probe_inputs(self.bank, request.description, request.examples, hits, base_model=base)
         calibrator = self.settings.calibrator or (self._shipped_calibrator() if base == DEFAULT_BASE_MODEL else None)
         try:

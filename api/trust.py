@@ -44,6 +44,10 @@ LOW = 0.7
 N_TRUST_SAMPLES = 4
 SAMPLED = ("cvae", "abmll")  # methods whose samples differ (retrieval has one answer per description)
 FIT_HINT = "loragen trust fit --bank BANK --method {method}{ckpt} --split heldout_task"
+# The trust entry of a service request that asked for score=false: said plainly, never a made-up number.
+NOT_SCORED: dict[str, float | bool | str | None] = {
+    "expected": None, "low": None, "high": None, "calibrated": False,
+    "advice": "not scored: the request asked for score=false (send score=true for the trust score)"}
 
 
 def trust_path(method: str, checkpoint: Path | None, bank_path: Path | None) -> Path | None:

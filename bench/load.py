@@ -207,20 +207,21 @@ def run_threads(targets: list[Callable[[], None]]) -> float:
     return time.perf_counter() - start
 
 
-def run_generate(url: str, clients: int, requests: int, method: str) -> dict:
-    """`clients` threads x `requests` generates of `method`, distinct descriptions."""
+def run_generate(url: str, clients: int, requests: int, method: str, score: bool = True) -> dict:
+    """`clients` threads x `requests` generates of `method`, distinct descriptions (`score`: the request's)."""
     rec = Recorder()
 
     def client(client_id: int) -> None:
         with httpx.Client(base_url=url, headers=AUTH, timeout=300) as http:
             for i in range(requests):
-                body = {"description": describe(client_id, i), "method": method, "seed": i}
+                body = {"description": describe(client_id, i), "method": method, "seed": i, "score": score}
                 rec.call("POST /v1/adapters:generate", lambda: http.post("/v1/adapters:generate", json=body))
 
     wall = run_threads([lambda c=c: client(c) for c in range(clients)])
     summary = rec.summary()
     route = summary["routes"]["POST /v1/adapters:generate"]
-    return {"kind": "generate", "method": method, "clients": clients, "requests_per_client": requests,
+    return {"kind": "generate", "method": method, "score": score, "clients": clients,
+            "requests_per_client": requests,
             **{k: route[k] for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms", "mean_ms")}, **summary,
             "wall_s": round(wall, 2), "throughput_rps": round(summary["requests"] / wall, 2)}
 
@@ -282,6 +283,8 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=50, help="requests per client")
     parser.add_argument("--methods", "--method", dest="methods", default="retrieve",
                         help="generation methods to load, comma-separated, each its own run (retrieve, cvae, abmll)")
+    parser.add_argument("--score", choices=("on", "off", "both"), default="on",
+                        help="the generates' `score` (off: no model-based uncertainty/trust scores); both: a run each")
     parser.add_argument("--mixed", action="store_true", help="also the mixed read/write run (with the first method)")
     parser.add_argument("--workers", type=int, default=2, help="server worker threads")
     parser.add_argument("--warmup", type=int, default=3, help="unmeasured generates per method first (one client; "
@@ -309,15 +312,18 @@ def main() -> int:
                               home=Path(tmp) / "home")
         try:
             url = f"http://127.0.0.1:{port}"
+            scores = {"on": [True], "off": [False], "both": [True, False]}[args.score]
             for method in methods:
                 if args.warmup:  # first-request costs (encoder, caches) are not measured
                     run_generate(url, 1, args.warmup, method)
-                before = load_average()
-                print(f"{args.clients} clients x {args.requests} '{method}' generates ...", flush=True)
-                result = run_generate(url, args.clients, args.requests, method)
-                runs.append({**result, "load_average_before": before, "load_average_after": load_average()})
-                print(json.dumps({k: result[k] for k in ("method", "errors", "p50_ms", "p99_ms", "throughput_rps")}),
-                      flush=True)
+                for score in scores:
+                    before = load_average()
+                    print(f"{args.clients} clients x {args.requests} '{method}' generates (score={score}) ...",
+                          flush=True)
+                    result = run_generate(url, args.clients, args.requests, method, score)
+                    runs.append({**result, "load_average_before": before, "load_average_after": load_average()})
+                    print(json.dumps({k: result[k] for k in ("method", "score", "errors", "p50_ms", "p99_ms",
+                                                             "throughput_rps")}), flush=True)
             if args.mixed:
                 before = load_average()
                 print(f"mixed: {args.clients} threads search+generate ({methods[0]}) while one uploads and "

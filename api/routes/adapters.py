@@ -6,7 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 
 from loragen.api.archive import ArchiveLimits, pack, unpack
 from loragen.api.routes._deps import READ, READ_ERRORS, WRITE, WRITE_ERRORS, offload, service
@@ -22,9 +22,13 @@ router = APIRouter(prefix="/v1", tags=["adapters"])
 
 @router.post("/adapters:generate", response_model=GenerateResponse, operation_id="generate_adapter",
              dependencies=WRITE, responses=WRITE_ERRORS)
-async def generate(body: GenerateRequest, request: Request, svc: Service = Depends(service)) -> GenerateResponse:
+async def generate(body: GenerateRequest, request: Request, svc: Service = Depends(service),
+                   score: bool | None = Query(None, description="overrides the body's `score`: 0/false skips the "
+                                              "model-based uncertainty and trust scores")) -> GenerateResponse:
     """Generate an adapter for a task description, store it in the bank and return its id, uncertainty scores
     and nearest bank neighbours."""
+    if score is not None:
+        body = body.model_copy(update={"score": score})
     return await offload(request, svc.generate, body)
 
 
