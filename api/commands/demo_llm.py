@@ -149,6 +149,7 @@ def sample_completions(lm, pairs: Sequence[tuple[str, str]], adapter) -> list[di
 
 
 def print_report(result: dict) -> None:
+    """The result as text: the held-out task, the bank, the score table, sample completions, the adapter."""
     print()
     print(f"held-out task : {result['heldout_task']}  (base model {result['base_model']})")
     print(f"description   : {result['description']}  (a held-out wording)")
