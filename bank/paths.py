@@ -42,9 +42,10 @@ def merge_root() -> Path:
     return home() / "merged"
 
 
-def demo_home() -> Path:
-    """The demo's working folder: ``<home>/demo``."""
-    return home() / "demo"
+def demo_home(base_model: str | None = None) -> Path:
+    """The demo's working folder: ``<home>/demo`` (the MiniLM demo), ``<home>/demo-<base_model>`` for another base
+    model's demo (``loragen demo --base-model smollm2``: ``<home>/demo-smollm2``)."""
+    return home() / (f"demo-{base_model}" if base_model else "demo")
 
 
 SHIPPED_ENV = "LORAGEN_SHIPPED_DIR"

@@ -11,6 +11,8 @@
    adapter was written (the shipped generator's when there is one).
 
 Everything lives under ``$LORAGEN_HOME/demo`` (or --home), so a second run reuses the bank and the checkpoint.
+``--base-model smollm2`` runs the same loop on the generative suite over SmolLM2-135M-Instruct
+(`api.commands.demo_llm`, under ``$LORAGEN_HOME/demo-smollm2``) and reports exact match instead of accuracy.
 Steps 1-2 show training; the shipped generator shows the product. `loragen generate` and `loragen serve` use
 yours at the default location first, then the shipped one, then the demo's (`api.lookup`).
 """
@@ -25,31 +27,49 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from loragen.api.commands._demo_common import pick_heldout, print_scores, start_clock, step, train_generator
 from loragen.api.commands._options import add_seed, add_threads, positive_int
 
 EPILOG = """examples:
   loragen demo                         # ~16 in-bank tasks, a short hypernet training, one held-out task
   loragen demo --tasks 24 --epochs 150 # a bigger bank and longer training (slower, usually more accurate)
   loragen demo --json                  # the result as one JSON object (for scripts)
+  loragen demo --base-model smollm2    # ~6 generative tasks over SmolLM2, a short CVAE run, one held-out task
 """
+
+# Per base model: the options its demo takes (others are refused) and their defaults.
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "minilm": {"tasks": 16, "epochs": 60, "samples": 8, "oracles": None, "threads": 1},
+    "smollm2": {"tasks": 6, "steps": 300, "threads": 2},
+}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="build a small bank, train the generator, generate for a held-out task",
                        description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--home", type=Path, default=None, help="working folder (default $LORAGEN_HOME/demo)")
-    p.add_argument("--tasks", type=positive_int, default=16, metavar="N", help="in-bank tasks to build (default 16)")
-    p.add_argument("--epochs", type=positive_int, default=60, metavar="N",
-                   help="hypernetwork training epochs (default 60)")
-    p.add_argument("--task", default=None, help="held-out suite task to generate for (default: a language pair)")
-    p.add_argument("--samples", type=positive_int, default=8, metavar="N",
-                   help="samples drawn for the uncertainty score (default 8)")
+    from loragen.bank.base_model import PACKAGED
+
+    p.add_argument("--base-model", choices=[m.aliases[-1] for m in PACKAGED], default=PACKAGED[0].aliases[-1],
+                   help="the packaged base model whose built-in suite the demo runs on: minilm (classification, the "
+                   "default) or smollm2 (generation, exact match)")
+    p.add_argument("--home", type=Path, default=None,
+                   help="working folder (default $LORAGEN_HOME/demo, or $LORAGEN_HOME/demo-smollm2)")
+    p.add_argument("--tasks", type=positive_int, default=None, metavar="N",
+                   help="in-bank tasks to build (default 16; smollm2: 6)")
+    p.add_argument("--epochs", type=positive_int, default=None, metavar="N",
+                   help="hypernetwork training epochs (minilm only; default 60)")
+    p.add_argument("--steps", type=positive_int, default=None, metavar="N",
+                   help="hypernetwork training steps (smollm2 only; default 300)")
+    p.add_argument("--task", default=None, help="held-out suite task to generate for (default: a language pair; "
+                   "smollm2: the first held-out date-name task)")
+    p.add_argument("--samples", type=positive_int, default=None, metavar="N",
+                   help="samples drawn for the uncertainty score (minilm only; default 8)")
     add_seed(p, "suite and sampling seed", default=0)
     p.add_argument("--oracles", type=Path, default=None,
                    help="folder of pre-trained oracle PEFT dirs (<task with / as __>/final) to import instead of "
                    "training; tasks missing there are trained")
-    add_threads(p, default=1, why="MiniLM-sized steps are too small to split, and a second thread on a busy "
-                "2-core machine waits at barriers, up to 10x slower")
+    add_threads(p, why="1 for minilm, whose steps are too small to split (a second thread on a busy 2-core "
+                "machine waits at barriers, up to 10x slower); 2 for smollm2")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
@@ -60,9 +80,10 @@ def run(args: argparse.Namespace) -> int:
     from loragen.bank import paths
     from loragen.bank.device import torch_threads
 
-    global _T0
-    start = _T0 = time.perf_counter()
-    home = (args.home or paths.demo_home()).expanduser()
+    start = start_clock()
+    fill_defaults(args)
+    llm = args.base_model != "minilm"
+    home = (args.home or paths.demo_home(args.base_model if llm else None)).expanduser()
     home.mkdir(parents=True, exist_ok=True)
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
@@ -70,21 +91,47 @@ def run(args: argparse.Namespace) -> int:
     for message in (".*LeafSpec.*", ".*Total length of .* across ranks is zero.*", ".*does not have many workers.*"):
         warnings.filterwarnings("ignore", message=message)
     torch.manual_seed(args.seed)
+    if llm:
+        from loragen.api.commands import demo_llm
+
+        run_demo, report = demo_llm.run_from_args, demo_llm.print_report
+    else:
+        run_demo, report = _run, print_report
     with torch_threads(args.threads):
-        result = _run(args, home)
+        result = run_demo(args, home)
     result["seconds"] = round(time.perf_counter() - start, 1)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print_report(result)
+        report(result)
     return 0
 
 
-_T0 = time.perf_counter()
+def fill_defaults(args: argparse.Namespace) -> None:
+    """Fill the options left unset with the base model's defaults (`DEFAULTS`).
 
+    Raises:
+        ConfigError: an option the chosen base model's demo does not take (--epochs, --oracles, --samples for
+            smollm2; --steps for minilm).
 
-def _step(message: str) -> None:
-    print(f"==> [{time.perf_counter() - _T0:6.1f} s] {message}", flush=True)
+    Usage::
+
+        args = argparse.Namespace(base_model="smollm2", tasks=None, epochs=None, steps=None, samples=None,
+                                  oracles=None, threads=None)
+        fill_defaults(args)   # args.tasks == 6, args.steps == 300, args.threads == 2
+    """
+    from loragen.bank.errors import ConfigError
+
+    defaults = DEFAULTS[args.base_model]
+    foreign = [f"--{name}" for name in ("epochs", "steps", "samples", "oracles")
+               if name not in defaults and getattr(args, name, None) is not None]
+    if foreign:
+        other = "smollm2" if args.base_model == "minilm" else "minilm"
+        raise ConfigError(f"{', '.join(foreign)} is for `loragen demo --base-model {other}`; leave it out with "
+                          f"--base-model {args.base_model}")
+    for name, value in defaults.items():
+        if getattr(args, name, None) is None:
+            setattr(args, name, value)
 
 
 def _run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
@@ -105,13 +152,13 @@ def _run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     inputs = [text for text, _ in data.val]
 
     with Bank.open(home / "bank.duckdb") as bank:
-        _step(f"bank: {len(bank_tasks)} in-bank tasks related to the held-out task {target.name!r} "
+        step(f"bank: {len(bank_tasks)} in-bank tasks related to the held-out task {target.name!r} "
               f"({home / 'bank.duckdb'})")
         oracle = imported_oracles(args.oracles) if args.oracles else None
         build_bank(bank, bank_tasks, oracle=oracle, classifier=classifier)
         bank.reindex()
         checkpoint = train_generator(bank, home, args.epochs, args.seed)
-        _step(f"generate for the held-out description: {description!r}")
+        step(f"generate for the held-out description: {description!r}")
         request = GenerationRequest(description=description, labels=target.labels, n_samples=1, seed=args.seed)
         cvae = load_cvae(checkpoint)
         generated = cvae.generate(request)[0]
@@ -123,7 +170,7 @@ def _run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     shipped = shipped_generation(request)
     best = shipped["adapter"] if shipped else generated
     adapter_dir = save_peft(best.with_metadata(task=target.name, description=description), home / "adapter")
-    _step("evaluate on the held-out task's test split")
+    step("evaluate on the held-out task's test split")
     accuracy = {"base": classifier.accuracy(data.test, None, n), "generated (cvae, demo bank)":
                 classifier.accuracy(data.test, generated, n)}
     if shipped:
@@ -150,26 +197,10 @@ def shipped_generation(request) -> dict[str, Any] | None:
     folder = paths.shipped_dir("hypernet", DEFAULT_BASE_MODEL)
     if not (folder / "config.json").is_file():
         return None
-    _step(f"generate with the shipped generator ({folder})")
+    step(f"generate with the shipped generator ({folder})")
     adapter = load_cvae(folder).generate(request)[0]
     evaluation = (shipped_generators().get(DEFAULT_BASE_MODEL) or {}).get("evaluation", {}).get("cvae")
     return {"adapter": adapter, "checkpoint": str(folder), "evaluation": evaluation}
-
-
-def pick_heldout(specs: list, name: str | None):
-    """The held-out task to generate for: `name`, else the first held-out two-way language task."""
-    from loragen.bank.errors import LoragenError
-
-    if name is not None:
-        for spec in specs:
-            if spec.name == name:
-                if spec.split != "heldout":
-                    raise LoragenError(f"task {name!r} is an in-bank task; pick a held-out one (split 'heldout').")
-                return spec
-        raise LoragenError(f"no suite task named {name!r}; held-out tasks: "
-                           f"{[s.name for s in specs if s.split == 'heldout'][:5]} ...")
-    heldout = [s for s in specs if s.split == "heldout" and s.family == "lang" and len(s.labels) == 2]
-    return (heldout or [s for s in specs if s.split == "heldout"])[0]
 
 
 def related_tasks(specs: list, target, n: int) -> list:
@@ -186,27 +217,6 @@ def related_tasks(specs: list, target, n: int) -> list:
         return -same_place, -len(set(spec.labels) & set(target.labels)), spec.name
 
     return sorted(pool, key=closeness)[:n]
-
-
-def train_generator(bank, home: Path, epochs: int, seed: int) -> Path:
-    """Train the hypernetwork on the bank, or reuse the checkpoint trained on the same bank content."""
-    from loragen.bank.tasks import BankSource
-    from loragen.hypernet.config import HypernetConfig
-    from loragen.hypernet.train import snapshot, train_hypernet
-
-    out = home / "hypernet"
-    key = {"adapters": sorted(r.sha256 for r in bank.adapters() if r.kind in ("final", "checkpoint")),
-           "epochs": epochs, "seed": seed}
-    marker = out / "demo-trained-on.json"
-    if marker.is_file() and json.loads(marker.read_text()) == key:
-        _step(f"hypernetwork: reusing {out}")
-        return out
-    _step(f"hypernetwork: training {epochs} epochs on {len(bank.tasks())} tasks")
-    config = HypernetConfig.from_dict({"train": {"seed": seed}})
-    source = snapshot(BankSource(bank), config)
-    train_hypernet(source, config, out, {"max_epochs": epochs, "accelerator": "cpu", "devices": 1})
-    marker.write_text(json.dumps(key))
-    return out
 
 
 def load_cvae(checkpoint: Path):
@@ -238,7 +248,7 @@ def heldout_oracle(target, classifier, home: Path):
 
     cache = OracleCache(home / "oracle")
     if not cache.has_final(target.name):
-        _step(f"oracle: training the held-out task's own adapter for reference ({target.name})")
+        step(f"oracle: training the held-out task's own adapter for reference ({target.name})")
         cache.save_oracle(target.name, train_task_adapter(target, classifier=classifier).final)
     return cache.final(target.name)
 
@@ -249,10 +259,7 @@ def print_report(result: dict) -> None:
     print(f"description   : {result['description']}")
     print(f"bank          : {result['bank_tasks']} in-bank tasks (the held-out task is not among them)")
     print()
-    width = max(len(k) for k in result["accuracy"])
-    print(f"{'adapter':<{width}}  test accuracy")
-    for name, acc in result["accuracy"].items():
-        print(f"{name:<{width}}  {acc:.3f}")
+    print_scores({name: {"test accuracy": acc} for name, acc in result["accuracy"].items()})
     u = result["uncertainty"]
     if u:
         kind = "calibrated" if u.get("calibrated") else "uncalibrated: mean max-probability"
