@@ -71,7 +71,7 @@ def find_checkpoint(method: str, named: Path | None = None, base_model: str | No
     folder, command = CHECKPOINTS[method]
     candidates = (Found(paths.checkpoint_dir(folder), "default"),
                   Found(paths.shipped_dir(folder, _base_id(base_model)), "shipped"),
-                  Found(paths.demo_home() / folder, "demo"))
+                  Found(_demo_home(base_model) / folder, "demo"))
     want = _base_id(base_model) if base_model is not None else None
     for found in candidates:
         if (found.path / _CONFIG).is_file():
@@ -82,6 +82,17 @@ def find_checkpoint(method: str, named: Path | None = None, base_model: str | No
     raise CheckpointError(f"no {folder} checkpoint at {candidates[0].path} (none shipped for "
                           f"{_base_id(base_model)}, none from the demo at {candidates[2].path}); train one with "
                           f"`{command}`, run `loragen demo`, or pass --checkpoint DIR")
+
+
+def _demo_home(base_model: str | None) -> Path:
+    """The demo home of the requested base model: `loragen demo` for MiniLM, `loragen demo --base-model smollm2`
+    (``<home>/demo-smollm2``) for another packaged model."""
+    from loragen.bank.base_model import DEFAULT_BASE_MODEL, packaged_model
+
+    packaged = packaged_model(base_model) if base_model is not None else None
+    if packaged is None or packaged.id == DEFAULT_BASE_MODEL:
+        return paths.demo_home()
+    return paths.demo_home(packaged.aliases[-1])
 
 
 def _for_other_base(path: Path, want: str) -> bool:

@@ -69,6 +69,21 @@ def test_your_generator_for_another_base_model_does_not_hide_the_shipped_one(cva
     assert find_checkpoint("cvae", base_model=DEFAULT_BASE_MODEL) == Found(shipped, "shipped")
 
 
+def test_the_smollm2_demo_is_found_for_smollm2_only(cvae_checkpoint):
+    """`loragen demo --base-model smollm2` keeps its generator under <home>/demo-smollm2: a request for SmolLM2
+    falls back to it (the lookup reads only the checkpoint's recorded base model), one for MiniLM does not."""
+    from loragen.bank.base_model import SMOLLM2
+
+    demo = shutil.copytree(cvae_checkpoint, paths.demo_home("smollm2") / "hypernet")
+    config = json.loads((demo / "config.json").read_text())
+    config["layout"]["base_model"] = SMOLLM2
+    (demo / "config.json").write_text(json.dumps(config))
+    assert find_checkpoint("cvae", base_model="smollm2") == Found(demo, "demo")
+    assert find_checkpoint("cvae", base_model=SMOLLM2) == Found(demo, "demo")
+    with pytest.raises(CheckpointError, match="demo"):
+        find_checkpoint("cvae", base_model="minilm")
+
+
 def _ship_manifest() -> None:
     folder = paths.shipped_base_dir(DEFAULT_BASE_MODEL)
     folder.mkdir(parents=True)
