@@ -143,6 +143,14 @@ def add_base_model(p: argparse.ArgumentParser | argparse._ArgumentGroup, action:
     p.add_argument("--base-model", default=None, metavar="NAME|DIR", help=base_model_help(action, default))
 
 
+def add_packaged_base_model(p: argparse.ArgumentParser, help: str) -> None:
+    """`--base-model NAME`: one of the packaged base models by short name (no directories), default the first."""
+    from loragen.bank.base_model import PACKAGED
+
+    p.add_argument("--base-model", choices=[m.aliases[-1] for m in PACKAGED], default=PACKAGED[0].aliases[-1],
+                   help=help)
+
+
 def add_device(p: argparse.ArgumentParser, default: str | None = "auto") -> None:
     """`--device`: where models run."""
     shown = default or "auto"

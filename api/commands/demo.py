@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from loragen.api.commands._demo_common import pick_heldout, print_scores, start_clock, step, train_generator
-from loragen.api.commands._options import add_seed, add_threads, positive_int
+from loragen.api.commands._options import add_packaged_base_model, add_seed, add_threads, positive_int
 
 EPILOG = """examples:
   loragen demo                         # ~16 in-bank tasks, a short hypernet training, one held-out task
@@ -47,11 +47,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="build a small bank, train the generator, generate for a held-out task",
                        description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    from loragen.bank.base_model import PACKAGED
-
-    p.add_argument("--base-model", choices=[m.aliases[-1] for m in PACKAGED], default=PACKAGED[0].aliases[-1],
-                   help="the packaged base model whose built-in suite the demo runs on: minilm (classification, the "
-                   "default) or smollm2 (generation, exact match)")
+    add_packaged_base_model(p, "the packaged base model whose built-in suite the demo runs on: minilm "
+                            "(classification, the default) or smollm2 (generation, exact match)")
     p.add_argument("--home", type=Path, default=None,
                    help="working folder (default $LORAGEN_HOME/demo, or $LORAGEN_HOME/demo-smollm2)")
     p.add_argument("--tasks", type=positive_int, default=None, metavar="N",
