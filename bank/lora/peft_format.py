@@ -135,10 +135,26 @@ def peft_config(adapter: LoraAdapter, *, task_type: str | None = None) -> dict[s
         "modules_to_save": None,
         "rank_pattern": {},
         "alpha_pattern": {},
-        "layers_to_transform": None,
-        "layers_pattern": None,
+        **_layer_scope(adapter.modules),
         "revision": None,
     }
+
+
+def _layer_scope(modules) -> dict[str, Any]:
+    """PEFT's layers_to_transform / layers_pattern for the blocks the adapter covers (e.g. SmolLM2 blocks 20-29:
+    PEFT then adds LoRA to those blocks only, instead of zero-effect factors and a missing-keys warning elsewhere);
+    both None when a module path has no block index or the blocks sit in differently named containers."""
+    scopes = set()
+    for path in modules:
+        parts = str(path).split(".")
+        index = next((i for i, part in enumerate(parts) if part.isdigit()), None)
+        if index is None or index == 0:
+            return {"layers_to_transform": None, "layers_pattern": None}
+        scopes.add((parts[index - 1], int(parts[index])))
+    containers = {c for c, _ in scopes}
+    if len(containers) != 1:
+        return {"layers_to_transform": None, "layers_pattern": None}
+    return {"layers_to_transform": sorted({i for _, i in scopes}), "layers_pattern": containers.pop()}
 
 
 def _read_config(path: Path) -> dict[str, Any]:

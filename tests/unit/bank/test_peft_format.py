@@ -238,3 +238,27 @@ def test_adapter_refuses_integer_factors_and_a_non_finite_alpha():
         LoraAdapter(base_model="m", r=2, lora_alpha=2.0, lora_A={"l.q": a}, lora_B={"l.q": b})
     with pytest.raises(AdapterShapeError, match="lora_alpha must be a finite number"):
         LoraAdapter(base_model="m", r=2, lora_alpha=float("nan"), lora_A={"l.q": a.float()}, lora_B={"l.q": b.float()})
+
+
+def test_an_adapter_on_some_blocks_loads_in_peft_on_those_blocks_only(tiny_llama_model, tmp_path, recwarn):
+    """Adapters on the upper blocks only (the SmolLM2 recipe's `layers`): the config names those blocks
+    (layers_to_transform / layers_pattern), so PEFT adds LoRA there only, warns about no missing keys, and its
+    logits equal loragen's merge."""
+    import copy
+
+    adapter = random_adapter(tiny_llama_model, ("q_proj", "v_proj"), seed=3, layers=(1,))
+    path = save_peft(adapter, tmp_path / "upper")
+    config = json.loads((path / "adapter_config.json").read_text())
+    assert config["layers_to_transform"] == [1] and config["layers_pattern"] == "layers"
+    peft_model = PeftModel.from_pretrained(copy.deepcopy(tiny_llama_model), path)
+    assert not [w for w in recwarn if "missing adapter keys" in str(w.message)]
+    lora_names = {n.split(".lora_")[0] for n, _ in peft_model.named_parameters() if ".lora_" in n}
+    assert lora_names and all(".layers.1." in n for n in lora_names)
+    ids = torch.tensor([[1, 5, 9, 3]])
+    merged = copy.deepcopy(tiny_llama_model)
+    merge(merged, adapter)  # in place
+    with torch.no_grad():
+        assert torch.allclose(peft_model(ids).logits, merged(ids).logits, atol=1e-5)
+    full = random_adapter(tiny_llama_model, ("q_proj", "v_proj"), seed=3)  # every block: listed too, same effect
+    assert json.loads((save_peft(full, tmp_path / "all") / "adapter_config.json").read_text())[
+        "layers_to_transform"] == [0, 1]
