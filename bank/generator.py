@@ -65,9 +65,10 @@ class GenerationRequest:
         if self.examples is not None:
             if len(self.examples) > MAX_EXAMPLES:
                 problems.append(f"{len(self.examples)} examples given; the limit is {MAX_EXAMPLES}")
-            pairs = [e for e in self.examples if len(e) == 2 and isinstance(e[0], str)]
-            kinds = {type(e[1]) for e in pairs if isinstance(e[1], (int, str)) and not isinstance(e[1], bool)}
-            bad = [e for e in self.examples if e not in pairs or type(e[1]) not in kinds]
+            # a pair is (str, int) or (str, str); type() rather than isinstance keeps bools out
+            bad = [e for e in self.examples
+                   if not (len(e) == 2 and isinstance(e[0], str) and type(e[1]) in (int, str))]
+            kinds = {type(e[1]) for e in self.examples if not bad}
             if bad or len(kinds) > 1:
                 problems.append("examples must be all (text, label index) pairs, e.g. ('Dzień dobry', 0), or all "
                                 f"(input, output) string pairs of a generation task, e.g. ('2024-03-05', 'March 5, "
@@ -79,7 +80,7 @@ class GenerationRequest:
                 problems.append("label names and (input, output) examples do not go together: a generation task "
                                 "has no labels; leave --labels out")
             object.__setattr__(self, "examples", () if bad or len(kinds) > 1 else tuple(
-                (str(t), y if isinstance(y, str) else int(y)) for t, y in self.examples))
+                (t, y) for t, y in self.examples))
         if not 1 <= self.n_samples <= 256:
             problems.append(f"n_samples must be in [1, 256], got {self.n_samples}")
         if problems:
