@@ -112,6 +112,28 @@ def mean_loglik(model: nn.Module, tokenizer, pairs: Sequence[tuple[str, str]], s
 
 
 @torch.no_grad()
+def output_token_probs(model: nn.Module, tokenizer, pairs: Sequence[tuple[str, str]], system: str | None = None,
+                       batch_size: int = 16, max_length: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+    """The next-token distribution at every reference-output position (teacher forcing), and the reference token.
+
+    Returns:
+        (N, V) probabilities and (N,) token ids, N the output tokens (with end-of-sequence) of all pairs in order.
+    """
+    probs, targets = [], []
+    pad = pad_id(tokenizer)
+    device = next(model.parameters()).device
+    for start in range(0, len(pairs), batch_size):
+        chunk = [encode_example(tokenizer, x, y, system, max_length) for x, y in pairs[start:start + batch_size]]
+        batch = {k: v.to(device) for k, v in collate(chunk, pad).items()}
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+        shifted = batch["labels"][:, 1:]
+        mask = shifted != IGNORE_INDEX
+        probs.append(torch.softmax(logits[mask].float(), dim=-1).cpu())
+        targets.append(shifted[mask].cpu())
+    return torch.cat(probs), torch.cat(targets)
+
+
+@torch.no_grad()
 def complete(model: nn.Module, tokenizer, texts: Sequence[str], system: str | None = None,
              max_new_tokens: int = 16, batch_size: int = 16) -> list[str]:
     """Greedy completions, one per input (left-padded batches; the prompt as `prompt_ids` builds it)."""

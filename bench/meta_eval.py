@@ -37,12 +37,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from loragen.bank.generator import GenerationRequest  # noqa: E402
 from loragen.bank.lora.adapter import LoraAdapter  # noqa: E402
-from loragen.meta.calibration import (  # noqa: E402
-    LogisticCalibrator,
-    auroc,
-    expected_calibration_error,
-    reliability_diagram,
-)
+from loragen.bank.evaluate.calibration import auroc, expected_calibration_error  # noqa: E402
+from loragen.meta.calibration import LogisticCalibrator, reliability_diagram  # noqa: E402
 from loragen.meta.score import FEATURES, Scorer, predictive_stats  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"

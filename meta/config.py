@@ -71,6 +71,9 @@ class ABMLLConfig:
         return self.lora_alpha / self.r
 
 
+WARM_STARTS = ("regression", "pca")
+
+
 @dataclass
 class TrainConfig:
     """SVI over minibatches of tasks.
@@ -92,6 +95,11 @@ class TrainConfig:
         warm_start_steps: steps of regressing the amortized posterior mean onto known task adapters (the bank's
             oracles) before SVI, when such adapters are given; 0 to skip.
         warm_start_lr: learning rate of the warm start.
+        warm_start: how the warm start fits the amortized mean: "regression" (Adam on the squared error of the full
+            adapters, every wording a row: each step costs a pass over rows x D entries) or "pca" (the adapters'
+            top principal directions become the loc head in closed form; Adam then fits only the small encoder to
+            each task's coordinates: seconds where "regression" takes many minutes for a large layout, such as
+            SmolLM2's 153,600 entries).
         seed: seed for parameter init and task/example sampling.
         log_every: steps between progress-bar updates of the ELBO.
     """
@@ -108,6 +116,7 @@ class TrainConfig:
     inner_lr: float = 1e-2
     warm_start_steps: int = 300
     warm_start_lr: float = 3e-3
+    warm_start: str = "regression"
     seed: int = 0
     log_every: int = 10
 
@@ -119,6 +128,7 @@ class TrainConfig:
             check(p, getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("steps", "tasks_per_batch", "examples_per_task", "num_particles", "log_every"):
             check(p, int(getattr(self, name)) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        check(p, self.warm_start in WARM_STARTS, f"warm_start must be one of {WARM_STARTS}, got {self.warm_start!r}")
         for name in ("inner_steps", "warm_start_steps"):
             check(p, int(getattr(self, name)) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         raise_problems("TrainConfig", p)

@@ -41,20 +41,21 @@ log = logging.getLogger(__name__)
 
 def warm_start(guide: ABMLLGuide, tasks: Sequence[MetaTask], config: TrainConfig,
                progress: bool = True) -> list[float]:
-    """Regress the amortized posterior mean onto known task adapters (empirical-Bayes start for SVI).
+    """Fit the amortized posterior mean to known task adapters (empirical-Bayes start for SVI).
 
     The global mean θ̂_loc moves to the adapters' mean, the prior scale to their per-entry spread (method of
-    moments), and the amortization network learns description -> adapter
-    by least squares, which costs no base-model passes; SVI then corrects it with the real likelihood.
+    moments), and the amortization network learns description -> adapter (`config.warm_start`: "regression" by
+    least squares on the full adapters, "pca" through their principal directions), which costs no base-model
+    passes; SVI then corrects it with the real likelihood.
 
     Returns:
-        The mean squared error per step.
+        The loss per step: the squared error relative to predicting the mean adapter ("regression"), or the
+        encoder's error on the task coordinates relative to their variance followed, as the last entry, by the
+        relative squared error of the fitted adapters ("pca").
     """
     known = [t for t in tasks if t.adapter is not None]
     if not known or config.warm_start_steps == 0:
         return []
-    emb = torch.cat([t.wordings() for t in known])  # (ΣP, E): every wording of every task
-    target = torch.cat([t.adapter.float().expand(t.wordings().shape[0], -1) for t in known])  # (ΣP, D)
     with torch.no_grad():
         # Empirical Bayes: the prior p(φ | θ) starts at the known adapters' mean and per-entry spread (at least c).
         adapters = torch.stack([t.adapter for t in known]).float()  # (N, D)
@@ -64,6 +65,15 @@ def warm_start(guide: ABMLLGuide, tasks: Sequence[MetaTask], config: TrainConfig
             floor = guide.abmll.floor
             guide.theta_rho.copy_(inverse_softplus((spread - floor).clamp_min(floor * 0.1)))
     # θ̂_loc stays at the adapters' mean: the network explains the deviations from it.
+    fit = _pca_warm_start if config.warm_start == "pca" else _regression_warm_start
+    return fit(guide, known, adapters, config, progress)
+
+
+def _regression_warm_start(guide: ABMLLGuide, known: Sequence[MetaTask], adapters: torch.Tensor,
+                           config: TrainConfig, progress: bool) -> list[float]:
+    """Adam on the encoder and the loc head, every wording of every task a row regressed onto its adapter."""
+    emb = torch.cat([t.wordings() for t in known])  # (ΣP, E): every wording of every task
+    target = torch.cat([t.adapter.float().expand(t.wordings().shape[0], -1) for t in known])  # (ΣP, D)
     params = [*guide.encoder.parameters(), *guide.loc_head.parameters()]
     opt = torch.optim.Adam(params, lr=config.warm_start_lr)
     norm = target.var(0).sum().clamp_min(1e-12)  # the MSE relative to predicting the mean adapter
@@ -75,6 +85,50 @@ def warm_start(guide: ABMLLGuide, tasks: Sequence[MetaTask], config: TrainConfig
         loss.backward()
         opt.step()
         losses.append(loss.item())
+    return losses
+
+
+TANH_RANGE = 0.9  # the task coordinates are scaled into (-0.9, 0.9): the encoder's tanh output reaches them
+
+
+def _pca_warm_start(guide: ABMLLGuide, known: Sequence[MetaTask], adapters: torch.Tensor,
+                    config: TrainConfig, progress: bool) -> list[float]:
+    """The loc head from the adapters' principal directions, then Adam on the encoder alone.
+
+    The amortized mean is θ̂_loc + σ₀ ⊙ U h with a code h of `code_dim` entries, so the best it can do on the known
+    adapters is their rank-`code_dim` approximation around the mean: the SVD Z = P S Qᵀ of the centred adapters
+    gives it in closed form. U takes the top directions (Q_k, rescaled by σ₀ and by each coordinate's range) and the
+    encoder then learns each wording's code, the task's coordinates P_k S_k: a regression onto `code_dim` numbers
+    instead of D, which is what makes it fast for large layouts.
+    """
+    centred = adapters - adapters.mean(0)  # (N, D)
+    k = min(guide.loc_head.weight.shape[1], len(known))
+    _, _, vh = torch.linalg.svd(centred, full_matrices=False)  # vh: (min(N, D), D)
+    coords = centred @ vh[:k].T  # (N, k) = P_k S_k
+    scale = coords.abs().amax(0).clamp_min(1e-12) / TANH_RANGE  # per coordinate
+    unit = guide.unit
+    with torch.no_grad():
+        head = torch.zeros_like(guide.loc_head.weight)  # (D, code_dim)
+        head[:, :k] = (vh[:k] * scale[:, None] / unit).T
+        guide.loc_head.weight.copy_(head)
+    codes = torch.zeros(len(known), guide.loc_head.weight.shape[1])
+    codes[:, :k] = coords / scale
+    emb = torch.cat([t.wordings() for t in known])  # (ΣP, E)
+    target = torch.cat([codes[i].expand(t.wordings().shape[0], -1) for i, t in enumerate(known)])  # (ΣP, code)
+    x = (emb - guide.emb_mean) / guide.emb_std
+    norm = target.var(0).sum().clamp_min(1e-12)
+    opt = torch.optim.Adam(guide.encoder.parameters(), lr=config.warm_start_lr)
+    losses = []
+    for _ in tqdm(range(config.warm_start_steps), desc="warm start (pca)", leave=False, disable=not progress):
+        loss = ((guide.encoder(x) - target) ** 2).sum(-1).mean() / norm
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    with torch.no_grad():  # the fitted adapters' error, relative to predicting the mean adapter (as "regression")
+        err = sum(((guide.posterior(t.wordings())[0] - t.adapter.float()) ** 2).sum().item() for t in known)
+        rows = sum(t.wordings().shape[0] for t in known)
+        losses.append(err / rows / centred.var(0).sum().clamp_min(1e-12).item())
     return losses
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from loragen.meta.calibration import auroc, finish_diagram
+from loragen.bank.evaluate.calibration import auroc
+from loragen.meta.calibration import finish_diagram
 
 LOW = 0.7  # an adapter below this accuracy should be flagged
 CHANCE_MARGIN = 0.05  # within this of 1/K counts as chance level

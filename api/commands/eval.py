@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from loragen.api.commands._options import add_bank, add_no_progress, add_threads, positive_int
+from loragen.api.commands._options import add_bank, add_no_progress, add_threads, non_negative_int, positive_int
 
 EPILOG = """examples:
   loragen eval --bank ./bank.duckdb
@@ -59,6 +59,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="at most N tasks per split (fixed random sample)")
     p.add_argument("--multitask-steps", type=positive_int, default=300, metavar="N",
                    help="training steps of the multi-task LoRA (default 300)")
+    p.add_argument("--predictive-samples", type=non_negative_int, default=0, metavar="S",
+                   help="generation tasks: report each method's per-token calibration (token_ece, token_nll) on "
+                        "the test outputs, the --method generators' from S sampled adapters averaged "
+                        "(default 0: not measured; 8 is a good choice)")
     add_threads(p)
     p.add_argument("--json", type=Path, default=Path("bench/results/eval.json"), help="where the JSON report goes")
     p.add_argument("--plot", type=Path, default=Path("bench/results/eval.png"), help="where the PNG chart goes")
@@ -90,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
                           multitask_config=config, progress=not args.no_progress,
                           conditions=args.condition or CONDITIONS,
                           controls=[c for c in args.control or CONTROLS if c != "none"],
-                          text_style=args.text_style)
+                          text_style=args.text_style, predictive_samples=args.predictive_samples)
     report.config["arguments"] = {k: v if isinstance(v, (int, float, list, type(None))) else str(v)
                                   for k, v in vars(args).items() if k != "func"}
     print(report.table())

@@ -22,8 +22,11 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Literal
 
+import torch
+
 from loragen.bank.causal_lm import complete, exact_match, mean_loglik, prompt_ids
 from loragen.bank.errors import TaskDataError
+from loragen.bank.evaluate.calibration import expected_calibration_error
 from loragen.bank.lora.adapter import LoraAdapter
 from loragen.bank.records import TaskRecord
 from loragen.bank.tasks import Classifier, TaskData
@@ -95,6 +98,7 @@ class GenerationScorer:
         self.lm, self.data, self.max_examples = lm, data, max_examples
         self._pairs: dict[str, list[tuple[str, str]]] = {}
         self._cache: dict[tuple[str, str, str], dict[str, float]] = {}
+        self._calibration: dict[tuple[str, tuple[str, ...]], dict[str, torch.Tensor]] = {}
 
     def pairs(self, task: TaskRecord) -> list[tuple[str, str]]:
         if task.name not in self._pairs:
@@ -111,6 +115,30 @@ class GenerationScorer:
             self._cache[key] = described_scores(self.lm, pairs, system) if system else self.lm.scores(pairs, adapter)
         return self._cache[key]
 
+
+    def calibration(self, task: TaskRecord, adapters: Sequence[LoraAdapter | None]) -> dict[str, torch.Tensor]:
+        """Per reference-output token of the task's test pairs, under the predictive distribution averaged over
+        `adapters` (a posterior's samples; None: the base model): "confidence" (the top token's probability),
+        "correct" (1.0 where the top token is the reference) and "logp" (the reference token's log-probability)."""
+        key = (task.name, tuple(a.sha256() if a is not None else "base" for a in adapters))
+        if key not in self._calibration:
+            probs, targets = self.lm.predictive(self.pairs(task), adapters)
+            confidence, top = probs.max(-1)
+            logp = probs.gather(-1, targets[:, None]).squeeze(-1).clamp_min(1e-12).log()
+            self._calibration[key] = {"confidence": confidence, "correct": (top == targets).float(), "logp": logp}
+        return self._calibration[key]
+
+
+def token_calibration(tokens: Sequence[Mapping[str, torch.Tensor]], n_bins: int = 10) -> dict[str, float]:
+    """Calibration of a method's per-token predictive distribution, pooled over the tokens of all its tasks:
+    "token_ece" (expected calibration error of the top token, equal-width bins), "token_accuracy" (how often the
+    top token is the reference), "token_confidence" (its mean probability), "token_nll" (mean negative
+    log-likelihood of the reference token) and "n_tokens"."""
+    conf = torch.cat([t["confidence"] for t in tokens])
+    correct = torch.cat([t["correct"] for t in tokens])
+    logp = torch.cat([t["logp"] for t in tokens])
+    return {"token_ece": expected_calibration_error(conf, correct, n_bins), "token_accuracy": correct.mean().item(),
+            "token_confidence": conf.mean().item(), "token_nll": -logp.mean().item(), "n_tokens": int(conf.numel())}
 
 def described_scores(lm: CausalLM, pairs: Sequence[tuple[str, str]], system: str,
                      max_length: int = 128) -> dict[str, float]:

@@ -43,6 +43,7 @@ from __future__ import annotations
 import functools
 import logging
 import random
+from dataclasses import replace
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
@@ -58,6 +59,7 @@ from loragen.bank.evaluate.generation import (
     generation_shots,
     mean_metrics,
     task_kind,
+    token_calibration,
 )
 from loragen.bank.evaluate.report import EvalReport
 from loragen.bank.evaluate.splits import ALL_SPLITS, EVAL_SPLITS, EvalSplit, eval_descriptions, split_tasks
@@ -227,6 +229,7 @@ def evaluate(
     conditions: Sequence[str] = ("labels",),
     controls: Sequence[str] = CONTROLS,
     text_style: str = "words",
+    predictive_samples: int = 0,
 ) -> EvalReport:
     """Score base, oracle, mean, multi-task, retrieval and the given generators on the evaluation splits.
 
@@ -249,9 +252,13 @@ def evaluate(
         controls: random-description controls (see `CONTROLS`) for retrieval and the extra generators.
         text_style: the test texts: "words" (the tasks' own) or another style their provider offers, e.g.
             "sentences" (the built-in suite's language tasks only; tasks without the style are left out).
+        predictive_samples: generation tasks: also report how calibrated each method's per-token predictive
+            distribution is on the test outputs (`token_ece`, `token_nll`, ... in the summary, pooled over the
+            split's tokens; `generation.token_calibration`): the given generators' with this many sampled adapters
+            averaged (a posterior's model average), every other row's with its one adapter; 0: not measured.
 
     Raises:
-        ValueError: an unknown split or baseline name, or a bank with no built task.
+        ValueError: an unknown split or baseline name, a bank with no built task, or predictive_samples < 0.
         TaskDataError: tasks of several providers without a classifier given, a task no provider owns, a mix of
             classification and generation tasks, or generation tasks of several base models.
     """
@@ -260,6 +267,8 @@ def evaluate(
     if unknown:
         raise ValueError(f"unknown baselines/splits/conditions {unknown}; baselines: {BASELINES}, splits: "
                          f"{ALL_SPLITS}, conditions: {CONDITIONS}")
+    if predictive_samples < 0:
+        raise ValueError(f"predictive_samples must be >= 0, got {predictive_samples}")
     all_tasks = [t for t in bank.tasks() if tasks is None or t.name in set(tasks)]
     finals = _final_adapters(bank, {t.name for t in all_tasks})
     all_tasks = [t for t in all_tasks if t.name in finals]
@@ -304,11 +313,16 @@ def evaluate(
               if chosen[s]}
     rows: list[dict[str, Any]] = []
     refused: dict[str, str] = {}
+    calibrated = predictive_samples > 0 and kind == "generation"
+    sampled = {_row_name(m, c) for m in (methods or {}) for c in ("description", "examples")}
+    tokens: dict[tuple[str, str], list] = {}  # (split, row) -> per-token calibration of each scored request
     for split, task in tqdm(work, desc="eval", unit="task", disable=not progress):
         fixed = {"base": None, "oracle": bank.get(finals[task.name])}
         for m in [b for b in ("base", "oracle") if b in baselines]:
             rows.append({"split": split, "task": task.name, "task_split": task.split, "method": m,
                          **score(task, fixed[m])})
+            if calibrated:
+                tokens.setdefault((split, m), []).append(score.calibration(task, [fixed[m]]))
         if kind == "generation" and DESCRIBED in baselines:
             rows.append({"split": split, "task": task.name, "task_split": task.split, "method": DESCRIBED,
                          **mean_metrics([score(task, None, d) for d in eval_descriptions(task, split)])})
@@ -324,7 +338,12 @@ def evaluate(
                     examples=shots(task) if condition == "examples" else None,
                     n_samples=1, seed=seed, exclude_tasks=frozenset({task.name}), **request_base)
                 try:
-                    accs.append(score(task, gen.generate(request)[0]))
+                    adapter = gen.generate(request)[0]
+                    accs.append(score(task, adapter))
+                    if calibrated and condition in ("description", "examples"):
+                        adapters = (gen.generate(replace(request, n_samples=predictive_samples)) if m in sampled
+                                    else [adapter])
+                        tokens.setdefault((split, m), []).append(score.calibration(task, adapters))
                 except ConfigError as err:  # a channel this generator does not read: no row, and the reason
                     if condition not in ("examples", "labels"):
                         raise
@@ -341,7 +360,12 @@ def evaluate(
         logger.warning("rows left out, their generator refused the condition: %s", refused)
     if kind == "generation":
         cfg.update(kind=kind, metric=PRIMARY[kind], base_model=request_base["base_model"])
+    if calibrated:
+        cfg["predictive_samples"] = predictive_samples
     summary = _aggregate(rows, PRIMARY[kind])
+    for (split, m), per_request in tokens.items():
+        if m in summary.get(split, {}):
+            summary[split][m].update(token_calibration(per_request))
     _control_gaps(summary, PRIMARY[kind])
     _wording_gaps(rows, summary, PRIMARY[kind])
     return EvalReport(rows=rows, summary=summary, config=cfg)

@@ -50,6 +50,13 @@ class EvalReport:
             lines.append(f"{m:<{width}}" + "".join(cells))
         lines.append("tasks: " + ", ".join(f"{s}={next(iter(self.summary[s].values()))['n_tasks']}"
                                            for s in splits if self.summary[s]))
+        calibrated = [m for m in self.methods() if any("token_ece" in self.summary[s].get(m, {}) for s in splits)]
+        if calibrated:  # generation tasks with predictive_samples: the per-token calibration block
+            lines += ["", f"{'token ECE':<{width}}" + "".join(f"{s + ' ece':>24}{'nll':>8}" for s in splits)]
+            for m in calibrated:
+                cells = [(f"{c['token_ece']:>24.3f}{c['token_nll']:>8.2f}" if c and "token_ece" in c
+                          else f"{'-':>24}{'-':>8}") for c in (self.summary[s].get(m) for s in splits)]
+                lines.append(f"{m:<{width}}" + "".join(cells))
         return "\n".join(lines)
 
     def save_json(self, path: str | os.PathLike) -> Path:

@@ -37,6 +37,7 @@ from loragen.bank.causal_lm import (
     exact_match,
     mean_loglik,
     output_loss,
+    output_token_probs,
     pad_id,
 )
 from loragen.bank.errors import ConfigError
@@ -85,6 +86,27 @@ class CausalLM:
             preds = complete(self.model, self.tokenizer, [x for x, _ in pairs], max_new_tokens=min(longest + 2,
                                                                                                    max_length))
         return {"exact_match": exact_match(preds, refs), "loglik": sum(loglik) / len(loglik)}
+
+
+    def predictive(self, pairs: Sequence[Pair], adapters: Sequence[LoraAdapter | None],
+                   max_length: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+        """The predictive next-token distribution at each reference-output token, averaged over `adapters` (a
+        posterior's samples: Bayesian model averaging; one adapter: its own distribution; None: the base model).
+
+        Returns:
+            (N, V) probabilities and (N,) reference token ids (`bank.causal_lm.output_token_probs`).
+
+        Raises:
+            ValueError: no pairs or no adapters.
+        """
+        if not pairs or not adapters:
+            raise ValueError("predictive needs at least one (input, output) pair and one adapter (None: the base)")
+        total, targets = None, None
+        for adapter in adapters:
+            with self._applied(adapter):
+                probs, targets = output_token_probs(self.model, self.tokenizer, list(pairs), max_length=max_length)
+            total = probs if total is None else total + probs
+        return total / len(adapters), targets
 
 
 class CausalLoraModule(LoraModule):

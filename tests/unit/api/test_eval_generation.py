@@ -5,14 +5,16 @@ with the base+description row (the description as the system message) and the ca
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
+import torch
 import yaml
 
 from loragen.api.cli import main
 from loragen.bank.causal_lm import prompt_ids
 from loragen.bank.evaluate import evaluate
-from loragen.bank.evaluate.generation import GenerationScorer, generation_multitask, task_kind
+from loragen.bank.evaluate.generation import GenerationScorer, generation_multitask, task_kind, token_calibration
 from loragen.bank.generator import GenerationRequest
 from loragen.bank.lora.adapter import LoraAdapter
 from loragen.bank.store import Bank
@@ -158,11 +160,52 @@ def test_cli_eval_scores_a_trained_cvae_on_generation_tasks(gen_bank, tmp_path, 
     assert main(["eval", "--bank", bank, "--max-examples", "2", "--split", "heldout_task", "--baseline", "base",
                  "--baseline", "oracle", "--method", f"cvae={tmp_path / 'cvae'}", "--control", "random", "--json",
                  str(out), "--plot", str(tmp_path / "eval.png"), "--condition", "description", "--condition",
-                 "examples", "--no-progress"]) == 0
-    capsys.readouterr()
+                 "examples", "--predictive-samples", "3", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
     saved = json.loads(out.read_text())
     summary = saved["summary"]["heldout_task"]
     assert set(summary) == {"base", "oracle", "cvae", "cvae+random"}
     # the CVAE has no channel for (input, output) examples: the row is left out with its reason, not faked
     assert "(input, output) pairs" in saved["config"]["refused"]["cvae+8examples"]
     assert {"exact_match", "loglik", "aligned_minus_random"} <= set(summary["cvae"])
+
+    # per-token calibration: every scored row but the controls, pooled over the same reference tokens
+    assert saved["config"]["predictive_samples"] == 3 and "token ECE" in printed
+    n_tokens = {m: summary[m].get("n_tokens") for m in summary}
+    assert n_tokens["base"] == n_tokens["oracle"] == n_tokens["cvae"] > 0 and n_tokens["cvae+random"] is None
+    for m in ("base", "oracle", "cvae"):
+        assert 0.0 <= summary[m]["token_ece"] <= 1.0 and summary[m]["token_nll"] > 0.0
+        assert 0.0 <= summary[m]["token_accuracy"] <= 1.0 and 0.0 < summary[m]["token_confidence"] <= 1.0
+
+
+def test_the_predictive_averages_the_adapters_distributions_and_matches_the_loglik(gen_bank):
+    """`CausalLM.predictive` over several adapters is the mean of each one's next-token distribution; over one, its
+    reference-token log-probabilities are the ones `scores` averages into "loglik"."""
+    path, llama = gen_bank
+    lm = CausalLM(llama)
+    with Bank.open(path) as bank:
+        task = next(t for t in bank.tasks() if t.name == NAMES[0])
+        pair = BankSource(bank).data(task).test[:1]
+        a, b = (bank.get(r.id) for r in bank.adapters(kind="final") if r.task in NAMES[:2])
+    pa, targets = lm.predictive(pair, [a])
+    pb, _ = lm.predictive(pair, [b])
+    both, same_targets = lm.predictive(pair, [a, b])
+    assert torch.equal(targets, same_targets) and pa.shape[0] == targets.shape[0] > 0
+    assert torch.allclose(both, (pa + pb) / 2, atol=1e-6) and not torch.allclose(pa, pb)
+    assert torch.allclose(pa.sum(-1), torch.ones(len(targets)), atol=1e-4)
+    loglik = lm.scores(pair, a)["loglik"]
+    assert pa.gather(-1, targets[:, None]).log().mean().item() == pytest.approx(loglik, abs=1e-4)
+    with pytest.raises(ValueError, match="at least one"):
+        lm.predictive(pair, [])
+
+
+def test_token_calibration_pools_the_tokens_of_every_request():
+    confident_right = {"confidence": torch.tensor([0.9, 0.9]), "correct": torch.tensor([1.0, 1.0]),
+                       "logp": torch.log(torch.tensor([0.9, 0.9]))}
+    confident_wrong = {"confidence": torch.tensor([0.9, 0.9]), "correct": torch.tensor([0.0, 0.0]),
+                       "logp": torch.log(torch.tensor([0.05, 0.05]))}
+    assert token_calibration([confident_right])["token_ece"] == pytest.approx(0.1)
+    pooled = token_calibration([confident_right, confident_wrong])
+    assert pooled["token_ece"] == pytest.approx(0.4) and pooled["n_tokens"] == 4  # one bin: |0.5 - 0.9|
+    assert pooled["token_accuracy"] == 0.5 and pooled["token_confidence"] == pytest.approx(0.9)
+    assert pooled["token_nll"] == pytest.approx(-(2 * math.log(0.9) + 2 * math.log(0.05)) / 4)

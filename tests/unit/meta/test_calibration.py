@@ -3,7 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from loragen.meta.calibration import LogisticCalibrator, auroc, expected_calibration_error, reliability_diagram
+from loragen.bank.evaluate.calibration import auroc, expected_calibration_error
+from loragen.meta.calibration import LogisticCalibrator, reliability_diagram
 
 
 def test_ece_on_a_hand_made_example():

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -9,8 +10,10 @@ import torch
 from loragen.bank.errors import CheckpointError
 from loragen.meta.checkpoint import (CONFIG_NAME, FORMAT, FORMAT_VERSION, FULL_VERSION, WEIGHTS_NAME, load_checkpoint,
                                      save_checkpoint)
-from loragen.meta.config import ABMLLConfig, MetaConfig, TrainConfig
+from loragen.meta.config import WARM_STARTS, ABMLLConfig, MetaConfig, TrainConfig
 from loragen.meta.generate import ABMLLGenerator
+from loragen.meta.train import warm_start
+from tests.unit.meta.conftest import build
 
 
 def test_elbo_increases_on_toy_tasks(trained_toy):
@@ -117,3 +120,29 @@ def test_configs_name_the_bad_field():
         TrainConfig(beta=-1)
     with pytest.raises(ValueError, match="tasks_per_batch"):
         TrainConfig(tasks_per_batch=0)
+
+
+@pytest.mark.parametrize("method", WARM_STARTS)
+def test_warm_start_fits_the_known_adapters_from_their_wordings(method, toy_classifier, toy_tasks):
+    """Both warm starts move θ̂_loc to the adapters' mean and fit each task's adapter from its description better
+    than the mean does; "pca" gets there with the loc head in closed form."""
+    model, guide = build(toy_classifier)
+    d = model.layout.num_parameters
+    g = torch.Generator().manual_seed(0)
+    adapters = [torch.randn(d, generator=g) * 0.05 for _ in toy_tasks]
+    tasks = [dataclasses.replace(t, adapter=a) for t, a in zip(toy_tasks, adapters)]
+    guide.fit_standardisation(torch.cat([t.wordings() for t in tasks]))
+    losses = warm_start(guide, tasks, TrainConfig(warm_start_steps=200, warm_start_lr=1e-2, warm_start=method),
+                        progress=False)
+    assert torch.allclose(guide.theta_loc.detach(), torch.stack(adapters).mean(0), atol=1e-6)
+    assert losses[-1] < 0.05  # relative to predicting the mean adapter (1.0)
+    with torch.no_grad():
+        loc, _ = guide.posterior(torch.stack([t.wordings()[0] for t in tasks]))
+    nearest = torch.cdist(loc, torch.stack(adapters)).argmin(1)
+    assert nearest.tolist() == list(range(len(tasks)))  # every description is mapped to its own task's adapter
+    assert warm_start(guide, toy_tasks, TrainConfig(warm_start=method), progress=False) == []  # no known adapter
+
+
+def test_an_unknown_warm_start_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match=r"warm_start must be one of \('regression', 'pca'\), got 'svd'"):
+        TrainConfig(warm_start="svd")
