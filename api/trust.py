@@ -13,7 +13,7 @@ present, see `meta.trust`):
     entropy_own / max_prob_own       the same on the user's unlabeled inputs (`--inputs`)
     disagreement        fraction of probe texts where the other methods' adapters predict another label
     example_accuracy    accuracy on the user's labelled examples, shrunk (`meta.trust.shrunk_accuracy`)
-    labels_given, chance   1 when label names were given; 1/K
+    labels_given, chance   1 when label names were given; 1/K (0 for a generation task: exact match)
 
 mutual_information and disagreement are measured on the probe texts when there are, else on the user's inputs.
 The trust file of cvae and abmll is `CHECKPOINT/trust.json`; retrieval's is `<bank file>.trust-retrieve.json`.
@@ -177,7 +177,10 @@ def features(request: GenerationRequest, adapters: Sequence[LoraAdapter], *, pro
         encode: description -> L2-normalised embedding (default: the bank's encoder).
     """
     k = request.num_labels
-    out: dict[str, float | None] = {"chance": 1.0 / k, "labels_given": float(bool(request.labels))}
+    generation = (probe is not None and probe.causal is not None) or request.generation_examples
+    # chance: what a guess scores (1/K classes; 0 exact match for a generation task)
+    out: dict[str, float | None] = {"chance": 0.0 if generation else 1.0 / k,
+                                    "labels_given": float(bool(request.labels))}
     task = None
     if bank is not None:
         similarity, task = nearest_task(bank, request.description, request.base_model, exclude=tuple(exclude))

@@ -1,7 +1,8 @@
 """Fit the trust models on evaluation cases the generators never trained on, and report them honestly.
 
 For every case (a task of an evaluation split, asked with one of the split's wordings under one condition) and
-every method: generate the point adapter (and sampled ones), measure its real accuracy on the task's test data,
+every method: generate the point adapter (and sampled ones), measure its real accuracy on the task's test data
+(exact match of the greedy completion for generation tasks on a causal LM: the target is then "exact_match"),
 compute the label-free features (`api.trust.features`, bank neighbours of a held-out task excluded), then fit one
 `meta.trust.TrustModel` per method. The numbers reported (JSON + PNG) are the task-grouped cross-validated ones.
 
@@ -24,6 +25,7 @@ from tqdm import tqdm
 from loragen.api.trust import SAMPLED, Probe, features, peer_adapters, trust_path, trust_samples
 from loragen.bank.errors import TaskDataError
 from loragen.bank.evaluate import N_EXAMPLES, eval_descriptions, split_tasks
+from loragen.bank.evaluate.generation import GENERATION_CONDITIONS, generation_shots
 from loragen.bank.generator import GenerationRequest
 from loragen.bank.records import TaskRecord
 from loragen.bank.tasks import BankSource
@@ -44,9 +46,14 @@ class EvalCase:
 
 
 def eval_cases(bank: Any, splits: Sequence[str], conditions: Sequence[str] = CONDITIONS,
-               max_tasks: int | None = None, seed: int = 0) -> list[EvalCase]:
-    """The cases of `splits` (classification tasks only), at most `max_tasks` tasks per split (fixed sample)."""
-    tasks = [t for t in bank.tasks() if t.labels]
+               max_tasks: int | None = None, seed: int = 0, kind: str = "classification") -> list[EvalCase]:
+    """The cases of `splits` among the bank's tasks of `kind` ("classification": tasks with label names;
+    "generation": (input, output) tasks, asked without the "labels" condition), at most `max_tasks` tasks per split
+    (a fixed sample)."""
+    generation = kind == "generation"
+    tasks = [t for t in bank.tasks() if bool(t.labels) != generation]
+    if generation:
+        conditions = [c for c in conditions if c in GENERATION_CONDITIONS]
     cases = []
     for split in splits:
         chosen = split_tasks(tasks, split)
@@ -69,30 +76,50 @@ def _few_shot(train: Sequence[tuple[str, int]], k: int, n: int, seed: int) -> tu
     return tuple(by_label[i % k][i // k] for i in range(n) if i // k < len(by_label[i % k]))
 
 
-def _request(case: EvalCase, base_model: str, seed: int, train: Sequence[tuple[str, int]]) -> GenerationRequest:
+def _request(case: EvalCase, base_model: str, seed: int, data: Any) -> GenerationRequest:
     held_out = case.task.split != "train"  # the generators never saw this task: hide it from every bank lookup
+    examples = None
+    if case.condition == "examples":
+        examples = (_few_shot(data.train, len(case.task.labels), N_EXAMPLES, seed) if case.task.labels
+                    else generation_shots(case.task, lambda _: data, N_EXAMPLES, seed))  # (input, output) pairs
     return GenerationRequest(
-        case.description, labels=case.task.labels if case.condition == "labels" else None,
-        examples=_few_shot(train, len(case.task.labels), N_EXAMPLES, seed) if case.condition == "examples" else None,
+        case.description, labels=case.task.labels if case.condition == "labels" else None, examples=examples,
         base_model=base_model, n_samples=1, seed=seed,
         exclude_tasks=frozenset({case.task.name}) if held_out else frozenset())
+
+
+def _measure(model: Any, task: TaskRecord, test: Sequence[tuple], adapter: Any) -> float:
+    """The adapter's real score on the test examples: accuracy (a classifier), or exact match (a `CausalLM`)."""
+    if task.labels:
+        return float(model.accuracy(test, adapter, len(task.labels)))
+    return float(model.scores([(str(x), str(y)) for x, y in test], adapter)["exact_match"])
+
+
+def _probe(model: Any) -> Probe:
+    """A classifier's probe, or a causal LM's (token statistics)."""
+    from loragen.bank.train import CausalLM
+
+    return Probe(causal=(model.model, model.tokenizer)) if isinstance(model, CausalLM) else Probe(classifier=model)
 
 
 def collect(bank: Any, generators: Mapping[str, Any], cases: Sequence[EvalCase], classifier: Any, *,
             max_examples: int = 64, seed: int = 0, reference: np.ndarray | None = None,
             progress: bool = True) -> dict[str, list[dict]]:
-    """Per method, one record per case: its features, the measured accuracy and the case's identity.
+    """Per method, one record per case: its features, the measured accuracy (exact match) and the case's identity.
+
+    Args:
+        classifier: what the tasks are scored with: their classifier, or for generation tasks the `CausalLM`.
 
     Raises:
         TaskDataError: a case's task has no test data loragen can rebuild.
     """
-    probe, source = Probe(classifier=classifier), BankSource(bank)
+    probe, source = _probe(classifier), BankSource(bank)
     ref_model = None if reference is None else TrustModel((), np.zeros((0, 0)), np.zeros(0), [],
                                                           reference_embeddings=reference)
     out: dict[str, list[dict]] = {m: [] for m in generators}
     for case in tqdm(cases, desc="trust", unit="case", disable=not progress):
         data = source.data(case.task)  # suite tasks rebuilt by their provider, a user's read from the bank
-        request = _request(case, classifier.base_model_id, seed, data.train)
+        request = _request(case, classifier.base_model_id, seed, data)
         test = data.test[:max_examples]
         inputs = [x for x, _ in data.val[:16]]  # unlabeled inputs, as `--inputs` would give
         points = peer_adapters(generators, request)
@@ -103,7 +130,7 @@ def collect(bank: Any, generators: Mapping[str, Any], cases: Sequence[EvalCase],
             row = features(request, [points[method]], probe=probe, bank=bank, model=ref_model, samples=samples,
                            peers={m: a for m, a in points.items() if m != method}, inputs=inputs,
                            exclude=request.exclude_tasks)
-            acc = classifier.accuracy(test, points[method], len(case.task.labels))
+            acc = _measure(classifier, case.task, test, points[method])
             out[method].append({"task": case.task.name, "split": case.split, "condition": case.condition,
                                 "description": case.description, "measured": float(acc), "features": row})
     return out
@@ -115,6 +142,7 @@ def fit_trust(bank: Any, generators: Mapping[str, Any], cases: Sequence[EvalCase
     """Fit and write a trust model per method; return the cross-validated report.
 
     Args:
+        classifier: the tasks' classifier, or the `CausalLM` of generation tasks (the target is then exact match).
         generators: method -> generator (cvae, abmll, retrieve). checkpoints: method -> its checkpoint directory
             (where `trust.json` goes; retrieval's goes next to the bank).
         cases: the calibration cases (e.g. `eval_cases(bank, ["heldout_task", ...])`).
@@ -124,19 +152,20 @@ def fit_trust(bank: Any, generators: Mapping[str, Any], cases: Sequence[EvalCase
         ValueError: too few tasks to fit on (see `meta.trust.MIN_GROUPS`).
     """
     if not cases:
-        raise TaskDataError("no calibration case: the splits hold no classification task of this bank")
+        raise TaskDataError("no calibration case: the splits hold no task of this kind in this bank")
+    target = "accuracy" if cases[0].task.labels else "exact_match"
     wordings = training_wordings(bank)
     reference = bank.encoder.encode(wordings).astype(np.float16) if wordings else None
     records = collect(bank, generators, cases, classifier, max_examples=max_examples, seed=seed,
                       reference=reference, progress=progress)
-    report: dict[str, Any] = {"splits": sorted({c.split for c in cases}), "n_cases": len(cases),
+    report: dict[str, Any] = {"splits": sorted({c.split for c in cases}), "n_cases": len(cases), "target": target,
                               "max_examples": max_examples, "bank": str(bank.path), "methods": {}}
     curves = {}
     for method, recs in records.items():
         meta = {"method": method, "base_model": classifier.base_model_id, "splits": report["splits"],
-                "bank": str(bank.path), "n_cases": len(recs), "sampled": method in SAMPLED}
+                "bank": str(bank.path), "n_cases": len(recs), "sampled": method in SAMPLED, "target": target}
         model = TrustModel.fit([r["features"] for r in recs], [r["measured"] for r in recs],
-                               [r["task"] for r in recs], meta=meta, reference_embeddings=reference)
+                               [r["task"] for r in recs], target=target, meta=meta, reference_embeddings=reference)
         cv = model.cross_validated()
         for r, est in zip(recs, cv):
             r.update(predicted=est.expected, low=est.low, high=est.high, used=list(est.features))

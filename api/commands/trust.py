@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from loragen.api.commands._options import (
@@ -22,6 +23,8 @@ Writes CHECKPOINT/trust.json for cvae and abmll and <bank>.trust-retrieve.json f
 calibration cases and the fp16 embeddings of the generator's training wordings, so `generate` scores without the
 bank), plus the cross-validated report (--json) and the predicted-vs-measured diagram (--plot). Calibrate on
 splits the generators never trained on: heldout_task, heldout_paraphrase (and any held-out wording split).
+A bank of generation tasks (a causal LM's (input, output) tasks, e.g. the SmolLM2 suite) is calibrated on exact
+match of the greedy completion instead of accuracy, asked with the description or with (input, output) examples.
 """
 
 
@@ -44,7 +47,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="calibration split (repeatable; default: every split except in_bank, the hand-written "
                    "heldout_wording included)")
     f.add_argument("--condition", action="append", choices=["description", "labels", "examples"], default=None,
-                   help="what each request gets besides the wording (repeatable; default: all three)")
+                   help="what each request gets besides the wording (repeatable; default: all three; "
+                   "generation tasks take no label names, so \"labels\" is left out for them)")
     f.add_argument("--max-tasks", type=positive_int, default=None, metavar="N",
                    help="at most N tasks per split (fixed random sample)")
     f.add_argument("--max-examples", type=positive_int, default=64, metavar="N",
@@ -66,16 +70,24 @@ def run_fit(args: argparse.Namespace) -> int:
     apply_threads(args)
     splits = args.split or [s for s in ALL_SPLITS if s != "in_bank"]
     with Bank.open(args.bank) as bank:
+        kind = _kind(bank)
         cases = eval_cases(bank, splits, args.condition or ("description", "labels", "examples"), args.max_tasks,
-                           args.seed)
+                           args.seed, kind=kind)
         if not cases:
             from loragen.bank.errors import TaskDataError
 
-            raise TaskDataError(f"splits {splits} hold no classification task in {bank.path}; build held-out "
+            raise TaskDataError(f"splits {splits} hold no {kind} task in {bank.path}; build held-out "
                                 "tasks (`loragen bank build`) or name other --split")
-        classifier = _classifier(bank, cases[0].task)
+        if kind == "generation":  # scored by exact match on the causal LM the bank's adapters are for
+            from loragen.bank.evaluate.generation import bank_base_model
+            from loragen.bank.train import CausalLM
+
+            built = {r.task: r.id for r in bank.adapters(kind="final")}
+            scorer, classifier = CausalLM(bank_base_model(bank, built)), None
+        else:
+            scorer = classifier = _classifier(bank, cases[0].task)
         generators, checkpoints = _generators(args.method, bank, classifier)
-        report = fit_trust(bank, generators, cases, classifier, checkpoints=checkpoints,
+        report = fit_trust(bank, generators, cases, scorer, checkpoints=checkpoints,
                            max_examples=args.max_examples, seed=args.seed, write=not args.no_write,
                            json_path=args.json, plot_path=args.plot, progress=not args.no_progress)
     for method, entry in report["methods"].items():
@@ -87,6 +99,20 @@ def run_fit(args: argparse.Namespace) -> int:
               f"(cross-validated); trust file: {entry['trust_file'] or 'not written'}")
     print(f"JSON: {args.json}\nchart: {report.get('plot') or 'not drawn (matplotlib is not installed)'}")
     return 0
+
+
+def _kind(bank) -> str:
+    """"generation" when the bank's built tasks are (input, output) tasks, else "classification"."""
+    from loragen.bank.errors import TaskDataError
+    from loragen.bank.evaluate.generation import task_kind
+
+    built = {r.task for r in bank.adapters(kind="final")}
+    tasks = [t for t in bank.tasks() if t.name in built]
+    try:
+        return task_kind(tasks) if tasks else "classification"
+    except TaskDataError as err:  # a bank of both kinds: its classification tasks, as before generation tasks
+        print(f"warning: {err}; fitting on its classification tasks", file=sys.stderr)
+        return "classification"
 
 
 def _classifier(bank, task):

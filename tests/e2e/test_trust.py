@@ -1,5 +1,6 @@
-"""Issue 16: `generate` prints a trust line by default, for cvae and retrieve, on a base model other than MiniLM
-(a tiny random BERT); plainly "not calibrated" before `loragen trust fit`, a number with an interval after."""
+"""Issue 16: `generate` prints a trust line by default, for cvae and retrieve, on base models other than MiniLM
+(a tiny random BERT; a tiny random chat Llama, scored by exact match); plainly "not calibrated" before
+`loragen trust fit`, a number with an interval after."""
 
 from __future__ import annotations
 
@@ -93,3 +94,55 @@ def test_generate_prints_trust_for_cvae_and_retrieve_on_a_tiny_bert(tmp_path, ca
         assert low <= expected <= high
         if expected < 0.7:
             assert "low: " in out
+
+
+GEN_TRAIN = ("date-name/month/es", "date-name/month/fr", "date-format/long/da_DK")
+GEN_HELDOUT = ("date-name/month/pl", "date-name/weekday/es", "date-format/medium/fr_FR", "person-name/family/fr_FR")
+GEN_LINE = re.compile(r"^trust: expected exact match (\d\.\d\d) \[(\d\.\d\d), (\d\.\d\d)\] \((cvae|retrieve)[;)]", re.M)
+
+
+def test_trust_fit_and_generate_on_a_causal_lm_score_exact_match(tmp_path, capsys, monkeypatch):
+    """A generation bank (SmolLM2-suite tasks on a tiny random chat Llama): `trust fit` measures exact match on the
+    held-out tasks and `generate` then prints an expected exact match for cvae and retrieve."""
+    import yaml
+
+    from loragen.bank.base_model import canonical_base_model_id
+    from tests.unit.bank._custom import tiny_chat_llama_dir
+
+    monkeypatch.setenv("LORAGEN_HOME", str(tmp_path / "home"))
+    llama = tiny_chat_llama_dir(tmp_path / "llama")
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump({"target_modules": ["q_proj", "v_proj"], "layers": [1], "r": 2,
+                                      "cache_frozen_layers": True, "min_steps": 2, "num_checkpoints": 1}))
+    bank, cvae = tmp_path / "gen.duckdb", tmp_path / "cvae"
+    names = [a for n in (*GEN_TRAIN, *GEN_HELDOUT) for a in ("--name", n)]
+    _cli(capsys, "bank", "build", "--provider", "smollm2-gen", "--bank", bank, "--base-model", llama, "--config",
+         recipe, "--steps", "3", "--no-progress", *names)
+    _cli(capsys, "train", "hypernet", "--bank", bank, "-o", cvae, "--max-steps", "4", "--accelerator", "cpu",
+         "--devices", "1", "--no-progress-bar")
+    desc = "Take the English date and answer with the name of its month as Polish speakers write it."
+    gen = ("generate", desc, "--base-model", llama, "--bank", bank)
+    out = _cli(capsys, *gen, "-o", tmp_path / "g0", "--checkpoint", cvae)
+    assert "trust: not calibrated for this generator" in out and "expected exact match" not in out, out
+
+    report = tmp_path / "trust.json"
+    out = _cli(capsys, "trust", "fit", "--bank", bank, "--method", f"cvae={cvae}", "--method", "retrieve",
+               "--split", "heldout_task", "--condition", "description", "--condition", "labels", "--max-examples",
+               "2", "--json", report, "--plot", tmp_path / "trust.png", "--no-progress")
+    data = json.loads(report.read_text())
+    assert data["target"] == "exact_match" and data["splits"] == ["heldout_task"], out
+    for method in ("cvae", "retrieve"):
+        cases = data["methods"][method]["cases"]
+        # one case per held-out task: "labels" is no condition of a generation task
+        assert sorted(c["task"] for c in cases) == sorted(GEN_HELDOUT)
+        assert all(c["condition"] == "description" and c["features"]["chance"] == 0.0 for c in cases)
+        assert all(c["measured"] in (0.0, 0.5, 1.0) for c in cases)  # exact match over 2 test pairs
+    stored = json.loads((cvae / "trust.json").read_text())
+    assert stored["target"] == "exact_match" and stored["meta"]["base_model"] == canonical_base_model_id(llama)
+
+    for method, extra in (("cvae", ["--checkpoint", cvae]), ("retrieve", [])):
+        out = _cli(capsys, *gen, "-o", tmp_path / f"g-{method}", "--method", method, *extra)
+        found = GEN_LINE.search(out)
+        assert found and found.group(4) == method, out
+        expected, low, high = map(float, found.groups()[:3])
+        assert low <= expected <= high
