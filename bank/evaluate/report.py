@@ -78,13 +78,16 @@ class EvalReport:
         splits, methods = list(self.summary), self.methods()
         width = 0.8 / max(1, len(methods))
         fig, ax = plt.subplots(figsize=(3.5 + 2.2 * len(splits), 4))
+        colours = plt.get_cmap("tab20" if len(methods) > 10 else "tab10")  # one colour per row, no repeats
         for i, m in enumerate(methods):
             xs = [j + i * width for j in range(len(splits))]
-            ax.bar(xs, [self.summary[s].get(m, {}).get(self.metric, 0.0) for s in splits], width, label=m)
+            ax.bar(xs, [self.summary[s].get(m, {}).get(self.metric, 0.0) for s in splits], width, label=m,
+                   color=colours(i % colours.N))
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(splits))], splits)
         ax.set_ylabel(f"test {self.metric.replace('_', ' ')}")
         ax.set_ylim(0, 1)
-        ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+        if self.metric == "accuracy":  # two-label chance; exact match has no such line
+            ax.axhline(0.5, color="grey", lw=0.8, ls="--")
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         ax.set_title(f"loragen: {self.metric.replace('_', ' ')} per method and split")
         fig.tight_layout()
