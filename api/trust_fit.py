@@ -163,7 +163,7 @@ def fit_trust(bank: Any, generators: Mapping[str, Any], cases: Sequence[EvalCase
     curves = {}
     for method, recs in records.items():
         meta = {"method": method, "base_model": classifier.base_model_id, "splits": report["splits"],
-                "bank": str(bank.path), "n_cases": len(recs), "sampled": method in SAMPLED, "target": target}
+                "bank": str(bank.path), "n_cases": len(recs), "sampled": method in SAMPLED}
         model = TrustModel.fit([r["features"] for r in recs], [r["measured"] for r in recs],
                                [r["task"] for r in recs], target=target, meta=meta, reference_embeddings=reference)
         cv = model.cross_validated()

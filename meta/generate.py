@@ -76,6 +76,7 @@ class ABMLLGenerator:
         self.config = config or GenerateConfig()
         self.likelihood = likelihood
         self._device = device
+        self._last_refined: tuple[tuple, tuple[torch.Tensor, torch.Tensor]] | None = None
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike | None = None, classifier: FactorClassifier | None = None,
@@ -156,13 +157,7 @@ class ABMLLGenerator:
         loc, scale = self._amortized(request.description)
         refined = bool(request.examples) and self.config.refine_steps > 0 and self._ensure_likelihood()
         if refined:
-            texts = [t for t, _ in request.examples]
-            labels = ([y for _, y in request.examples] if request.generation_examples  # reference outputs
-                      else torch.tensor([y for _, y in request.examples]))
-            with torch.enable_grad():
-                loc, scale = self.guide.refine(loc, scale, texts, labels, self.config.refine_steps,
-                                               self.config.refine_lr, self.config.beta, seed=request.seed or 0,
-                                               num_labels=request.num_labels)
+            loc, scale = self._refined(request, loc, scale)
         s = n_samples or (request.n_samples if request.n_samples > 1 else self.config.n_samples)
         g = torch.Generator(device=loc.device).manual_seed(0 if request.seed is None else int(request.seed))
         eps = torch.randn((s, loc.numel()), generator=g, device=loc.device)  # (S, D)
@@ -170,6 +165,24 @@ class ABMLLGenerator:
         mean = layout.to_adapter(loc, **meta, sample="mean", refined=refined)
         samples = [layout.to_adapter(loc + scale * e, **meta, sample=i, refined=refined) for i, e in enumerate(eps)]
         return Posterior(mean, samples, loc.detach(), scale.detach(), refined)
+
+    def _refined(self, request: GenerationRequest, loc: torch.Tensor,
+                 scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(φ) refined on the request's examples. The last refinement is remembered, so the same request asked
+        again (its point estimate, then its samples: the harness, the trust score) runs the base model once."""
+        key = (request.description, request.examples, request.seed, request.num_labels, self.config.refine_steps,
+               self.config.refine_lr, self.config.beta)
+        last = self._last_refined
+        if last is not None and last[0] == key:
+            return last[1]
+        texts = [t for t, _ in request.examples]
+        labels = ([y for _, y in request.examples] if request.generation_examples  # reference outputs
+                  else torch.tensor([y for _, y in request.examples]))
+        with torch.enable_grad():
+            refined = self.guide.refine(loc, scale, texts, labels, self.config.refine_steps, self.config.refine_lr,
+                                        self.config.beta, seed=request.seed or 0, num_labels=request.num_labels)
+        self._last_refined = (key, refined)
+        return refined
 
     def generate(self, request: GenerationRequest) -> list[LoraAdapter]:
         """The posterior mean when `request.n_samples == 1`, else `request.n_samples` posterior samples."""

@@ -70,7 +70,8 @@ def run_fit(args: argparse.Namespace) -> int:
     apply_threads(args)
     splits = args.split or [s for s in ALL_SPLITS if s != "in_bank"]
     with Bank.open(args.bank) as bank:
-        kind = _kind(bank)
+        finals = {r.task: r.id for r in bank.adapters(kind="final")}
+        kind = _kind(bank, finals)
         cases = eval_cases(bank, splits, args.condition or ("description", "labels", "examples"), args.max_tasks,
                            args.seed, kind=kind)
         if not cases:
@@ -82,8 +83,7 @@ def run_fit(args: argparse.Namespace) -> int:
             from loragen.bank.evaluate.generation import bank_base_model
             from loragen.bank.train import CausalLM
 
-            built = {r.task: r.id for r in bank.adapters(kind="final")}
-            scorer, classifier = CausalLM(bank_base_model(bank, built)), None
+            scorer, classifier = CausalLM(bank_base_model(bank, finals)), None
         else:
             scorer = classifier = _classifier(bank, cases[0].task)
         generators, checkpoints = _generators(args.method, bank, classifier)
@@ -101,13 +101,13 @@ def run_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _kind(bank) -> str:
-    """"generation" when the bank's built tasks are (input, output) tasks, else "classification"."""
+def _kind(bank, finals) -> str:
+    """"generation" when the bank's built tasks (`finals`: task -> final adapter id) are (input, output) tasks,
+    else "classification"."""
     from loragen.bank.errors import TaskDataError
     from loragen.bank.evaluate.generation import task_kind
 
-    built = {r.task for r in bank.adapters(kind="final")}
-    tasks = [t for t in bank.tasks() if t.name in built]
+    tasks = [t for t in bank.tasks() if t.name in finals]
     try:
         return task_kind(tasks) if tasks else "classification"
     except TaskDataError as err:  # a bank of both kinds: its classification tasks, as before generation tasks

@@ -69,3 +69,17 @@ def test_refinement_on_examples_raises_the_likelihood(trained_toy):
         ll_plain = model.log_likelihood(plain.loc, texts, labels)
         ll_refined = model.log_likelihood(refined.loc, texts, labels)
     assert ll_refined > ll_plain
+
+
+def test_the_same_request_is_refined_once_for_its_mean_and_its_samples(trained_toy, monkeypatch):
+    gen = _generator(trained_toy)
+    examples = tuple(task_examples(TASKS[1], 8, seed=4))
+    calls = []
+    refine = gen.guide.refine
+    monkeypatch.setattr(gen.guide, "refine", lambda *a, **k: calls.append(1) or refine(*a, **k))
+    mean = gen.posterior(_request(1, seed=0, examples=examples))
+    samples = gen.posterior(_request(1, seed=0, examples=examples, n_samples=4))
+    assert len(calls) == 1 and torch.equal(mean.loc, samples.loc) and torch.equal(mean.scale, samples.scale)
+    gen.posterior(_request(1, seed=1, examples=examples))  # another seed: another refinement
+    gen.posterior(_request(1, seed=0, examples=examples[:4]))  # other examples: another refinement
+    assert len(calls) == 3
