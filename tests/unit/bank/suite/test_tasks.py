@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import collections
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -112,3 +115,13 @@ def test_task_data_rejects_non_suite_tasks(suite):
 
     with pytest.raises(ValueError, match="no built-in suite data"):
         task_data(replace(suite[0], data_ref={}))
+
+
+def test_entity_pools_do_not_depend_on_the_hash_seed():
+    # Faker builds it_IT's city list from a set: without sorting it, a seeded draw changed from process to process
+    # (PYTHONHASHSEED) and two evaluations of one checkpoint scored different test texts.
+    code = ("from loragen.bank.suite.sources import entity_source as e; import hashlib; "
+            "print(hashlib.sha256('|'.join(e('city', 'it_IT').items).encode()).hexdigest())")
+    digests = {subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": seed},
+                              capture_output=True, text=True, check=True).stdout for seed in ("1", "2")}
+    assert len(digests) == 1
