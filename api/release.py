@@ -1,7 +1,7 @@
 """Compact generator checkpoints for shipping, and measure what compaction changed.
 
 `compact` writes a small copy of a CVAE or ABMLL checkpoint (whichever `config.json` names): fp16 storage, the
-CVAE's readout as a truncated SVD, no recomputable buffers (`hypernet.checkpoint.compact_checkpoint`,
+CVAE's readout as a truncated SVD (as 8/4-bit codes when fp16 does not fit the size budget), no recomputable buffers (`hypernet.checkpoint.compact_checkpoint`,
 `meta.checkpoint.compact_checkpoint`). `adapter_difference` then loads both and generates for a few descriptions
 with the same seed: the largest relative ΔW difference over modules and descriptions says what was lost.
 
@@ -90,8 +90,8 @@ def compact(src: str | os.PathLike, dst: str | os.PathLike, *, max_rank: int | N
     Args:
         src: a CVAE or ABMLL checkpoint directory.
         dst: where the compact copy goes (replaced if it is a checkpoint).
-        max_rank, energy, max_mb: the CVAE readout's rank cap, retained-energy share and size budget (ignored
-            for ABMLL, which has no readout).
+        max_rank, energy, max_mb: the CVAE readout's rank cap, retained-energy share, and the checkpoint's size
+            budget (ignored for ABMLL, which has no readout; the shipped one is 15 MB in fp16).
         descriptions: what the generated adapters are compared on.
         encode: the CVAE's text encoder (default: the one the checkpoint records).
 

@@ -11,6 +11,8 @@ loragen, with errors that name the path and the command that makes a checkpoint.
 Compact storage (for shipped generators): `to_storage_dtype` stores the large floating tensors in fp16 where that
 loses nothing measurable (each is checked: finite, inside fp16's range, relative round-trip error at most
 `HALF_TOLERANCE`; the rest stay fp32), and `config.json` records it under "storage". Loaders compute in fp32.
+Tensors too large even in fp16 can be stored as integer codes (`bank._codes`: a bit width per row, blockwise
+scales): `encode_tensors` writes them, storage.codes records their shapes, `decode_tensors` restores them.
 """
 
 from __future__ import annotations
@@ -158,6 +160,47 @@ def to_storage_dtype(tensors: dict[str, torch.Tensor], dtype: str = "float16") -
         else:
             out[name], kept = t, [*kept, name]
     return out, sorted(kept)
+
+
+def encode_tensors(tensors: dict[str, torch.Tensor], widths: dict[str, torch.Tensor]
+                   ) -> tuple[dict[str, torch.Tensor], dict[str, list[int]]]:
+    """Replace each tensor named in `widths` by its integer codes (`bank._codes.encode`, one width per row).
+
+    Returns:
+        (tensors to write, name -> shape of each coded tensor: what `decode_tensors` needs, for storage.codes).
+    """
+    from loragen.bank import _codes
+
+    out = {k: v for k, v in tensors.items() if k not in widths}
+    shapes = {}
+    for name, bits in widths.items():
+        out.update(_codes.encode(name, tensors[name], bits))
+        shapes[name] = list(tensors[name].shape)
+    return out, shapes
+
+
+def decode_tensors(stored: dict[str, torch.Tensor], shapes: dict[str, Any], where: str = ""
+                   ) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint whose storage.codes is `shapes` (name -> shape), coded ones decoded to fp32.
+
+    Raises:
+        CheckpointError: malformed storage.codes, codes that do not fit their shape, or stray coded entries.
+    """
+    from loragen.bank import _codes
+
+    if not isinstance(shapes, dict) or not all(
+            isinstance(s, list) and s and all(isinstance(d, int) and 0 < d < 2**31 for d in s) for s in shapes.values()):
+        raise CheckpointError(f"{where}: storage.codes in {CONFIG_NAME} is malformed (name -> list of dimensions)")
+    out = {k: v for k, v in stored.items() if not _codes.is_code(k)}
+    for name, shape in shapes.items():
+        try:
+            out[name] = _codes.decode(name, stored, shape)
+        except ValueError as err:
+            raise CheckpointError(f"{where}: {err}") from None
+    stray = {k.split(_codes.SEP)[0] for k in stored if _codes.is_code(k)} - set(shapes)
+    if stray:
+        raise CheckpointError(f"{where}: coded tensors {sorted(stray)} are not listed in storage.codes")
+    return out
 
 
 def to_float32(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

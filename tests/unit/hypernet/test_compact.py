@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import torch
 from safetensors import safe_open
 
+from loragen.bank._codes import row_bytes
+from loragen.bank.errors import CheckpointError
+
 from loragen.api.release import adapter_difference, compact
-from loragen.hypernet.checkpoint import FORMAT_VERSION, compact_checkpoint, load_checkpoint
+from loragen.hypernet.checkpoint import FORMAT_VERSION, compact_checkpoint, load_checkpoint, stored_bytes
 from loragen.hypernet.generate import CVAEGenerator
 from tests.unit.hypernet._synthetic import description
 
@@ -25,7 +30,7 @@ def test_compact_checkpoint_is_smaller_and_generates_within_tolerance(trained, e
     full_rank = module.config.model.readout_rank
     assert 1 <= report["readout_rank"] < full_rank
     meta = json.loads((tmp_path / "small" / "config.json").read_text())
-    assert meta["format_version"] == FORMAT_VERSION == 2
+    assert meta["format_version"] == FORMAT_VERSION == 3
     assert meta["storage"]["dtype"] == "float16" and meta["storage"]["readout_rank"] == report["readout_rank"]
     with safe_open(str(tmp_path / "small" / "model.safetensors"), "pt") as f:
         dtypes = {k: f.get_tensor(k).dtype for k in f.keys()}
@@ -46,16 +51,30 @@ def test_a_too_small_rank_is_measured_as_a_loss(trained, encode, tmp_path):
     assert adapter_difference(full, tiny, DESCRIPTIONS) > TOLERANCE
 
 
-def test_a_size_budget_caps_the_rank(trained, tmp_path):
+def test_a_size_budget_below_fp16_stores_the_readout_as_codes(trained, encode, tmp_path):
     path, _ = trained
     loose = compact_checkpoint(path, tmp_path / "loose", energy=1.0)
-    model, _, _ = load_checkpoint(path)
-    others = sum(v.numel() for k, v in model.state_dict().items() if not k.startswith("readout."))
-    per_rank = model.readout.maps.shape[0] * model.readout.n_features + model.readout.basis.shape[1]
-    budget = (2 * others + 3 * 2 * per_rank) / 1e6  # room for 3 components in fp16
+    assert loose["coded_rows"] == {}  # fp16 fits: no codes
+    model, _, _ = load_checkpoint(tmp_path / "loose")
+    rank, cols = model.readout.basis.shape
+    maps_rows = int((model.readout.maps.reshape(-1, rank).abs().amax(1) > 0).sum())
+    others = stored_bytes({k: v for k, v in model.state_dict().items() if not k.startswith("readout.")})
+    # room for the map's non-zero rows at 8 bits and the basis at 4 bits plus a quarter of the way to 8 bits
+    four, eight = rank * row_bytes(cols, 4), rank * row_bytes(cols, 8)
+    budget = (others + 32_768 + maps_rows * row_bytes(rank, 8) + four + (eight - four) // 4) / 1e6
     capped = compact_checkpoint(path, tmp_path / "capped", energy=1.0, max_mb=budget)
-    assert capped["readout_rank"] == 3 < loose["readout_rank"]
-    assert capped["bytes_after"] < loose["bytes_after"]
+    assert capped["bytes_after"] <= budget * 1e6 < loose["bytes_after"]
+    rows = capped["coded_rows"]["readout.basis"]
+    assert rows["4"] > 0 and rows["8"] > 0 and sum(rows.values()) == capped["readout_rank"] == loose["readout_rank"]
+    meta = json.loads((tmp_path / "capped" / "config.json").read_text())
+    assert meta["storage"]["codes"]["readout.basis"] == list(model.readout.basis.shape)
+    small, _, _ = load_checkpoint(tmp_path / "capped")
+    assert small.readout.basis.dtype == torch.float32 and small.readout.basis.shape == model.readout.basis.shape
+    full = CVAEGenerator.from_checkpoint(path, encode=encode)
+    diff = adapter_difference(full, CVAEGenerator.from_checkpoint(tmp_path / "capped", encode=encode), DESCRIPTIONS)
+    assert 0 < diff < 0.5  # lossy, measured, and still the same adapters roughly
+    with pytest.raises(CheckpointError, match="cannot hold this CVAE"):
+        compact_checkpoint(path, tmp_path / "tiny", max_mb=0.01)
 
 
 def test_cli_prints_sizes_and_the_difference(trained, tmp_path, capsys):
