@@ -11,7 +11,11 @@ Stages, each skipped when its output exists in the work folder (so an interrupte
 5. compact   both compacted (`api.release.compact`) -> `<work>/compact/{hypernet,meta}`;
 6. eval-compact  the harness on the compact pair -> `<work>/eval_compact.json`;
 7. ship      the compact checkpoints and `manifest.json` (command, package versions, data hash of the bank's task
-             set, evaluation per split for both precisions side by side, sizes) -> `<out>/<base model>/`.
+             set, evaluation per split for both precisions side by side, sizes, seconds per stage) ->
+             `<out>/<base model>/`.
+
+Each stage's seconds are added to `<work>/seconds.json` as it ends, so a build resumed after an interruption still
+reports the time of the whole build.
 
 `BuildOptions.tiny()` is the same pipeline on a handful of tasks with a few steps each (the end-to-end test).
 """
@@ -86,7 +90,8 @@ def build(options: BuildOptions) -> dict[str, Any]:
     work = Path(options.work or paths.home() / "release").expanduser()
     out = Path(options.out or paths.shipped_root()).expanduser()
     work.mkdir(parents=True, exist_ok=True)
-    started, seconds = time.perf_counter(), {}
+    timings = work / "seconds.json"  # per stage, kept across resumed runs: the manifest reports the whole build
+    seconds: dict[str, float] = json.loads(timings.read_text()) if timings.is_file() else {}
 
     def stage(name: str, done: bool, run) -> None:
         if done:
@@ -95,7 +100,8 @@ def build(options: BuildOptions) -> dict[str, Any]:
         print(f"==> {name}", flush=True)
         t0 = time.perf_counter()
         run()
-        seconds[name] = round(time.perf_counter() - t0, 1)
+        seconds[name] = round(seconds.get(name, 0.0) + time.perf_counter() - t0, 1)
+        timings.write_text(json.dumps(seconds, indent=2) + "\n")
 
     bank_path, full, small = work / "bank.duckdb", work / "full", work / "compact"
     stage("bank", False, lambda: _build_bank(bank_path, options))
@@ -116,8 +122,7 @@ def build(options: BuildOptions) -> dict[str, Any]:
         if (target / folder).exists():
             shutil.rmtree(target / folder)
         shutil.copytree(small / folder, target / folder)
-    manifest = _manifest(DEFAULT_BASE_MODEL, bank_path, compacted, evals, options, seconds,
-                         round(time.perf_counter() - started, 1))
+    manifest = _manifest(DEFAULT_BASE_MODEL, bank_path, compacted, evals, options, seconds)
     tmp = target / "manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     tmp.replace(target / "manifest.json")
@@ -251,7 +256,7 @@ def _gains(summary: dict, method: str) -> dict[str, float | None]:
 
 
 def _manifest(base_model: str, bank_path: Path, compacted: dict[str, dict], evals: dict[str, dict],
-              options: BuildOptions, seconds: dict[str, float], total: float) -> dict[str, Any]:
+              options: BuildOptions, seconds: dict[str, float]) -> dict[str, Any]:
     from datetime import datetime, timezone
 
     rows = sorted({m for summary in evals.values() for split in summary.values() for m in split})
@@ -273,7 +278,8 @@ def _manifest(base_model: str, bank_path: Path, compacted: dict[str, dict], eval
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "loragen_version": _versions()["loragen"], "versions": _versions(), "bank": with_bank,
             "methods": methods, "evaluation": {m: _gains(evals["compact"], m) for m in METHODS},
-            "evaluation_side_by_side": side, "harness": evals, "seconds": {**seconds, "total": total}}
+            "evaluation_side_by_side": side, "harness": evals,
+            "seconds": {**seconds, "total": round(sum(seconds.values()), 1)}}
 
 
 def _task_counts(bank_path: Path) -> dict[str, int]:

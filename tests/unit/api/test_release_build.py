@@ -77,3 +77,8 @@ def test_tiny_release_build_ships_generators_that_generate_finds(oracle_cache, t
     assert main(argv) == 0  # resumable: every stage's output exists, nothing is redone
     again = capsys.readouterr().out
     assert all(f"==> {s}: done already" in again for s in STAGES if s != "bank"), again
+    rerun = json.loads((folder / "manifest.json").read_text())["seconds"]
+    first = manifest["seconds"]
+    assert set(STAGES) <= set(rerun) and rerun["hypernet"] == first["hypernet"]  # stage times kept across runs
+    assert rerun["total"] == pytest.approx(sum(v for k, v in rerun.items() if k != "total"), abs=0.2)
+    assert rerun["total"] >= first["total"]
