@@ -24,6 +24,23 @@ def test_text_encoder_returns_normalised_minilm_embeddings():
         enc.encode("one string")
 
 
+def test_one_text_encodes_in_parallel_threads_exactly_as_alone():
+    # At one torch thread (as `loragen serve` runs), a single text's forward pass runs outside the encoder's lock,
+    # so concurrent requests use both cores; the result must be the very embedding a plain encode gives.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from loragen.bank.device import torch_threads
+    from loragen.bank.embed import TextEncoder
+
+    texts = [f"label 0 if the text is Polish, label 1 if it is Czech (variant {i})" for i in range(12)] + [""]
+    plain = TextEncoder(cache_size=0)
+    expected = {t: plain.encode([t])[0] for t in texts}
+    fresh = TextEncoder(cache_size=0)
+    with torch_threads(1), ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda t: fresh.encode([t])[0], texts * 3))
+    assert all(np.array_equal(g, expected[t]) for t, g in zip(texts * 3, got))
+
+
 def _regauge(adapter, seed: int):
     """(B·R, R⁻¹·A) for a random well-conditioned invertible R (same ΔW, different factors)."""
     g = torch.Generator().manual_seed(seed)
