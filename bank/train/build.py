@@ -16,6 +16,7 @@ Usage::
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -132,7 +133,7 @@ def build_bank(bank, tasks: Sequence[TaskRecord], oracle: OracleSource | None = 
         tasks: tasks of one classification provider (e.g. `get_provider("minilm-suite").tasks()` or a subset).
         oracle: where oracles come from (default: `trained_oracles()`).
         classifier: shared classifier (default: a new one from the tasks' provider).
-        progress: show a tqdm progress bar.
+        progress: show a tqdm progress bar (off: one line per built task on stderr).
 
     Raises:
         TaskDataError: tasks of several providers without a classifier given, or a task no provider owns.
@@ -155,4 +156,7 @@ def build_bank(bank, tasks: Sequence[TaskRecord], oracle: OracleSource | None = 
         summary.test_accuracy[spec.name] = metrics["test_accuracy"]
         summary.base_accuracy[spec.name] = metrics["base_accuracy"]
         bar.set_postfix(task=spec.name, acc=f"{metrics['test_accuracy']:.2f}", s=f"{metrics['seconds']:.1f}")
+        if not progress:  # no bar (a background build's log): one line per task, so its log still shows progress
+            print(f"bank build [{len(summary.built)}/{len(todo)}] {spec.name}: test accuracy "
+                  f"{metrics['test_accuracy']:.3f}, {metrics['seconds']:.1f} s", file=sys.stderr, flush=True)
     return summary
