@@ -10,6 +10,8 @@ Stages, each skipped when its output exists in the work folder (so an interrupte
 4. eval-full the harness (`bank.evaluate`, as `loragen eval`) on the full-precision pair -> `<work>/eval_full.json`;
 5. compact   both compacted (`api.release.compact`) -> `<work>/compact/{hypernet,meta}`;
 6. eval-compact  the harness on the compact pair -> `<work>/eval_compact.json`;
+6b. trust    `loragen trust fit` on the compact pair (held-out tasks and wordings) -> their trust.json, and the
+             cross-validated report -> `<work>/trust.json` (skipped, and said so, with fewer than 4 held-out tasks);
 7. ship      the compact checkpoints and `manifest.json` (command, package versions, data hash of the bank's task
              set, evaluation per split for both precisions side by side, sizes, seconds per stage) ->
              `<out>/<base model>/`.
@@ -116,13 +118,15 @@ def build(options: BuildOptions) -> dict[str, Any]:
         compacted[method] = json.loads(report.read_text())
     stage("eval-compact", (work / "eval_compact.json").is_file(),
           lambda: _evaluate(bank_path, small, work / "eval_compact.json", options))
+    stage("trust", (work / "trust.json").is_file(), lambda: _fit_trust(bank_path, small, work, options))
     evals = {k: json.loads((work / f"eval_{k}.json").read_text())["summary"] for k in ("full", "compact")}
     target = out / DEFAULT_BASE_MODEL.replace("/", "__")
     for folder in METHODS.values():
         if (target / folder).exists():
             shutil.rmtree(target / folder)
         shutil.copytree(small / folder, target / folder)
-    manifest = _manifest(DEFAULT_BASE_MODEL, bank_path, compacted, evals, options, seconds)
+    trust = json.loads((work / "trust.json").read_text())
+    manifest = _manifest(DEFAULT_BASE_MODEL, bank_path, compacted, evals, trust, options, seconds)
     tmp = target / "manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     tmp.replace(target / "manifest.json")
@@ -220,6 +224,37 @@ def _evaluate(bank_path: Path, checkpoints: Path, report: Path, options: BuildOp
     result.save_json(report)
 
 
+TRUST_SPLITS = ("heldout_task", "heldout_wording")  # never trained on, by the generators or the calibrator
+
+
+def _fit_trust(bank_path: Path, checkpoints: Path, work: Path, options: BuildOptions) -> None:
+    """`loragen trust fit` on the compact pair (with retrieval, for the methods' disagreement): writes each one's
+    trust.json, so the shipped generators print a calibrated trust score; the cross-validated report goes to
+    `<work>/trust.json` (+ png). A bank with too few held-out tasks for a trust model is recorded as such."""
+    from loragen.api.trust_fit import fit_bank
+    from loragen.meta.trust import MIN_GROUPS
+
+    specs = [f"{m}={checkpoints / folder}" for m, folder in METHODS.items()] + ["retrieve"]
+    try:
+        report = fit_bank(bank_path, specs, splits=TRUST_SPLITS, conditions=options.conditions,
+                          max_tasks=options.eval_max_tasks, max_examples=options.max_examples,
+                          json_path=work / "trust_cases.json", plot_path=work / "trust.png",
+                          progress=options.progress)
+    except ValueError as err:
+        if f"at least {MIN_GROUPS} tasks" not in str(err):
+            raise
+        print(f"    trust: not fitted ({err}); the shipped generators will say \"not calibrated\"", flush=True)
+        summary = {"fitted": False, "reason": str(err)}
+    else:
+        summary = {"fitted": True, "splits": list(TRUST_SPLITS), "n_cases": report["n_cases"],
+                   "metrics": {m: entry["metrics"] for m, entry in report["methods"].items()}}
+        for method, metrics in summary["metrics"].items():
+            print(f"    trust {method}: mean |predicted - measured| {metrics['mean_abs_error']:.3f}, Spearman "
+                  f"{metrics['spearman']}, chance-level above 0.8: {metrics['chance_above_0.8']} (cross-validated)",
+                  flush=True)
+    (work / "trust.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
 def _compact(src: Path, dst: Path, report: Path, options: BuildOptions) -> None:
     from loragen.api.release import compact
 
@@ -256,7 +291,7 @@ def _gains(summary: dict, method: str) -> dict[str, float | None]:
 
 
 def _manifest(base_model: str, bank_path: Path, compacted: dict[str, dict], evals: dict[str, dict],
-              options: BuildOptions, seconds: dict[str, float]) -> dict[str, Any]:
+              trust: dict[str, Any], options: BuildOptions, seconds: dict[str, float]) -> dict[str, Any]:
     from datetime import datetime, timezone
 
     rows = sorted({m for summary in evals.values() for split in summary.values() for m in split})
@@ -279,7 +314,7 @@ def _manifest(base_model: str, bank_path: Path, compacted: dict[str, dict], eval
             "loragen_version": _versions()["loragen"], "versions": _versions(), "bank": with_bank,
             "methods": methods, "evaluation": {m: _gains(evals["compact"], m) for m in METHODS},
             "evaluation_side_by_side": side, "harness": evals,
-            "seconds": {**seconds, "total": round(sum(seconds.values()), 1)}}
+            "trust": trust, "seconds": {**seconds, "total": round(sum(seconds.values()), 1)}}
 
 
 def _task_counts(bank_path: Path) -> dict[str, int]:

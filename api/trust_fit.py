@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,3 +186,96 @@ def fit_trust(bank: Any, generators: Mapping[str, Any], cases: Sequence[EvalCase
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(report, indent=1))
     return report
+
+
+def fit_bank(bank_path: str | Path | None, methods: Sequence[str], *, splits: Sequence[str] | None = None,
+             conditions: Sequence[str] | None = None, max_tasks: int | None = None, max_examples: int = 64,
+             seed: int = 0, write: bool = True, json_path: Path | None = None, plot_path: Path | None = None,
+             progress: bool = True) -> dict:
+    """`loragen trust fit` on a bank: its calibration cases, scorer and generators, then `fit_trust`.
+
+    Args:
+        bank_path: the bank (None: the default one).
+        methods: `NAME[=CHECKPOINT]` specs (cvae / abmll with their checkpoint, retrieve).
+        splits: calibration splits (default: every split except in_bank). conditions: default all three.
+        Others: as for `fit_trust`.
+
+    Raises:
+        TaskDataError: the splits hold no task of the bank's kind. CheckpointError: a method that cannot load.
+    """
+    from loragen.bank.evaluate import ALL_SPLITS
+    from loragen.bank.store import Bank
+
+    splits = list(splits or [s for s in ALL_SPLITS if s != "in_bank"])
+    with Bank.open(bank_path) as bank:
+        finals = {r.task: r.id for r in bank.adapters(kind="final")}
+        kind = _kind(bank, finals)
+        cases = eval_cases(bank, splits, conditions or CONDITIONS, max_tasks, seed, kind=kind)
+        if not cases:
+            raise TaskDataError(f"splits {splits} hold no {kind} task in {bank.path}; build held-out "
+                                "tasks (`loragen bank build`) or name other --split")
+        if kind == "generation":  # scored by exact match on the causal LM the bank's adapters are for
+            from loragen.bank.evaluate.generation import bank_base_model
+            from loragen.bank.train import CausalLM
+
+            scorer, classifier = CausalLM(bank_base_model(bank, finals)), None
+        else:
+            scorer = classifier = _classifier(bank, cases[0].task)
+        generators, checkpoints = _generators(list(methods), bank, classifier)
+        return fit_trust(bank, generators, cases, scorer, checkpoints=checkpoints, max_examples=max_examples,
+                         seed=seed, write=write, json_path=json_path, plot_path=plot_path, progress=progress)
+
+
+def _kind(bank, finals) -> str:
+    """"generation" when the bank's built tasks (`finals`: task -> final adapter id) are (input, output) tasks,
+    else "classification"."""
+    from loragen.bank.errors import TaskDataError
+    from loragen.bank.evaluate.generation import task_kind
+
+    tasks = [t for t in bank.tasks() if t.name in finals]
+    try:
+        return task_kind(tasks) if tasks else "classification"
+    except TaskDataError as err:  # a bank of both kinds: its classification tasks, as before generation tasks
+        print(f"warning: {err}; fitting on its classification tasks", file=sys.stderr)
+        return "classification"
+
+
+def _classifier(bank, task):
+    """The classifier the tasks are scored with: their provider's, else (a user's stored task) one on the base
+    model of the task's bank adapter."""
+    from loragen.api.base_models import load_model
+    from loragen.bank.errors import TaskDataError
+    from loragen.bank.tasks import classifier_for
+
+    try:
+        return classifier_for(task)
+    except TaskDataError:
+        bases = [r.base_model for r in bank.adapters(kind="final") if r.task == task.name and r.base_model]
+        if not bases:
+            raise
+        return load_model(bases[0], "cpu").classifier
+
+
+def _generators(specs: list[str], bank, classifier) -> tuple[dict, dict]:
+    """`NAME[=CHECKPOINT]` -> (method -> generator, method -> checkpoint directory), via the method registry.
+
+    Raises:
+        CheckpointError: an unknown method or one that cannot be loaded (with the command that makes it).
+    """
+    from loragen.api.generators import REGISTRY, GeneratorContext, abmll_checkpoint_dir, build_generators
+    from loragen.bank import paths
+    from loragen.bank.errors import CheckpointError
+
+    contexts, checkpoints = {}, {}
+    for spec in specs:
+        name, _, path = spec.partition("=")
+        if name not in REGISTRY:
+            raise CheckpointError(f"--method {name!r}: use one of {', '.join(REGISTRY)}")
+        ckpt = Path(path) if path else None
+        contexts[name] = GeneratorContext(bank, checkpoint=ckpt, classifier=lambda: classifier)
+        checkpoints[name] = ckpt or {"cvae": lambda: paths.checkpoint_dir("hypernet"),
+                                     "abmll": lambda: abmll_checkpoint_dir(None)}.get(name, lambda: None)()
+    ready, unavailable = build_generators(tuple(contexts), contexts)
+    if unavailable:
+        raise CheckpointError("; ".join(f"--method {m}: {why}" for m, why in unavailable.items()))
+    return ready, checkpoints

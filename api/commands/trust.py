@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from loragen.api.commands._options import (
@@ -63,33 +62,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    from loragen.api.trust_fit import eval_cases, fit_trust
-    from loragen.bank.evaluate import ALL_SPLITS
-    from loragen.bank.store import Bank
+    from loragen.api.trust_fit import fit_bank
 
     apply_threads(args)
-    splits = args.split or [s for s in ALL_SPLITS if s != "in_bank"]
-    with Bank.open(args.bank) as bank:
-        finals = {r.task: r.id for r in bank.adapters(kind="final")}
-        kind = _kind(bank, finals)
-        cases = eval_cases(bank, splits, args.condition or ("description", "labels", "examples"), args.max_tasks,
-                           args.seed, kind=kind)
-        if not cases:
-            from loragen.bank.errors import TaskDataError
-
-            raise TaskDataError(f"splits {splits} hold no {kind} task in {bank.path}; build held-out "
-                                "tasks (`loragen bank build`) or name other --split")
-        if kind == "generation":  # scored by exact match on the causal LM the bank's adapters are for
-            from loragen.bank.evaluate.generation import bank_base_model
-            from loragen.bank.train import CausalLM
-
-            scorer, classifier = CausalLM(bank_base_model(bank, finals)), None
-        else:
-            scorer = classifier = _classifier(bank, cases[0].task)
-        generators, checkpoints = _generators(args.method, bank, classifier)
-        report = fit_trust(bank, generators, cases, scorer, checkpoints=checkpoints,
-                           max_examples=args.max_examples, seed=args.seed, write=not args.no_write,
-                           json_path=args.json, plot_path=args.plot, progress=not args.no_progress)
+    report = fit_bank(args.bank, args.method, splits=args.split, conditions=args.condition,
+                      max_tasks=args.max_tasks, max_examples=args.max_examples, seed=args.seed,
+                      write=not args.no_write, json_path=args.json, plot_path=args.plot,
+                      progress=not args.no_progress)
     for method, entry in report["methods"].items():
         m = entry["metrics"]
         sp = "n/a" if m["spearman"] is None else f"{m['spearman']:.2f}"
@@ -99,58 +78,3 @@ def run_fit(args: argparse.Namespace) -> int:
               f"(cross-validated); trust file: {entry['trust_file'] or 'not written'}")
     print(f"JSON: {args.json}\nchart: {report.get('plot') or 'not drawn (matplotlib is not installed)'}")
     return 0
-
-
-def _kind(bank, finals) -> str:
-    """"generation" when the bank's built tasks (`finals`: task -> final adapter id) are (input, output) tasks,
-    else "classification"."""
-    from loragen.bank.errors import TaskDataError
-    from loragen.bank.evaluate.generation import task_kind
-
-    tasks = [t for t in bank.tasks() if t.name in finals]
-    try:
-        return task_kind(tasks) if tasks else "classification"
-    except TaskDataError as err:  # a bank of both kinds: its classification tasks, as before generation tasks
-        print(f"warning: {err}; fitting on its classification tasks", file=sys.stderr)
-        return "classification"
-
-
-def _classifier(bank, task):
-    """The classifier the tasks are scored with: their provider's, else (a user's stored task) one on the base
-    model of the task's bank adapter."""
-    from loragen.api.base_models import load_model
-    from loragen.bank.errors import TaskDataError
-    from loragen.bank.tasks import classifier_for
-
-    try:
-        return classifier_for(task)
-    except TaskDataError:
-        bases = [r.base_model for r in bank.adapters(kind="final") if r.task == task.name and r.base_model]
-        if not bases:
-            raise
-        return load_model(bases[0], "cpu").classifier
-
-
-def _generators(specs: list[str], bank, classifier) -> tuple[dict, dict]:
-    """`NAME[=CHECKPOINT]` -> (method -> generator, method -> checkpoint directory), via the method registry.
-
-    Raises:
-        CheckpointError: an unknown method or one that cannot be loaded (with the command that makes it).
-    """
-    from loragen.api.generators import REGISTRY, GeneratorContext, abmll_checkpoint_dir, build_generators
-    from loragen.bank import paths
-    from loragen.bank.errors import CheckpointError
-
-    contexts, checkpoints = {}, {}
-    for spec in specs:
-        name, _, path = spec.partition("=")
-        if name not in REGISTRY:
-            raise CheckpointError(f"--method {name!r}: use one of {', '.join(REGISTRY)}")
-        ckpt = Path(path) if path else None
-        contexts[name] = GeneratorContext(bank, checkpoint=ckpt, classifier=lambda: classifier)
-        checkpoints[name] = ckpt or {"cvae": lambda: paths.checkpoint_dir("hypernet"),
-                                     "abmll": lambda: abmll_checkpoint_dir(None)}.get(name, lambda: None)()
-    ready, unavailable = build_generators(tuple(contexts), contexts)
-    if unavailable:
-        raise CheckpointError("; ".join(f"--method {m}: {why}" for m, why in unavailable.items()))
-    return ready, checkpoints

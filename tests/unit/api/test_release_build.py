@@ -18,7 +18,7 @@ from loragen.bank.lora import LoraAdapter, load_peft
 from loragen.bank.tasks import BUILTIN, OracleCache, get_provider
 
 pytestmark = pytest.mark.slow
-STAGES = ("bank", "hypernet", "meta", "eval-full", "compact cvae", "compact abmll", "eval-compact")
+STAGES = ("bank", "hypernet", "meta", "eval-full", "compact cvae", "compact abmll", "eval-compact", "trust")
 
 
 def _oracle(seed: int) -> LoraAdapter:
@@ -63,6 +63,7 @@ def test_tiny_release_build_ships_generators_that_generate_finds(oracle_cache, t
             assert {"full", "compact", "difference"} <= set(cell)
     assert manifest["methods"]["cvae"]["bytes"] <= 25e6 and manifest["methods"]["abmll"]["bytes"] <= 25e6
     assert set(manifest["harness"]) == {"full", "compact"}
+    assert manifest["trust"]["fitted"] is False and "at least 4 tasks" in manifest["trust"]["reason"]  # 1 held out
 
     assert find_checkpoint("cvae").path == folder / "hypernet"  # nothing named, nothing of yours: the shipped one
     assert find_checkpoint("abmll").path == folder / "meta"
