@@ -223,7 +223,7 @@ class Service:
             scores["sample_dispersion"] = sample_dispersion(adapters)
         base = request.base_model
         if not model_scores:  # the bank-only signals score_adapters adds, without running the base model
-            similarity, task = nearest_task(self.bank, request.description, base)
+            similarity, task = nearest_task(self.bank, request.description, base, hits)  # reuses the search
             return {**scores, "description_similarity": similarity, "nearest_task": task}
         inputs = probe_inputs(self.bank, request.description, request.examples, hits, base_model=base)
         calibrator = self.settings.calibrator or (self._shipped_calibrator() if base == DEFAULT_BASE_MODEL else None)

@@ -146,7 +146,7 @@ def encode(name: str, x: torch.Tensor, bits: torch.Tensor) -> dict[str, torch.Te
     """The stored tensors of `x` (rows = its last dimension) with the given per-row widths.
 
     Raises:
-        ValueError: a width outside WIDTHS, or `bits` not one per row.
+        ValueError: a width outside WIDTHS, `bits` not one per row, or values not finite or beyond fp16's range.
     """
     flat = x.detach().reshape(-1, x.shape[-1]).to(torch.float32).cpu()
     bits = bits.reshape(-1).long().cpu()
@@ -154,6 +154,10 @@ def encode(name: str, x: torch.Tensor, bits: torch.Tensor) -> dict[str, torch.Te
         raise ValueError(f"{name}: {bits.shape[0]} widths for {flat.shape[0]} rows")
     if bad := sorted(set(bits.tolist()) - set(WIDTHS)):
         raise ValueError(f"{name}: widths {bad} are not in {WIDTHS}")
+    if flat.numel() and (not bool(torch.isfinite(flat).all())
+                         or float(flat.abs().max()) > torch.finfo(torch.float16).max):
+        raise ValueError(f"{name}: values that are not finite or beyond fp16's range cannot be coded (their scale "
+                         "is stored in fp16); keep this tensor in fp32")
     out: dict[str, torch.Tensor] = {}
     for b in WIDTHS[:-1]:
         rows = (bits == b).nonzero(as_tuple=True)[0]

@@ -104,6 +104,7 @@ class AdapterTable:
     def __init__(self, db: Database, tasks: TaskTable, indexes: Indexes, encoder: Callable[[], TextEncoder]):
         self._db, self._tasks, self._indexes, self._encoder = db, tasks, indexes, encoder
         self._base_models: dict[str, torch.nn.Module] = {}
+        self._text_model_recorded: str | None = None  # the meta row 'text_model' this process has committed
 
     # ---- write --------------------------------------------------------------------------------------------
     def add(
@@ -186,10 +187,13 @@ class AdapterTable:
                     [value for k, t in enumerate(tensors) for value in (seq * BLOBS_PER_ADAPTER + k, *t)],
                 )
             insert_embedding(cur, adapter_id, "weight", WEIGHT_MODEL, vectors["weight"])
-            if vectors["text"] is not None:
-                name = self._encoder().name
+            name = self._encoder().name if vectors["text"] is not None else None
+            if name is not None:
                 insert_embedding(cur, adapter_id, "text", name, vectors["text"])
-                cur.execute("INSERT OR IGNORE INTO meta VALUES ('text_model', ?)", [name])
+                if name != self._text_model_recorded:  # one statement less per add once it is recorded
+                    cur.execute("INSERT OR IGNORE INTO meta VALUES ('text_model', ?)", [name])
+        if name is not None:
+            self._text_model_recorded = name
         return int(seq)
 
     def _duplicate(self, existing: str, on_duplicate: OnDuplicate) -> str:

@@ -89,3 +89,10 @@ def test_short_and_odd_rows_cost_no_more_than_their_width(cols):
             assert C.row_bytes(cols, bits) == (cols + cols % 2) * bits // 8 + 2 + 4
         y = C.decode("x", stored, [4, cols])
         assert torch.allclose(y, x, atol=float(x.abs().max()) / (4 if bits == 4 else 100))
+
+
+def test_values_beyond_fp16_are_refused_not_zeroed():
+    x = _rows()
+    x[0, 0] = 1e6
+    with pytest.raises(ValueError, match="beyond fp16's range"):
+        C.encode("x", x, torch.full((6,), 8))
