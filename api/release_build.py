@@ -54,7 +54,8 @@ class BuildOptions:
         oracle_steps: most training steps per oracle trained here (None: the recipe's).
         hypernet_steps: CVAE optimiser steps. meta_steps / meta_warm_start_steps: ABMLL SVI / warm-start steps
             (None: the config's).
-        max_examples / eval_max_tasks / conditions / baselines: the harness's settings.
+        max_examples / eval_max_tasks / conditions / baselines: the harness's settings. trust_max_tasks: tasks per
+            split of the trust fit (default: eval_max_tasks; each case runs all three methods, ~40 s here).
         max_mb / energy / rank: compaction of the CVAE (`api.release.compact`): size budget, readout energy, rank.
         progress: progress bars.
     """
@@ -69,6 +70,7 @@ class BuildOptions:
     meta_warm_start_steps: int | None = None
     max_examples: int = 64
     eval_max_tasks: int | None = 12  # per split: the 4-split table of both precisions in ~10 min on 2 cores
+    trust_max_tasks: int | None = None  # per trust split (None: eval_max_tasks); ~40 s per case on 2 cores
     conditions: tuple[str, ...] = ("description", "labels", "examples")
     baselines: tuple[str, ...] = ("base", "oracle", "mean", "retrieval")
     max_mb: float = 25.0  # the suite CVAE is 80 MB in fp16; at 25 MB its readout is stored as 8/4-bit codes
@@ -237,7 +239,8 @@ def _fit_trust(bank_path: Path, checkpoints: Path, work: Path, options: BuildOpt
     specs = [f"{m}={checkpoints / folder}" for m, folder in METHODS.items()] + ["retrieve"]
     try:
         report = fit_bank(bank_path, specs, splits=TRUST_SPLITS, conditions=options.conditions,
-                          max_tasks=options.eval_max_tasks, max_examples=options.max_examples,
+                          max_tasks=options.trust_max_tasks or options.eval_max_tasks,
+                          max_examples=options.max_examples,
                           json_path=work / "trust_cases.json", plot_path=work / "trust.png",
                           progress=options.progress)
     except ValueError as err:

@@ -71,6 +71,9 @@ def _add_build(steps: argparse._SubParsersAction) -> None:
                    help="test examples per task in the evaluation (default 64)")
     b.add_argument("--eval-max-tasks", type=positive_int, default=None, metavar="N",
                    help="evaluate at most N tasks per split (fixed random sample; default 12)")
+    b.add_argument("--trust-max-tasks", type=positive_int, default=None, metavar="N",
+                   help="tasks per split of the trust fit (default: --eval-max-tasks; ~40 s per case and condition "
+                   "on 2 cores)")
     add_compact_options(b)
     add_threads(b)
     add_no_progress(b)
@@ -85,7 +88,7 @@ def run_build(args: argparse.Namespace) -> int:
     chosen = {k: v for k, v in (("work", args.work), ("out", args.out), ("oracle_cache", args.oracle_cache),
                                 ("max_tasks", args.max_tasks), ("hypernet_steps", args.hypernet_steps),
                                 ("meta_steps", args.meta_steps), ("max_examples", args.max_examples),
-                                ("eval_max_tasks", args.eval_max_tasks),
+                                ("eval_max_tasks", args.eval_max_tasks), ("trust_max_tasks", args.trust_max_tasks),
                                 ("rank", args.rank), ("energy", args.energy), ("max_mb", args.max_mb))
               if v is not None}
     chosen["progress"] = not args.no_progress
