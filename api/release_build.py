@@ -116,7 +116,8 @@ def build(options: BuildOptions) -> dict[str, Any]:
     compacted: dict[str, dict] = {}
     for method, folder in METHODS.items():
         report = work / f"compact_{folder}.json"
-        stage(f"compact {method}", report.is_file(), lambda f=folder, r=report: _compact(full / f, small / f, r, options))
+        stage(f"compact {method}", report.is_file(),
+              lambda f=folder, r=report: _compact(full / f, small / f, r, options))
         compacted[method] = json.loads(report.read_text())
     stage("eval-compact", (work / "eval_compact.json").is_file(),
           lambda: _evaluate(bank_path, small, work / "eval_compact.json", options))

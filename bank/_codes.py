@@ -9,8 +9,8 @@ the suite CVAE's heavy-tailed readout basis, 10% relative error against 14% for 
 widths that lose the least under a byte budget, given how much each row's error weighs).
 
 In `model.safetensors` a coded tensor NAME is stored as `NAME::rows<b>` (int32 row numbers), `NAME::q<b>` (codes)
-and `NAME::s<b>` (scales) for each width b used, plus `NAME::l4` (the 4-bit levels); `config.json` records its shape under storage.codes. Decoding
-reads only these tensors: nothing is executed, nothing unpickled.
+and `NAME::s<b>` (scales) for each width b used, plus `NAME::l4` (the 4-bit levels); `config.json` records its
+shape under storage.codes. Decoding reads only these tensors: nothing is executed, nothing unpickled.
 
 Usage::
 
@@ -201,7 +201,8 @@ def decode(name: str, stored: dict[str, torch.Tensor], shape: list[int]) -> torc
         width = block * b // 8
         if (codes is None or scales is None or rows.dtype != torch.int32 or rows.ndim != 1
                 or (rows.numel() and (int(rows.min()) < 0 or int(rows.max()) >= n_rows))
-                or tuple(codes.shape) != (rows.numel(), nblocks, width) or tuple(scales.shape) != (rows.numel(), nblocks)):
+                or tuple(codes.shape) != (rows.numel(), nblocks, width)
+                or tuple(scales.shape) != (rows.numel(), nblocks)):
             raise ValueError(f"{name}: stored {b}-bit codes do not fit shape {list(shape)}")
         levels = None
         if b == 4:
