@@ -235,7 +235,7 @@ def _fit_trust(bank_path: Path, checkpoints: Path, work: Path, options: BuildOpt
     trust.json, so the shipped generators print a calibrated trust score; the cross-validated report goes to
     `<work>/trust.json` (+ png). A bank with too few held-out tasks for a trust model is recorded as such."""
     from loragen.api.trust_fit import fit_bank
-    from loragen.meta.trust import MIN_GROUPS
+    from loragen.meta.trust import TooFewTasksError
 
     specs = [f"{m}={checkpoints / folder}" for m, folder in METHODS.items()] + ["retrieve"]
     try:
@@ -244,9 +244,7 @@ def _fit_trust(bank_path: Path, checkpoints: Path, work: Path, options: BuildOpt
                           max_examples=options.max_examples,
                           json_path=work / "trust_cases.json", plot_path=work / "trust.png",
                           progress=options.progress)
-    except ValueError as err:
-        if f"at least {MIN_GROUPS} tasks" not in str(err):
-            raise
+    except TooFewTasksError as err:
         print(f"    trust: not fitted ({err}); the shipped generators will say \"not calibrated\"", flush=True)
         summary = {"fitted": False, "reason": str(err)}
     else:

@@ -130,12 +130,13 @@ def compact_model(model: CVAE, max_rank: int | None = None, energy: float = DEFA
     if readout is None:
         return Compaction(0, 1.0)
     rank, kept = readout.compress(max_rank, energy)
+    coded = ("readout.maps", "readout.basis")
     state = model.state_dict()
-    if max_bytes is None or stored_bytes(state) + _HEADER_BYTES <= max_bytes:
+    others = stored_bytes({k: v for k, v in state.items() if k not in coded})
+    if max_bytes is None or others + stored_bytes({k: state[k] for k in coded}) + _HEADER_BYTES <= max_bytes:
         return Compaction(rank, kept)
     maps = readout.maps.reshape(-1, rank)
     map_bits = torch.where(maps.abs().amax(1) > 0, 8, 0)
-    others = stored_bytes({k: v for k, v in state.items() if k not in ("readout.maps", "readout.basis")})
     left = max_bytes - _HEADER_BYTES - others - int(map_bits.gt(0).sum()) * _codes.row_bytes(rank, 8)
     if left < 0:
         raise CheckpointError(f"{max_bytes / 1e6:.1f} MB cannot hold this CVAE even without its readout basis "

@@ -34,6 +34,10 @@ KIND = "loragen-trust"
 VERSION = 1
 EPS = 0.02  # accuracies are clipped to [EPS, 1 - EPS] before the logit
 MIN_GROUPS = 4  # a feature set needs training rows from at least this many tasks
+
+
+class TooFewTasksError(ValueError):
+    """The calibration cases come from fewer than `MIN_GROUPS` tasks: no trust model can be fitted on them."""
 Row = Mapping[str, float | None]
 
 
@@ -150,7 +154,8 @@ class TrustModel:
             features: the feature names to use (default: every name seen in `rows`, sorted).
 
         Raises:
-            ValueError: mismatched lengths, accuracies outside [0, 1], fewer than `MIN_GROUPS` tasks, bad coverage.
+            ValueError: mismatched lengths, accuracies outside [0, 1], bad coverage; TooFewTasksError (a
+                ValueError): fewer than `MIN_GROUPS` tasks.
         """
         if not len(rows) == len(measured) == len(groups):
             raise ValueError(f"rows ({len(rows)}), measured ({len(measured)}) and groups ({len(groups)}) differ")
@@ -158,7 +163,8 @@ class TrustModel:
         if y.size and (y.min() < 0 or y.max() > 1):
             raise ValueError(f"measured accuracies must lie in [0, 1], got [{y.min()}, {y.max()}]")
         if len(set(groups)) < MIN_GROUPS:
-            raise ValueError(f"a trust model needs cases from at least {MIN_GROUPS} tasks, got {len(set(groups))}")
+            raise TooFewTasksError(f"a trust model needs cases from at least {MIN_GROUPS} tasks, got "
+                                   f"{len(set(groups))}")
         if not 0 < coverage < 1:
             raise ValueError(f"coverage must lie in (0, 1), got {coverage}")
         names = tuple(features or sorted({k for r in rows for k in r}))
