@@ -74,11 +74,24 @@ def slope_mb_per_min(samples: list[tuple[float, float]]) -> float | None:
     return 60 * sum((t - mt) * (r - mr) for t, r in samples) / var if var else None
 
 
+def parse_mix(text: str) -> dict[str, int]:
+    """"search=4,generate=3" -> {"search": 4, "generate": 3}; kinds not named get weight 0."""
+    mix: dict[str, int] = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        kind, _, weight = part.partition("=")
+        if kind not in MIX or not weight.isdigit():
+            raise SystemExit(f"--mix: {part!r} is not KIND=WEIGHT with KIND one of {sorted(MIX)} and WEIGHT an integer")
+        mix[kind] = int(weight)
+    if not any(mix.values()):
+        raise SystemExit("--mix: give at least one kind a weight above 0")
+    return mix
+
+
 def client(url: str, client_id: int, deadline: float, methods: list[str], maker: AdapterMaker, rec: Recorder,
-           counter: list[int], lock: threading.Lock) -> None:
+           counter: list[int], lock: threading.Lock, mix: dict[str, int] = MIX) -> None:
     rng = random.Random(client_id)
     mine: list[str] = []  # ids this client generated: what it downloads
-    kinds, weights = list(MIX), list(MIX.values())
+    kinds, weights = list(mix), list(mix.values())
     with httpx.Client(base_url=url, headers=AUTH, timeout=300) as http:
         i = 0
         while time.monotonic() < deadline:
@@ -120,6 +133,8 @@ def main() -> int:
     parser.add_argument("--bank", type=Path, default=None, help="bank to serve a copy of (default: --home's, else a "
                         "temporary 32-adapter bank)")
     parser.add_argument("--cvae-checkpoint", type=Path, default=None, help="default: --home's hypernet/")
+    parser.add_argument("--mix", type=parse_mix, default=MIX, help="request kinds and their weights, e.g. "
+                        "search=1 for a search-only soak (default: " + ",".join(f"{k}={v}" for k, v in MIX.items()) + ")")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "soak.json")
     args = parser.parse_args()
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -142,8 +157,9 @@ def main() -> int:
             start = time.monotonic()
             deadline = start + args.seconds
             lock, counter = threading.Lock(), [0]
-            threads = [threading.Thread(target=client, args=(url, c, deadline, methods, maker, rec, counter, lock),
-                                        daemon=True) for c in range(args.clients)]
+            threads = [threading.Thread(target=client, daemon=True,
+                                        args=(url, c, deadline, methods, maker, rec, counter, lock, args.mix))
+                       for c in range(args.clients)]
             for t in threads:
                 t.start()
             print(f"soak: {args.clients} clients for {args.seconds:.0f} s against pid {server.pid} ...", flush=True)
@@ -162,7 +178,7 @@ def main() -> int:
     rss = [r for _, r in samples]
     steady = [(t, r) for t, r in samples if t >= 60] if duration >= 180 else samples  # after a warm-up minute
     report = {
-        "duration_s": round(duration, 1), "clients": args.clients, "methods": methods, "mix": MIX,
+        "duration_s": round(duration, 1), "clients": args.clients, "methods": methods, "mix": args.mix,
         "server_workers": args.workers, "server_alive_at_end": alive,
         "requests": summary["requests"], "errors": summary["errors"], "server_errors_5xx": summary["server_errors_5xx"],
         "error_samples": summary["error_samples"], "routes": summary["routes"],

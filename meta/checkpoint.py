@@ -146,7 +146,11 @@ def load_checkpoint(path: str | os.PathLike, classifier: FactorClassifier | None
     """
     path = Path(path)
     meta = read_checkpoint_meta(path)
-    config = MetaConfig.from_dict(meta["meta"])
+    saved = dict(meta["meta"])
+    if isinstance(saved.get("generate"), dict) and "refine_optimizer" not in saved["generate"]:
+        # saved before the option existed: it refines with Adam, as it did when it was evaluated
+        saved["generate"] = {**saved["generate"], "refine_optimizer": "adam"}
+    config = MetaConfig.from_dict(saved)
     layout = LoraLayout.from_dict(meta["layout"])
     tensors = files.to_float32(files.load_weights(path, device=str(device)))
     if "model.floor" not in tensors:

@@ -91,7 +91,7 @@ class TrainConfig:
         num_particles: posterior samples per task per step for the ELBO's Monte Carlo estimate.
         inner_steps: ABML refinement steps of q(φ_t) on the task's support examples during training (0: amortized
             only; > 0 uses the first-order approximation, no second derivatives through MiniLM).
-        inner_lr: learning rate of those refinement steps.
+        inner_lr: Adam learning rate of those refinement steps.
         warm_start_steps: steps of regressing the amortized posterior mean onto known task adapters (the bank's
             oracles) before SVI, when such adapters are given; 0 to skip.
         warm_start_lr: learning rate of the warm start.
@@ -134,6 +134,11 @@ class TrainConfig:
         raise_problems("TrainConfig", p)
 
 
+REFINE_OPTIMIZERS = ("natural", "adam")
+# The step size each refinement optimizer is meant for: natural steps are scaled by the posterior's own variance.
+REFINE_LR = {"natural": 10.0, "adam": 1e-2}
+
+
 @dataclass
 class GenerateConfig:
     """Generation: how many adapters, how the task posterior is refined on user examples.
@@ -141,22 +146,34 @@ class GenerateConfig:
     Args:
         n_samples: default number of sampled adapters S next to the posterior mean.
         refine_steps: ABML refinement steps on the task ELBO when labelled examples are given.
-        refine_lr: Adam learning rate of the refinement.
+        refine_optimizer: "natural" (steps in the posterior's metric, each coordinate at most `refine_max_step`
+            standard deviations per step; stable to small changes of the checkpoint, see `meta.guide`) or "adam"
+            (what checkpoints saved before the option used: their config.json has no `refine_optimizer`).
+        refine_lr: step size (default: `REFINE_LR[refine_optimizer]`).
+        refine_max_step: natural steps: the most posterior standard deviations a coordinate moves per step.
         beta: KL weight of the refinement's ELBO (as in training).
     """
 
     n_samples: int = 8
-    refine_steps: int = 10
-    refine_lr: float = 1e-2
+    refine_steps: int = 20
+    refine_optimizer: str = "natural"
+    refine_lr: float | None = None
+    refine_max_step: float = 0.25
     beta: float = 1e-3
 
     def __post_init__(self) -> None:
         p: list[str] = []
+        check(p, self.refine_optimizer in REFINE_OPTIMIZERS,
+              f"refine_optimizer must be one of {REFINE_OPTIMIZERS}, got {self.refine_optimizer!r}")
+        if self.refine_lr is None and self.refine_optimizer in REFINE_LR:
+            self.refine_lr = REFINE_LR[self.refine_optimizer]
         check(p, self.n_samples >= 1, f"n_samples must be >= 1, got {self.n_samples}")
         check(p, self.refine_steps >= 0, f"refine_steps must be >= 0, got {self.refine_steps}")
-        check(p, self.refine_lr > 0, f"refine_lr must be > 0, got {self.refine_lr}")
+        check(p, self.refine_lr is None or self.refine_lr > 0, f"refine_lr must be > 0, got {self.refine_lr}")
+        check(p, self.refine_max_step > 0, f"refine_max_step must be > 0, got {self.refine_max_step}")
         check(p, self.beta >= 0, f"beta must be >= 0, got {self.beta}")
         raise_problems("GenerateConfig", p)
+
 
 
 @dataclass

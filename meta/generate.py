@@ -170,8 +170,9 @@ class ABMLLGenerator:
                  scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """q(φ) refined on the request's examples. The last refinement is remembered, so the same request asked
         again (its point estimate, then its samples: the harness, the trust score) runs the base model once."""
-        key = (request.description, request.examples, request.seed, request.num_labels, self.config.refine_steps,
-               self.config.refine_lr, self.config.beta)
+        cfg = self.config
+        key = (request.description, request.examples, request.seed, request.num_labels, cfg.refine_steps,
+               cfg.refine_optimizer, cfg.refine_lr, cfg.refine_max_step, cfg.beta)
         last = self._last_refined
         if last is not None and last[0] == key:
             return last[1]
@@ -179,8 +180,9 @@ class ABMLLGenerator:
         labels = ([y for _, y in request.examples] if request.generation_examples  # reference outputs
                   else torch.tensor([y for _, y in request.examples]))
         with torch.enable_grad():
-            refined = self.guide.refine(loc, scale, texts, labels, self.config.refine_steps, self.config.refine_lr,
-                                        self.config.beta, seed=request.seed or 0, num_labels=request.num_labels)
+            refined = self.guide.refine(loc, scale, texts, labels, cfg.refine_steps, cfg.refine_lr, cfg.beta,
+                                        seed=request.seed or 0, num_labels=request.num_labels,
+                                        optimizer=cfg.refine_optimizer, max_step=cfg.refine_max_step)
         self._last_refined = (key, refined)
         return refined
 

@@ -7,8 +7,13 @@ q(φ_t) = N(loc_t, scale_t²) with
     loc_t   = θ̂_loc + σ₀ ⊙ U h_t                          the global mean is the starting point of every task
     scale_t = softplus(ρ_q + V h_t) + c
 
-When labelled examples are given, q(φ_t) is refined ABML-style: a few Adam steps on the task's ELBO
+When labelled examples are given, q(φ_t) is refined ABML-style: a few steps on the task's ELBO
 E_q[log p(D_t | φ)] − β·KL(q ‖ p(φ | θ̂)), starting from the amortized guess (first-order during training).
+Generation takes natural-gradient steps in q's own metric (the mean moves by lr·scale²·∇, log-scale by lr·scale·∇/2),
+each coordinate at most `max_step` posterior standard deviations per step: the step is proportional to the gradient,
+so coordinates the examples say little about stay put. Adam's first steps move every coordinate by ±lr whatever
+its gradient, so a 1e-3 change of the starting point (an fp16 checkpoint) flipped the sign of tiny gradients and
+moved the refined adapter by 1-3% of its norm; the natural step keeps such a change at its own size.
 """
 
 from __future__ import annotations
@@ -89,36 +94,52 @@ class ABMLLGuide(nn.Module):
     def refine(self, loc: torch.Tensor, scale: torch.Tensor, texts: Sequence[str],
                labels: torch.Tensor | Sequence[str],
                steps: int, lr: float, beta: float | None = None, seed: int = 0,
-               num_labels: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+               num_labels: int = 2, optimizer: str = "natural", max_step: float = 0.5
+               ) -> tuple[torch.Tensor, torch.Tensor]:
         """ABML refinement of one task's q(φ) on labelled examples, starting from the amortized guess.
 
         Args:
             loc, scale: the starting posterior, (D,) each. texts, labels: the task's examples (label indices, or
                 reference outputs for a causal-LM likelihood).
-            steps: Adam steps on the negative task ELBO. lr: their learning rate.
+            steps: steps on the negative task ELBO. lr: their step size.
             beta: KL weight (default: the model's). seed: seed of the reparameterisation noise.
             num_labels: how many labels the task has.
+            optimizer: "natural" (steps in q's metric, see the module docstring) or "adam".
+            max_step: natural steps: the most posterior standard deviations a coordinate moves per step.
 
         Returns:
             The refined (loc, scale), detached, (D,) each.
         """
         beta = self.abmll.beta if beta is None else beta
-        m = loc.detach().clone().requires_grad_(True)
         floor = self.abmll.floor
-        rho = inverse_softplus((scale.detach() - floor).clamp_min(1e-8)).requires_grad_(True)
         prior = dist.Normal(self.theta_loc.detach(), self.abmll.scale_from_rho(self.theta_rho).detach())
-        opt = torch.optim.Adam([m, rho], lr=lr)
-        g = torch.Generator(device=m.device).manual_seed(seed)
+        g = torch.Generator(device=loc.device).manual_seed(seed)
         if isinstance(labels, torch.Tensor):
-            labels = labels.to(m.device)
-        for _ in range(steps):
-            s = F.softplus(rho) + floor
+            labels = labels.to(loc.device)
+
+        def loss(m: torch.Tensor, s: torch.Tensor) -> torch.Tensor:  # the negative task ELBO, one sample
             phi = m + s * torch.randn(m.shape, generator=g, device=m.device)
             nll = -self.abmll.log_likelihood(phi, texts, labels, num_labels) * self.abmll.likelihood_scale
-            kl = kl_divergence(dist.Normal(m, s), prior).sum()
-            loss = nll + beta * kl
+            return nll + beta * kl_divergence(dist.Normal(m, s), prior).sum()
+
+        if optimizer == "natural":
+            m, s = loc.detach().clone(), scale.detach().clone()
+            for _ in range(steps):
+                m.requires_grad_(True)
+                s.requires_grad_(True)
+                gm, gs = torch.autograd.grad(loss(m, s), [m, s])
+                with torch.no_grad():
+                    m = m - s * torch.clamp(lr * s * gm, -max_step, max_step)
+                    s = (s * torch.exp(torch.clamp(-lr * s * gs / 2, -max_step, max_step))).clamp_min(floor)
+            return m.detach(), s.detach()
+        if optimizer != "adam":
+            raise ValueError(f"optimizer must be 'natural' or 'adam', got {optimizer!r}")
+        m = loc.detach().clone().requires_grad_(True)
+        rho = inverse_softplus((scale.detach() - floor).clamp_min(1e-8)).requires_grad_(True)
+        opt = torch.optim.Adam([m, rho], lr=lr)
+        for _ in range(steps):
             opt.zero_grad()
-            loss.backward()
+            loss(m, F.softplus(rho) + floor).backward()
             opt.step()
         return m.detach(), (F.softplus(rho) + floor).detach()
 
@@ -131,7 +152,7 @@ class ABMLLGuide(nn.Module):
                 scales.append(scale[t])
                 continue
             m, s = self.refine(loc[t], scale[t], batch.support_texts[t], batch.support_labels[t],
-                               self.inner_steps, self.inner_lr, num_labels=batch.num_labels[t])
+                               self.inner_steps, self.inner_lr, num_labels=batch.num_labels[t], optimizer="adam")
             locs.append(loc[t] + (m - loc[t]).detach())
             scales.append(scale[t] + (s - scale[t]).detach())
         return torch.stack(locs), torch.stack(scales)

@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -76,17 +74,14 @@ def run(args: argparse.Namespace) -> int:
 
     from loragen.bank import paths
     from loragen.bank.device import torch_threads
+    from loragen.bank.train.lora_module import quiet_lightning
 
     start = start_clock()
     fill_defaults(args)
     llm = args.base_model != "minilm"
     home = (args.home or paths.demo_home(args.base_model if llm else None)).expanduser()
     home.mkdir(parents=True, exist_ok=True)
-    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    # Lightning's notices about its own internals and an empty validation set say nothing to a demo user.
-    for message in (".*LeafSpec.*", ".*Total length of .* across ranks is zero.*", ".*does not have many workers.*"):
-        warnings.filterwarnings("ignore", message=message)
+    quiet_lightning()
     torch.manual_seed(args.seed)
     if llm:
         from loragen.api.commands import demo_llm

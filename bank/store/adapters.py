@@ -104,6 +104,8 @@ class AdapterTable:
     def __init__(self, db: Database, tasks: TaskTable, indexes: Indexes, encoder: Callable[[], TextEncoder]):
         self._db, self._tasks, self._indexes, self._encoder = db, tasks, indexes, encoder
         self._base_models: dict[str, torch.nn.Module] = {}
+        self._fits: set[tuple[str, tuple]] = set()  # (base model, module shapes) already checked: a service stores
+        # thousands of generated adapters of one shape
         self._text_model_recorded: str | None = None  # the meta row 'text_model' this process has committed
 
     # ---- write --------------------------------------------------------------------------------------------
@@ -207,6 +209,9 @@ class AdapterTable:
     def _check_base_model(self, adapter: LoraAdapter) -> str:
         """The adapter's base-model id, after checking every module fits that model (on the meta device)."""
         base_id = canonical_base_model_id(adapter.base_model or None)
+        signature = (base_id, tuple(sorted(adapter.shapes().items())))
+        if signature in self._fits:
+            return base_id
         model = self._base_models.get(base_id)
         if model is None:
             from transformers import AutoConfig
@@ -219,6 +224,7 @@ class AdapterTable:
                 model = _model_class(path).from_config(config)
             self._base_models[base_id] = model
         target_weights(model, adapter)
+        self._fits.add(signature)
         return base_id
 
     def _text_vector(self, description: str | None, task: TaskRecord | None,

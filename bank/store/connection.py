@@ -26,7 +26,9 @@ class Database:
         self.path = path
         self._con = con
         self._local = threading.local()
-        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        # thread -> its cursor; a dead thread's cursor is closed when the next one is made (a server's thread pool
+        # retires idle threads and starts new ones: kept forever, their cursors grew the process ~80 KB each)
+        self._cursors: dict[threading.Thread, duckdb.DuckDBPyConnection] = {}
         self._cursors_lock = threading.Lock()
         self._write_lock = threading.RLock()  # one writer at a time (DuckDB transactions are per cursor)
         self.closed = False
@@ -57,11 +59,10 @@ class Database:
         if self.closed:
             return
         self.closed = True
-        for cur in self._cursors:
-            try:
-                cur.close()
-            except duckdb.Error:
-                pass
+        with self._cursors_lock:
+            for cur in self._cursors.values():
+                _close(cur)
+            self._cursors.clear()
         self._con.close()
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
@@ -77,7 +78,9 @@ class Database:
             cur = self._con.cursor()
             self._local.cur = cur
             with self._cursors_lock:
-                self._cursors.append(cur)
+                for thread in [t for t in self._cursors if not t.is_alive()]:
+                    _close(self._cursors.pop(thread))
+                self._cursors[threading.current_thread()] = cur
         return cur
 
     @contextmanager
@@ -97,3 +100,10 @@ class Database:
         """A bank setting from the `meta` table (None when unset)."""
         row = self.cursor().execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
         return row[0] if row else None
+
+
+def _close(cur: duckdb.DuckDBPyConnection) -> None:
+    try:
+        cur.close()
+    except duckdb.Error:
+        pass

@@ -161,11 +161,17 @@ def sampled_loader(examples: Sequence[Any], config: TrainConfig, collate: Callab
     return DataLoader(list(examples), batch_size=config.batch_size, sampler=sampler, collate_fn=collate)
 
 
+# Lightning's notices about its own internals and an empty validation set: nothing a user can act on
+LIGHTNING_NOISE = (".*LeafSpec.*", ".*Total length of .* across ranks is zero.*", ".*does not have many workers.*")
+
+
 def quiet_lightning() -> None:
-    """One Trainer per task: its banner lines ("GPU available: ...") would drown a build's progress bar."""
+    """One Trainer per task: its banner lines ("GPU available: ...") and notices about its own internals, once per
+    task, would drown a build's progress lines."""
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    for message in LIGHTNING_NOISE:
+        warnings.filterwarnings("ignore", message=message)
 
 
 def fit_lora(module: LoraModule, loader: DataLoader, device: torch.device, meta: dict[str, Any]) -> TrainResult:

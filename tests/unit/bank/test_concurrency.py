@@ -69,3 +69,20 @@ def test_two_threads_adding_the_same_adapter_store_it_once(tmp_path):
         for t in threads:
             t.join()
         assert len(set(ids)) == 1 and len(ids) == 4 and len(bank.adapters()) == 1
+
+
+def test_a_finished_threads_cursor_is_closed_when_the_next_thread_opens_one(tmp_path):
+    """A server's thread pool retires idle threads and starts new ones: their cursors must not pile up."""
+    from loragen.bank.store.connection import Database
+
+    db = Database.connect(tmp_path / "bank.duckdb")
+    try:
+        db.cursor().execute("CREATE TABLE t (x INTEGER)")
+        for i in range(20):
+            thread = threading.Thread(target=lambda i=i: db.cursor().execute("INSERT INTO t VALUES (?)", [i]))
+            thread.start()
+            thread.join()
+        assert len(db._cursors) <= 2  # this thread's and the last finished one's, not 21
+        assert db.cursor().execute("SELECT count(*) FROM t").fetchone()[0] == 20
+    finally:
+        db.close()

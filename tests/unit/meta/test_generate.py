@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 
 from loragen.bank.generator import AdapterGenerator, GenerationRequest
 from loragen.bank.lora import save_peft
 from loragen.bank.lora.functional import lora_applied
+from loragen.meta.config import REFINE_OPTIMIZERS, GenerateConfig
 from loragen.meta.generate import ABMLLGenerator
 from tests.unit.meta._toy import TASKS, description, description_embeddings, task_examples
 
@@ -57,8 +59,10 @@ def test_mean_adapter_loads_in_peft(trained_toy, toy_classifier, tmp_path):
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
 
 
-def test_refinement_on_examples_raises_the_likelihood(trained_toy):
+@pytest.mark.parametrize("optimizer", REFINE_OPTIMIZERS)
+def test_refinement_on_examples_raises_the_likelihood(trained_toy, optimizer):
     gen = _generator(trained_toy)
+    gen.config = GenerateConfig(refine_optimizer=optimizer)
     model = trained_toy[0]
     examples = tuple(task_examples(TASKS[1], 16, seed=3))
     texts, labels = [t for t, _ in examples], torch.tensor([y for _, y in examples])
@@ -69,6 +73,46 @@ def test_refinement_on_examples_raises_the_likelihood(trained_toy):
         ll_plain = model.log_likelihood(plain.loc, texts, labels)
         ll_refined = model.log_likelihood(refined.loc, texts, labels)
     assert ll_refined > ll_plain
+
+
+def test_natural_refinement_keeps_a_small_change_of_the_start_small(trained_toy):
+    """A compact (fp16) checkpoint moves the amortized posterior by ~1e-3 of its norm: the natural refinement
+    passes such a change through at its own size, Adam's sign-like first steps blow it up."""
+    model, guide, _ = trained_toy
+    examples = task_examples(TASKS[1], 8, seed=3)
+    texts, labels = [t for t, _ in examples], torch.tensor([y for _, y in examples])
+    with torch.no_grad():
+        loc, scale = guide.posterior(description_embeddings(model.config.embed_dim)[1:2])
+    loc, scale = loc[0], scale[0]
+    nudge = 1e-3 * loc.norm() * torch.randn(loc.shape, generator=torch.Generator().manual_seed(0)) / loc.numel() ** 0.5
+    change = {}
+    for optimizer, cfg in (("natural", GenerateConfig()), ("adam", GenerateConfig(refine_optimizer="adam"))):
+        with torch.enable_grad():
+            a, _ = guide.refine(loc, scale, texts, labels, cfg.refine_steps, cfg.refine_lr, optimizer=optimizer,
+                                max_step=cfg.refine_max_step)
+            b, _ = guide.refine(loc + nudge, scale, texts, labels, cfg.refine_steps, cfg.refine_lr,
+                                optimizer=optimizer, max_step=cfg.refine_max_step)
+        assert (a - loc).norm() > 3 * nudge.norm()  # it did move
+        change[optimizer] = float((a - b).norm() / nudge.norm())
+    assert change["natural"] < 3.0, change
+    assert change["adam"] > 3 * change["natural"], change
+
+
+def test_a_checkpoint_saved_before_the_refine_optimizer_option_keeps_refining_with_adam(trained_toy, tmp_path):
+    import json
+
+    from loragen.meta.checkpoint import load_checkpoint, save_checkpoint
+    from loragen.meta.config import MetaConfig
+
+    model, guide, _ = trained_toy
+    save_checkpoint(model, guide, MetaConfig(model=model.config), tmp_path / "new")
+    assert load_checkpoint(tmp_path / "new")[2].generate.refine_optimizer == "natural"
+    meta = json.loads((tmp_path / "new" / "config.json").read_text())
+    del meta["meta"]["generate"]["refine_optimizer"]
+    meta["meta"]["generate"]["refine_lr"] = 0.01
+    (tmp_path / "new" / "config.json").write_text(json.dumps(meta))
+    old = load_checkpoint(tmp_path / "new")[2].generate
+    assert (old.refine_optimizer, old.refine_lr) == ("adam", 0.01)
 
 
 def test_the_same_request_is_refined_once_for_its_mean_and_its_samples(trained_toy, monkeypatch):
