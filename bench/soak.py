@@ -133,8 +133,9 @@ def main() -> int:
     parser.add_argument("--bank", type=Path, default=None, help="bank to serve a copy of (default: --home's, else a "
                         "temporary 32-adapter bank)")
     parser.add_argument("--cvae-checkpoint", type=Path, default=None, help="default: --home's hypernet/")
+    default_mix = ",".join(f"{k}={v}" for k, v in MIX.items())
     parser.add_argument("--mix", type=parse_mix, default=MIX, help="request kinds and their weights, e.g. "
-                        "search=1 for a search-only soak (default: " + ",".join(f"{k}={v}" for k, v in MIX.items()) + ")")
+                        f"search=1 for a search-only soak (default: {default_mix})")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "soak.json")
     args = parser.parse_args()
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]

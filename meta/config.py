@@ -175,7 +175,6 @@ class GenerateConfig:
         raise_problems("GenerateConfig", p)
 
 
-
 @dataclass
 class MetaConfig(SectionedConfig):
     """Everything a trained ABMLL checkpoint needs to be rebuilt: saved as JSON next to the safetensors."""

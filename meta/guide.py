@@ -9,8 +9,8 @@ q(φ_t) = N(loc_t, scale_t²) with
 
 When labelled examples are given, q(φ_t) is refined ABML-style: a few steps on the task's ELBO
 E_q[log p(D_t | φ)] − β·KL(q ‖ p(φ | θ̂)), starting from the amortized guess (first-order during training).
-Generation takes natural-gradient steps in q's own metric (the mean moves by lr·scale²·∇, log-scale by lr·scale·∇/2),
-each coordinate at most `max_step` posterior standard deviations per step: the step is proportional to the gradient,
+Generation takes natural-gradient steps in q's own metric (the mean moves by lr·scale²·∇, log-scale by
+lr·scale·∇/2), each coordinate at most `max_step` posterior standard deviations per step: the step is proportional to the gradient,
 so coordinates the examples say little about stay put. Adam's first steps move every coordinate by ±lr whatever
 its gradient, so a 1e-3 change of the starting point (an fp16 checkpoint) flipped the sign of tiny gradients and
 moved the refined adapter by 1-3% of its norm; the natural step keeps such a change at its own size.
@@ -28,6 +28,7 @@ from pyro import poutine
 from torch import nn
 from torch.distributions import kl_divergence
 
+from loragen.meta.config import REFINE_OPTIMIZERS, GenerateConfig
 from loragen.meta.model import ABMLLModel, TaskBatch, inverse_softplus
 
 
@@ -94,7 +95,8 @@ class ABMLLGuide(nn.Module):
     def refine(self, loc: torch.Tensor, scale: torch.Tensor, texts: Sequence[str],
                labels: torch.Tensor | Sequence[str],
                steps: int, lr: float, beta: float | None = None, seed: int = 0,
-               num_labels: int = 2, optimizer: str = "natural", max_step: float = 0.5
+               num_labels: int = 2, optimizer: str = "natural",
+               max_step: float = GenerateConfig.refine_max_step
                ) -> tuple[torch.Tensor, torch.Tensor]:
         """ABML refinement of one task's q(φ) on labelled examples, starting from the amortized guess.
 
@@ -132,8 +134,8 @@ class ABMLLGuide(nn.Module):
                     m = m - s * torch.clamp(lr * s * gm, -max_step, max_step)
                     s = (s * torch.exp(torch.clamp(-lr * s * gs / 2, -max_step, max_step))).clamp_min(floor)
             return m.detach(), s.detach()
-        if optimizer != "adam":
-            raise ValueError(f"optimizer must be 'natural' or 'adam', got {optimizer!r}")
+        if optimizer not in REFINE_OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {REFINE_OPTIMIZERS}, got {optimizer!r}")
         m = loc.detach().clone().requires_grad_(True)
         rho = inverse_softplus((scale.detach() - floor).clamp_min(1e-8)).requires_grad_(True)
         opt = torch.optim.Adam([m, rho], lr=lr)

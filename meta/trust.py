@@ -38,6 +38,8 @@ MIN_GROUPS = 4  # a feature set needs training rows from at least this many task
 
 class TooFewTasksError(ValueError):
     """The calibration cases come from fewer than `MIN_GROUPS` tasks: no trust model can be fitted on them."""
+
+
 Row = Mapping[str, float | None]
 
 

@@ -104,8 +104,8 @@ class AdapterTable:
     def __init__(self, db: Database, tasks: TaskTable, indexes: Indexes, encoder: Callable[[], TextEncoder]):
         self._db, self._tasks, self._indexes, self._encoder = db, tasks, indexes, encoder
         self._base_models: dict[str, torch.nn.Module] = {}
-        self._fits: set[tuple[str, tuple]] = set()  # (base model, module shapes) already checked: a service stores
-        # thousands of generated adapters of one shape
+        # (base model, module shapes) already checked: a service stores thousands of generated adapters of one shape
+        self._fits: set[tuple[str, tuple]] = set()
         self._text_model_recorded: str | None = None  # the meta row 'text_model' this process has committed
 
     # ---- write --------------------------------------------------------------------------------------------
