@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from loragen.api import __version__
+from loragen.api.allocator import Trimmer, fix_mmap_threshold, limit_arenas
 from loragen.api.errors import install_error_handlers
 from loragen.api.metrics import Metrics, MetricsMiddleware
 from loragen.api.routes import ROUTERS
@@ -52,6 +53,11 @@ def create_app(*, settings: Settings, service: Service | None = None) -> FastAPI
             import torch
 
             torch.set_num_threads(settings.torch_threads)  # process-wide: requests run in parallel on workers
+        # Before the workers and the models allocate (api/allocator.py: glibc only).
+        if limit_arenas(settings.malloc_arena_max):
+            log.info("malloc arenas limited to %d", settings.malloc_arena_max)
+        if fix_mmap_threshold(settings.malloc_mmap_threshold):
+            log.info("malloc mmap threshold fixed at %d bytes", settings.malloc_mmap_threshold)
         # Starting the service loads models and opens the bank: slow and blocking, so not on the event loop.
         svc = await asyncio.to_thread(Service.start, settings) if owned else service
         if owned:
@@ -61,11 +67,14 @@ def create_app(*, settings: Settings, service: Service | None = None) -> FastAPI
         app.state.executor = ThreadPoolExecutor(settings.generation_workers, thread_name_prefix="loragen")
         if owned:
             svc.start_schedule()
+        trimmer = Trimmer(settings.malloc_trim_interval_s).start() if settings.malloc_trim_interval_s > 0 else None
         log.info("loragen %s serving; methods ready: %s; unavailable: %s", __version__, sorted(svc.generators),
                  svc.unavailable)
         try:
             yield
         finally:
+            if trimmer is not None:
+                trimmer.stop()
             app.state.executor.shutdown(wait=True)
             if owned:
                 await asyncio.to_thread(svc.close)

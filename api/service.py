@@ -96,7 +96,7 @@ class Service:
         from loragen.bank.store import Bank
 
         found = find_bank(settings.bank_path)
-        bank = Bank.open(found.path if found else None)
+        bank = Bank.open(found.path if found else None, memory_limit=settings.bank_memory_limit)
         if found is not None and found.origin == "demo":
             log.warning("serving the demo's bank %s (no bank at the default location)", found.path)
         checkpoints = find_checkpoints({"cvae": settings.cvae_checkpoint, "abmll": settings.abmll_checkpoint},

@@ -18,6 +18,8 @@ from loragen.api.generators import METHODS
 from loragen.bank import paths
 from loragen.bank.base_model import DEFAULT_BASE_MODEL, packaged_model, resolve_base_model
 from loragen.bank.errors import ConfigError, UnknownBaseModelError
+from loragen.bank.store.connection import MEMORY_SIZE
+from loragen.bank.store.schema import DEFAULT_MEMORY_LIMIT
 
 MiB = 1 << 20
 
@@ -55,6 +57,13 @@ class Settings:
         torch_threads: torch intra-op threads in the server process (None: torch's default). The server runs
             requests in parallel on `generation_workers` threads; splitting each small forward pass over more
             threads as well made a generate request 6x slower on a loaded 2-core machine (1.2 s vs 0.2 s).
+        bank_memory_limit: DuckDB's memory limit on the bank's connection ("256MB" by default; "1GB", ...). DuckDB's
+            own default (80% of RAM) let a server taking uploads grow by ~45 KB per stored adapter.
+        malloc_arena_max: most glibc malloc arenas the server's threads share (0: glibc's default, 8 per core);
+            fewer arenas let memory freed by one request be reused by the next (`api.allocator`).
+        malloc_mmap_threshold: bytes from which glibc serves an allocation with its own mmap (0: glibc's dynamic
+            threshold, which rises to 32 MiB and lets a forward pass's activations fragment the arenas).
+        malloc_trim_interval_s: seconds between returning freed heap pages to the system (0: never).
     """
 
     bank_path: Path | None = None
@@ -78,6 +87,10 @@ class Settings:
     calibrator: Path | None = None
     neighbours: int = 5
     torch_threads: int | None = 1
+    bank_memory_limit: str = DEFAULT_MEMORY_LIMIT
+    malloc_arena_max: int = 2
+    malloc_mmap_threshold: int = MiB
+    malloc_trim_interval_s: float = 30.0
 
     def __post_init__(self) -> None:
         problems = self._problems()
@@ -97,6 +110,18 @@ class Settings:
                 problems.append(f"{_name(name)} must be >= 1, got {getattr(self, name)}")
         if self.torch_threads is not None and self.torch_threads < 1:
             problems.append(f"{_name('torch_threads')} must be >= 1 or unset, got {self.torch_threads}")
+        if not MEMORY_SIZE.fullmatch(self.bank_memory_limit.strip()):
+            problems.append(f"{_name('bank_memory_limit')} must be a size such as 256MB or 1GB, got "
+                            f"{self.bank_memory_limit!r}")
+        if self.malloc_arena_max < 0:
+            problems.append(f"{_name('malloc_arena_max')} must be >= 0 (0: glibc's default), got "
+                            f"{self.malloc_arena_max}")
+        if self.malloc_mmap_threshold < 0:
+            problems.append(f"{_name('malloc_mmap_threshold')} must be >= 0 (0: glibc's default), got "
+                            f"{self.malloc_mmap_threshold}")
+        if self.malloc_trim_interval_s < 0:
+            problems.append(f"{_name('malloc_trim_interval_s')} must be >= 0 (0: never), got "
+                            f"{self.malloc_trim_interval_s}")
         if self.max_compression_ratio <= 1:
             problems.append(f"{_name('max_compression_ratio')} must be > 1, got {self.max_compression_ratio}")
         if self.reindex_interval_s < 0:
@@ -150,8 +175,9 @@ class Settings:
 
 
 _INTS = {"max_request_bytes", "max_upload_bytes", "max_archive_members", "max_member_bytes",
-         "generation_workers", "neighbours", "torch_threads"}
-_FLOATS = {"max_compression_ratio", "reindex_interval_s"}
+         "generation_workers", "neighbours", "torch_threads", "malloc_arena_max",
+         "malloc_mmap_threshold"}
+_FLOATS = {"max_compression_ratio", "reindex_interval_s", "malloc_trim_interval_s"}
 _TUPLES = {"methods", "base_models"}
 _BOOLS = {"auto_base_models", "open_reads"}
 _KIND = {**{name: "a whole number" for name in _INTS}, **{name: "a number" for name in _FLOATS},

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from loragen.api.uncertainty import _task_texts, causal_lm_scores, nearest_task, sample_dispersion
+from loragen.api.uncertainty import _task_texts, build_scorer, causal_lm_scores, nearest_task, sample_dispersion
 from loragen.bank.errors import LoragenError
 from loragen.bank.generator import GenerationRequest
 from loragen.bank.lora import LoraAdapter
@@ -148,8 +148,8 @@ class Probe:
                     "mi": s.get("mutual_information"), "preds": None}
         from loragen.meta.score import predictive_stats
 
-        probs = torch.stack([torch.softmax(self.classifier.logits(list(texts), a, num_labels).float(), -1)
-                             for a in adapters])  # (S, n, K)
+        # Through the classifier's shared cache: the uncertainty score runs the same adapters on the same texts.
+        probs = build_scorer(self.classifier, None).class_probs(adapters, list(texts), num_labels)  # (S, n, K)
         st = predictive_stats(probs)
         return {"entropy": float(st["predictive_entropy"].mean()), "max_prob": float(st["max_prob"].mean()),
                 "mi": float(st["mutual_information"].mean()) if len(adapters) > 1 else None,

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,7 +38,7 @@ from loragen.bank.lora import LoraAdapter
 log = logging.getLogger(__name__)
 PROBE_TEXTS = 16
 MAX_NEW_TOKENS = 32
-SCORE_CACHE = 256  # class-probability results each cached scorer remembers (meta.score.Scorer's cache_size)
+SCORE_CACHE = 256  # class-probability results remembered per classifier (meta.score.ProbabilityCache's size)
 
 Scores = dict[str, float | bool | str | None]
 
@@ -46,7 +47,8 @@ def build_scorer(classifier: Any, bank: Any, calibrator: Path | None = None) -> 
     """meta's `Scorer` over the classifier and bank, or None when the meta package is not installed.
 
     The scorer is remembered (a few, least recently used dropped first) per classifier, bank and calibrator file
-    (its path, size and modification time), so its cache of class probabilities serves later requests.
+    (its path, size and modification time). Every scorer of one classifier shares one cache of class probabilities
+    (`probability_cache`), so later requests, and the trust score's probe of the same request, reuse forward passes.
     """
     try:
         from loragen.meta.score import Scorer
@@ -59,7 +61,8 @@ def build_scorer(classifier: Any, bank: Any, calibrator: Path | None = None) -> 
         if scorer is not None and scorer.classifier is classifier and scorer.bank is bank:
             _SCORERS.move_to_end(key)
             return scorer
-    scorer = Scorer.from_files(classifier, bank=bank, calibrator_path=calibrator, cache_size=SCORE_CACHE)
+    scorer = Scorer.from_files(classifier, bank=bank, calibrator_path=calibrator,
+                               cache=probability_cache(classifier))
     with _SCORERS_LOCK:
         _SCORERS[key] = scorer
         while len(_SCORERS) > _MAX_SCORERS:
@@ -70,6 +73,20 @@ def build_scorer(classifier: Any, bank: Any, calibrator: Path | None = None) -> 
 _MAX_SCORERS = 8
 _SCORERS: OrderedDict[tuple[int, int, tuple | None], Any] = OrderedDict()
 _SCORERS_LOCK = threading.Lock()
+
+
+def probability_cache(classifier: Any) -> Any:
+    """The one `meta.score.ProbabilityCache` of `classifier` (kept as long as the classifier lives)."""
+    from loragen.meta.score import ProbabilityCache
+
+    with _SCORERS_LOCK:
+        cache = _CACHES.get(classifier)
+        if cache is None:
+            cache = _CACHES[classifier] = ProbabilityCache(SCORE_CACHE)
+        return cache
+
+
+_CACHES: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 def _file_key(path: Path | None) -> tuple | None:

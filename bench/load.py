@@ -99,6 +99,14 @@ def copy_bank(source: Path, directory: Path) -> Path:
     return directory / source.name
 
 
+def parse_env(text: str) -> tuple[str, str]:
+    """"LORAGEN_X=1" -> ("LORAGEN_X", "1")."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.startswith("LORAGEN_"):
+        raise SystemExit(f"--server-env: {text!r} is not LORAGEN_NAME=VALUE")
+    return name, value
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -111,9 +119,11 @@ def serve_command(bank: Path, port: int, methods: str, workers: int) -> list[str
 
 
 def start_server(bank: Path, port: int, methods: str, workers: int, cvae_checkpoint: Path | None = None,
-                 log: Path | None = None, home: Path | None = None) -> subprocess.Popen:
-    """`loragen serve` in a subprocess with the token set; returns once /healthz answers (every method ready)."""
-    env = {**os.environ, "LORAGEN_TOKEN": TOKEN, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+                 log: Path | None = None, home: Path | None = None,
+                 extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`loragen serve` in a subprocess with the token set (and `extra_env`: LORAGEN_* settings); returns once
+    /healthz answers (every method ready)."""
+    env = {**os.environ, "LORAGEN_TOKEN": TOKEN, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), **(extra_env or {})}
     env.pop("LORAGEN_OPEN_READS", None)
     if cvae_checkpoint is not None:
         env["LORAGEN_CVAE_CHECKPOINT"] = str(cvae_checkpoint)
@@ -294,8 +304,11 @@ def main() -> int:
     parser.add_argument("--bank", type=Path, default=None, help="bank to serve a copy of (default: --home's, else a "
                         "temporary 32-adapter bank)")
     parser.add_argument("--cvae-checkpoint", type=Path, default=None, help="default: --home's hypernet/")
+    parser.add_argument("--server-env", action="append", default=[], metavar="LORAGEN_NAME=VALUE",
+                        help="a server setting, e.g. LORAGEN_MALLOC_MMAP_THRESHOLD=0 (repeatable; kept in the JSON)")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "load.json")
     args = parser.parse_args()
+    server_env = dict(parse_env(item) for item in args.server_env)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     source = args.bank or (args.home / "bank.duckdb" if args.home else None)
     checkpoint = args.cvae_checkpoint or (args.home / "hypernet" if args.home else None)
@@ -309,7 +322,7 @@ def main() -> int:
             build_bank(bank)
         port = free_port()
         server = start_server(bank, port, ",".join(methods), args.workers, checkpoint, log=Path(tmp) / "server.log",
-                              home=Path(tmp) / "home")
+                              home=Path(tmp) / "home", extra_env=server_env)
         try:
             url = f"http://127.0.0.1:{port}"
             scores = {"on": [True], "off": [False], "both": [True, False]}[args.score]
@@ -335,8 +348,8 @@ def main() -> int:
                                   "5xx": result["server_errors_5xx"], "errors": result["errors"]}), flush=True)
         finally:
             stop_server(server)
-    report = {"runs": runs, "server_workers": args.workers, "warmup_per_method": args.warmup,
-              "bank": str(source) if source else "temporary (32)",
+    report = {"runs": runs, "server_workers": args.workers, "server_env": server_env,
+              "warmup_per_method": args.warmup, "bank": str(source) if source else "temporary (32)",
               "cvae_checkpoint": str(checkpoint) if checkpoint else None, "machine": machine(),
               "command": " ".join(["bench/load.py", *sys.argv[1:]]),
               "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

@@ -88,6 +88,52 @@ def predictive_stats(probs: torch.Tensor) -> dict[str, torch.Tensor]:
             "expected_entropy": exp_ent, "mutual_information": (ent - exp_ent).clamp_min(0.0)}
 
 
+class ProbabilityCache:
+    """Results of a classifier's forward passes, least recently used dropped first, safe to share between threads
+    and between the scorers of one classifier (a service's uncertainty scorer and its trust probe run the same
+    adapters on the same probe texts).
+
+    Two kinds, each holding at most `size` entries: "probs", (adapter sha256, texts, num_labels) -> (n, K) class
+    probabilities; "batches", texts -> the classifier's tokenised batch.
+    """
+
+    KINDS = ("probs", "batches")
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError(f"size must be >= 1, got {size}")
+        self.size = size
+        self._entries: dict[str, OrderedDict[Any, Any]] = {kind: OrderedDict() for kind in self.KINDS}
+        self._lock = threading.Lock()
+
+    def get(self, kind: str, key: Any) -> Any:
+        """The remembered value, or None."""
+        with self._lock:
+            entries = self._entries[kind]
+            value = entries.get(key)
+            if value is not None:
+                entries.move_to_end(key)
+            return value
+
+    def put(self, kind: str, key: Any, value: Any) -> None:
+        with self._lock:
+            entries = self._entries[kind]
+            entries[key] = value
+            entries.move_to_end(key)
+            while len(entries) > self.size:
+                entries.popitem(last=False)
+
+    def clear(self, kind: str | None = None) -> None:
+        """Forget one kind of entry (None: both)."""
+        with self._lock:
+            for name in (kind,) if kind else self.KINDS:
+                self._entries[name].clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries["probs"])
+
+
 class Scorer:
     """Scores adapters from any generator.
 
@@ -101,6 +147,7 @@ class Scorer:
             (retrieval returns bank adapters); a hit is the stored result of the identical forward pass, keyed by the
             adapter's checksum (`LoraAdapter.sha256`: tensors, rank, alpha), the inputs and the number of labels.
             With a cache the tokenised inputs are remembered too (for a classifier with `tokenize`).
+        cache: a `ProbabilityCache` to use instead (shared with other scorers of the same classifier).
 
     Usage::
 
@@ -111,23 +158,23 @@ class Scorer:
     """
 
     def __init__(self, classifier: FactorClassifier, bank=None, calibrator: LogisticCalibrator | None = None,
-                 probe_texts: Sequence[str] | None = None, cache_size: int = 0) -> None:
+                 probe_texts: Sequence[str] | None = None, cache_size: int = 0,
+                 cache: ProbabilityCache | None = None) -> None:
         if cache_size < 0:
             raise ValueError(f"cache_size must be >= 0, got {cache_size}")
         self.classifier, self.bank, self.calibrator = classifier, bank, calibrator
         self.probe_texts = list(probe_texts or [])
-        self.cache_size = cache_size
-        self._probs: OrderedDict[tuple[str, tuple[str, ...], int], torch.Tensor] = OrderedDict()
-        self._batches: OrderedDict[tuple[str, ...], Mapping[str, torch.Tensor]] = OrderedDict()
-        self._cache_lock = threading.Lock()
+        self.cache = cache if cache is not None else (ProbabilityCache(cache_size) if cache_size else None)
+        self.cache_size = self.cache.size if self.cache is not None else 0
         if calibrator is not None and bank is None and set(calibrator.features) & set(_BANK_FEATURES):
             raise ValueError(f"the calibrator uses bank features {list(_BANK_FEATURES)}; pass bank=Bank.open(...)")
 
     @classmethod
     def from_files(cls, classifier: FactorClassifier, bank=None, calibrator_path: str | Path | None = None,
-                   probe_texts: Sequence[str] | None = None, cache_size: int = 0) -> Scorer:
+                   probe_texts: Sequence[str] | None = None, cache_size: int = 0,
+                   cache: ProbabilityCache | None = None) -> Scorer:
         cal = LogisticCalibrator.load(calibrator_path) if calibrator_path else None
-        return cls(classifier, bank, cal, probe_texts, cache_size)
+        return cls(classifier, bank, cal, probe_texts, cache_size, cache)
 
     # ---- the pieces ---------------------------------------------------------------------------------
     @torch.no_grad()
@@ -137,44 +184,28 @@ class Scorer:
         batch = self._tokenized(texts)
         out = []
         for adapter in adapters:
-            key = (adapter.sha256(), tuple(texts), num_labels) if self.cache_size else None
-            probs = self._remembered(self._probs, key)
+            key = (adapter.sha256(), tuple(texts), num_labels) if self.cache is not None else None
+            probs = self.cache.get("probs", key) if key is not None else None
             if probs is None:
                 factors = {m: (a, b) for m, a, b in adapter.items()}
                 logits = self.classifier.logits_from_factors(batch, factors, adapter.scaling, num_labels=num_labels)
                 probs = torch.softmax(logits.float(), -1)
-                self._remember(self._probs, key, probs)
+                if key is not None:
+                    self.cache.put("probs", key, probs)
             out.append(probs)
         return torch.stack(out)
 
     def _tokenized(self, texts: list[str]) -> Any:
         """A `PrototypeClassifier`'s tokenised batch of `texts` (remembered with a cache; it takes either), else the
         texts themselves."""
-        if not self.cache_size or not isinstance(self.classifier, PrototypeClassifier):
+        if self.cache is None or not isinstance(self.classifier, PrototypeClassifier):
             return texts
         key = tuple(texts)
-        batch = self._remembered(self._batches, key)
+        batch = self.cache.get("batches", key)
         if batch is None:
             batch = self.classifier.tokenize(texts)
-            self._remember(self._batches, key, batch)
+            self.cache.put("batches", key, batch)
         return batch
-
-    def _remembered(self, cache: OrderedDict, key: Any) -> Any:
-        if key is None:
-            return None
-        with self._cache_lock:
-            value = cache.get(key)
-            if value is not None:
-                cache.move_to_end(key)
-            return value
-
-    def _remember(self, cache: OrderedDict, key: Any, value: Any) -> None:
-        if key is None:
-            return
-        with self._cache_lock:
-            cache[key] = value
-            while len(cache) > self.cache_size:
-                cache.popitem(last=False)
 
     def description_neighbour(self, description: str, exclude_tasks: Iterable[str] = ()) -> tuple[float, str | None]:
         """(similarity, task) of the nearest bank description, skipping `exclude_tasks`."""

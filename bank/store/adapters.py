@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -37,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 WEIGHT_MODEL = "delta-sketch-v1"
 """The `model` recorded for weight-space embeddings (`weight_embedding`)."""
+CANONICAL_SHA_MEMO = 4096  # adapters whose canonical checksum `add` remembers (~150 bytes each)
 OnDuplicate = Literal["error", "skip"]
 KINDS: tuple[AdapterKind, ...] = ("final", "checkpoint", "generated", "uploaded")
 
@@ -106,6 +109,10 @@ class AdapterTable:
         self._base_models: dict[str, torch.nn.Module] = {}
         # (base model, module shapes) already checked: a service stores thousands of generated adapters of one shape
         self._fits: set[tuple[str, tuple]] = set()
+        # (adapter.sha256(), base model) -> its canonical form's sha256: a generator that returns an adapter the bank
+        # already holds (the CVAE does for most rewordings of a task) is found without canonicalising it again
+        self._canonical_shas: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._canonical_shas_lock = threading.Lock()
         self._text_model_recorded: str | None = None  # the meta row 'text_model' this process has committed
 
     # ---- write --------------------------------------------------------------------------------------------
@@ -128,8 +135,17 @@ class AdapterTable:
             raise ValueError(f"on_duplicate must be 'error' or 'skip', got {on_duplicate!r}")
         adapter.check_finite()
         base_model = self._check_base_model(adapter)
+        key = (adapter.sha256(), base_model)
+        with self._canonical_shas_lock:
+            known = self._canonical_shas.get(key)
+        if known is not None and (existing := self._id_by_sha(known)) is not None:
+            return self._duplicate(existing, on_duplicate)
         canon = replace(canonicalize(adapter.to("cpu")), base_model=base_model)
         sha = canon.sha256()
+        with self._canonical_shas_lock:
+            self._canonical_shas[key] = sha
+            while len(self._canonical_shas) > CANONICAL_SHA_MEMO:
+                self._canonical_shas.popitem(last=False)
         existing = self._id_by_sha(sha)
         if existing is not None:
             return self._duplicate(existing, on_duplicate)

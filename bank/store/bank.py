@@ -69,6 +69,7 @@ class Bank:
         *,
         encoder: TextEncoder | str | None = None,
         approx_threshold: int = APPROX_THRESHOLD,
+        memory_limit: str | None = None,
     ) -> Bank:
         """Open (or create) a bank, apply schema migrations, and load or rebuild its indexes.
 
@@ -77,6 +78,9 @@ class Bank:
             encoder: the text encoder, or a model name/path for one (default: the model the bank's text
                 embeddings were made with, else the packaged MiniLM). Loaded lazily on first use.
             approx_threshold: above this many vectors re-indexing builds HNSW instead of an exact index.
+            memory_limit: DuckDB's memory limit for this connection, e.g. "1GB" (default
+                `schema.DEFAULT_MEMORY_LIMIT`, 256MB: bounded, so a long-running process that stores adapters does
+                not grow with the bank).
 
         Raises:
             BankError: the file is open read-write in another process, is not a DuckDB file, or the text
@@ -84,7 +88,7 @@ class Bank:
         """
         path = Path(path).expanduser() if path is not None else paths.bank_path()
         path.parent.mkdir(parents=True, exist_ok=True)
-        db = Database.connect(path)
+        db = Database.connect(path, memory_limit)
         if isinstance(encoder, (str, os.PathLike)):
             encoder = TextEncoder(encoder)
         bank = cls(path, db, encoder, approx_threshold)

@@ -8,6 +8,7 @@ one lock, because DuckDB transactions belong to a cursor.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,8 @@ import duckdb
 
 from loragen.bank.errors import BankError
 from loragen.bank.store.schema import CONNECTION_CONFIG
+
+MEMORY_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)  # what DuckDB accepts
 
 
 class Database:
@@ -34,15 +37,23 @@ class Database:
         self.closed = False
 
     @classmethod
-    def connect(cls, path: str | os.PathLike) -> Database:
+    def connect(cls, path: str | os.PathLike, memory_limit: str | None = None) -> Database:
         """Open (or create) the DuckDB file at `path` with the bank's connection settings.
 
+        Args:
+            memory_limit: DuckDB's memory limit, e.g. "256MB" (None: `schema.DEFAULT_MEMORY_LIMIT`).
+
         Raises:
-            BankError: the file is open read-write in another process, or is not a DuckDB file.
+            BankError: the file is open read-write in another process, is not a DuckDB file, or `memory_limit` is
+                not a size DuckDB understands.
         """
         path = Path(path)
+        if memory_limit is not None and not MEMORY_SIZE.fullmatch(memory_limit.strip()):
+            raise BankError(f"cannot open the bank {path}: memory_limit {memory_limit!r} is not a size; give a number "
+                            "and a unit, e.g. '256MB' or '1GB'")
+        config = {**CONNECTION_CONFIG, **({"memory_limit": memory_limit.strip()} if memory_limit else {})}
         try:
-            con = duckdb.connect(str(path), config=CONNECTION_CONFIG)
+            con = duckdb.connect(str(path), config=config)
         except duckdb.IOException as err:
             if "lock" not in str(err).lower():
                 raise BankError(f"cannot open the bank {path}: {err}") from None

@@ -30,8 +30,14 @@ from loragen.bank.errors import BankError
 
 logger = logging.getLogger(__name__)
 
-# Applied to every connection: keeps BLOB segments uncompressed so point lookups stay O(1) (see module docstring).
-CONNECTION_CONFIG: dict[str, str] = {"force_compression": "uncompressed"}
+# DuckDB's memory limit on a bank connection (`Bank.open(memory_limit=...)`, the service's LORAGEN_BANK_MEMORY_LIMIT).
+# DuckDB's own default is 80% of RAM, and under it a process that keeps adding adapters grew without bound: a server
+# taking uploads grew ~45 KB per stored adapter (bench/soak.py --mix upload=1: +45 MB/min at 25 uploads/s). The bank's
+# queries are point lookups and small scans; bigger work (a migration over every tensor) spills to disk.
+DEFAULT_MEMORY_LIMIT = "256MB"
+# Applied to every connection: keeps BLOB segments uncompressed so point lookups stay O(1) (see module docstring),
+# and bounds DuckDB's memory.
+CONNECTION_CONFIG: dict[str, str] = {"force_compression": "uncompressed", "memory_limit": DEFAULT_MEMORY_LIMIT}
 
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (

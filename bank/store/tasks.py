@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterable
 
 from loragen.bank.errors import NotFoundError
@@ -43,6 +44,10 @@ class TaskTable:
 
     def __init__(self, db: Database):
         self._db = db
+        # split (None: all) -> its tasks, as last read; every write here clears it (this process is the bank's only
+        # writer: DuckDB locks the file). A service's retrieval asks for the held-out tasks on every request.
+        self._listed: dict[str | None, tuple[TaskRecord, ...]] = {}
+        self._listed_lock = threading.Lock()
 
     def add(self, tasks: Iterable[TaskRecord]) -> int:
         """Insert or replace `tasks` in one transaction; returns how many.
@@ -54,9 +59,12 @@ class TaskTable:
         for row in rows:
             if not row[0] or not row[1]:
                 raise ValueError(f"a task needs a name and a description, got name={row[0]!r}")
-        with self._db.transaction() as cur:
-            if rows:
-                cur.executemany("INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        try:
+            with self._db.transaction() as cur:
+                if rows:
+                    cur.executemany("INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        finally:
+            self._forget_listed()
         return len(rows)
 
     def get(self, name: str) -> TaskRecord:
@@ -79,8 +87,18 @@ class TaskTable:
 
     def records(self, split: str | None = None) -> list[TaskRecord]:
         """All tasks (of one split if given), sorted by name."""
-        sql = f"SELECT {_COLUMNS} FROM tasks" + (" WHERE split = ?" if split else "") + " ORDER BY name"
-        return [_from_row(r) for r in self._db.cursor().execute(sql, [split] if split else []).fetchall()]
+        with self._listed_lock:
+            listed = self._listed.get(split)
+        if listed is None:
+            sql = f"SELECT {_COLUMNS} FROM tasks" + (" WHERE split = ?" if split else "") + " ORDER BY name"
+            listed = tuple(_from_row(r) for r in self._db.cursor().execute(sql, [split] if split else []).fetchall())
+            with self._listed_lock:
+                self._listed[split] = listed
+        return list(listed)
+
+    def _forget_listed(self) -> None:
+        with self._listed_lock:
+            self._listed.clear()
 
     def set_data(self, name: str, splits: dict[str, list[StoredExample]]) -> int:
         """Store `name`'s examples (replacing any stored before) in one transaction; returns how many.
@@ -115,11 +133,14 @@ class TaskTable:
         if not row[0] or not row[1]:
             raise ValueError(f"a task needs a name and a description, got name={row[0]!r}")
         rows = _example_rows(task.name, splits)
-        with self._db.transaction() as cur:
-            cur.execute("INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
-            cur.execute("DELETE FROM task_examples WHERE task = ?", [task.name])
-            if rows:
-                cur.executemany("INSERT INTO task_examples VALUES (?, ?, ?, ?, ?, ?)", rows)
+        try:
+            with self._db.transaction() as cur:
+                cur.execute("INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+                cur.execute("DELETE FROM task_examples WHERE task = ?", [task.name])
+                if rows:
+                    cur.executemany("INSERT INTO task_examples VALUES (?, ?, ?, ?, ?, ?)", rows)
+        finally:  # after the commit: a read meanwhile cannot bring the old list back
+            self._forget_listed()
         return len(rows)
 
     def counts(self) -> dict[str, dict[str, int]]:

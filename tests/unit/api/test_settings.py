@@ -19,9 +19,9 @@ def test_env_overrides_and_explicit_wins(tmp_path):
 
 def test_errors_name_every_bad_field():
     with pytest.raises(ValueError) as err:
-        Settings(max_request_bytes=0, methods=("magic",), token="short", reindex_interval_s=-1)
+        Settings(max_request_bytes=0, methods=("magic",), token="short", reindex_interval_s=-1, bank_memory_limit="lots")
     message = str(err.value)
-    for field in ("max_request_bytes", "methods", "token", "reindex_interval_s"):
+    for field in ("max_request_bytes", "methods", "token", "reindex_interval_s", "LORAGEN_BANK_MEMORY_LIMIT"):
         assert field in message
 
 

@@ -125,6 +125,20 @@ def test_import_and_export_peft_round_trip(bank, tmp_path):
 
 
 # ---- duplicates and bad input: clear errors, bank unchanged ---------------------------------------------------
+def test_adding_an_adapter_again_finds_it_without_canonicalising_it_again(bank, monkeypatch):
+    import loragen.bank.store.adapters as adapters_module
+
+    calls = []
+    real = adapters_module.canonicalize
+    monkeypatch.setattr(adapters_module, "canonicalize", lambda a, *args: calls.append(1) or real(a, *args))
+    adapter = minilm_adapter(seed=11)
+    first = bank.add(adapter, description="x")
+    assert bank.add(adapter, description="x", on_duplicate="skip") == first and len(calls) == 1
+    bank.delete(first)  # a remembered checksum whose adapter is gone: stored anew, canonicalised again
+    second = bank.add(adapter, description="x")
+    assert second != first and len(calls) == 2 and bank.record(second).sha256 == bank.get(second).sha256()
+
+
 def test_duplicate_import_raises_naming_the_existing_id_or_skips(bank, tmp_path):
     src = save_peft(minilm_adapter(seed=7), tmp_path / "a")
     first = bank.import_peft(src, description="x")
@@ -433,3 +447,18 @@ def test_weight_embeddings_in_bank_match_weight_embedding(bank):
     blob = bank._cur().execute("SELECT vector FROM embeddings WHERE adapter_id = ? AND space = 'weight'",
                                [adapter_id]).fetchone()[0]
     np.testing.assert_allclose(np.frombuffer(blob, dtype=np.float32), weight_embedding(adapter), atol=1e-5)
+
+
+def test_task_lists_are_remembered_until_a_task_is_written(bank, monkeypatch):
+    from loragen.bank.records import TaskRecord
+
+    bank.add_task(TaskRecord(name="t/held", description="held out", labels=("a", "b"), split="heldout"))
+    assert [t.name for t in bank.tasks(split="heldout")] == ["t/held"]
+    queries = []
+    real_cursor = bank._db.cursor
+    monkeypatch.setattr(bank._db, "cursor", lambda: queries.append(1) or real_cursor())
+    assert [t.name for t in bank.tasks(split="heldout")] == ["t/held"] and not queries  # remembered
+    bank.add_task(TaskRecord(name="t/held2", description="also held out", labels=("a", "b"), split="heldout"))
+    assert [t.name for t in bank.tasks(split="heldout")] == ["t/held", "t/held2"]
+    bank.put_task(TaskRecord(name="t/held3", description="and this", labels=("a", "b"), split="heldout"), [])
+    assert len(bank.tasks(split="heldout")) == 3 and len(bank.tasks()) >= 3

@@ -81,5 +81,5 @@ def test_tokenised_inputs_of_the_prototype_classifier_give_the_same_probabilitie
     plain = Scorer(clf).class_probs([adapter], TEXTS)
     cached = Scorer(clf, cache_size=4)
     assert torch.equal(cached.class_probs([adapter], TEXTS), plain)
-    cached._probs.clear()  # the tokenised batch is still remembered: the forward on it gives the same numbers
+    cached.cache.clear("probs")  # the tokenised batch is still remembered: the forward on it gives the same numbers
     assert torch.equal(cached.class_probs([adapter], TEXTS), plain)
