@@ -3,14 +3,17 @@
 A server runs requests on a pool of worker threads, and glibc gives threads their own malloc arenas (up to 8 per
 core). Memory a request frees stays in its arena, in pieces a later request of another size cannot reuse, and glibc
 hands a heap's free pages back to the system only from the top of the main arena. So a server's resident memory
-creeps up under a steady load with nothing leaking. Three remedies, all on by default in `loragen serve`
+can creep up under a steady load with nothing leaking. Three remedies, all on by default in `loragen serve`
 (`Settings.malloc_arena_max`, `Settings.malloc_mmap_threshold`, `Settings.malloc_trim_interval_s`):
 
 - fewer arenas (`limit_arenas`): threads share them, so freed memory is reused;
-- a fixed mmap threshold (`fix_mmap_threshold`): large blocks (activations) never land in the arenas;
+- a fixed mmap threshold (`fix_mmap_threshold`): large blocks (activations) get mappings of their own rather than
+  growing the arenas;
 - a periodic `malloc_trim(0)` (`Trimmer`): returns the free pages inside every arena to the system.
 
-Measured side by side in one soak run: bench/results/soak_allocator.json.
+Measured side by side (two soaks at once, with and without these and the bank's DuckDB memory limit):
+bench/results/soak_allocator.json: both still grow (17.9 vs 20.3 MB/min after the first minute; last sample 1,217
+vs 1,294 MB): a small gain, not the cure.
 """
 
 from __future__ import annotations

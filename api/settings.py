@@ -57,8 +57,8 @@ class Settings:
         torch_threads: torch intra-op threads in the server process (None: torch's default). The server runs
             requests in parallel on `generation_workers` threads; splitting each small forward pass over more
             threads as well made a generate request 6x slower on a loaded 2-core machine (1.2 s vs 0.2 s).
-        bank_memory_limit: DuckDB's memory limit on the bank's connection ("256MB" by default; "1GB", ...). DuckDB's
-            own default (80% of RAM) let a server taking uploads grow by ~45 KB per stored adapter.
+        bank_memory_limit: DuckDB's memory limit on the bank's connection ("256MB" by default; "1GB", ...); DuckDB's
+            own default is 80% of RAM (`bank.store.schema.DEFAULT_MEMORY_LIMIT`).
         malloc_arena_max: most glibc malloc arenas the server's threads share (0: glibc's default, 8 per core);
             fewer arenas let memory freed by one request be reused by the next (`api.allocator`).
         malloc_mmap_threshold: bytes from which glibc serves an allocation with its own mmap (0: glibc's dynamic

@@ -6,7 +6,7 @@ requests from a fixed mix: search, generate (retrieve, or the methods given), me
 it generated, and upload of a fresh adapter. The server's resident memory (RSS) is sampled every --sample-every
 seconds (psutil when installed, else /proc/PID/status). Writes bench/results/soak.json: duration, requests and
 errors per route, RSS first/last/max and the least-squares slope in MB per minute (after a warm-up minute, when the
-run is long enough), the machine and its load average.
+run is long enough, and over the second half), the machine and its load average.
 
 Usage::
 
@@ -182,6 +182,9 @@ def main() -> int:
     summary = rec.summary()
     rss = [r for _, r in samples]
     steady = [(t, r) for t, r in samples if t >= 60] if duration >= 180 else samples  # after a warm-up minute
+    # Warm-up (models loaded by the first scored requests, caches filling) can outlast a minute on a slow machine:
+    # the second half's slope says whether the level has settled.
+    half = slope_mb_per_min([(t, r) for t, r in samples if t >= duration / 2])
     report = {
         "duration_s": round(duration, 1), "clients": args.clients, "methods": methods, "mix": args.mix,
         "server_workers": args.workers, "server_env": server_env, "server_alive_at_end": alive,
@@ -191,6 +194,7 @@ def main() -> int:
                    "samples": len(rss), "every_s": args.sample_every},
         "rss_slope_mb_per_min": None if (s := slope_mb_per_min(steady)) is None else round(s, 3),
         "rss_slope_window": "after the first minute" if steady is not samples else "whole run",
+        "rss_slope_second_half_mb_per_min": None if half is None else round(half, 3),
         "rss_series": [[round(t, 1), round(r, 1)] for t, r in samples],
         "bank": str(source) if source else "temporary (32)", "machine": machine(),
         "load_average_before": load_before, "load_average_after": load_average(),
@@ -200,7 +204,7 @@ def main() -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: report[k] for k in ("duration_s", "requests", "errors", "server_errors_5xx", "rss_mb",
-                                             "rss_slope_mb_per_min")}))
+                                             "rss_slope_mb_per_min", "rss_slope_second_half_mb_per_min")}))
     if summary["errors"] or not alive:
         print(f"errors: {summary['error_samples']}\nserver log tail:\n{log_tail}")
     print(f"wrote {args.output}")

@@ -79,8 +79,7 @@ class Bank:
                 embeddings were made with, else the packaged MiniLM). Loaded lazily on first use.
             approx_threshold: above this many vectors re-indexing builds HNSW instead of an exact index.
             memory_limit: DuckDB's memory limit for this connection, e.g. "1GB" (default
-                `schema.DEFAULT_MEMORY_LIMIT`, 256MB: bounded, so a long-running process that stores adapters does
-                not grow with the bank).
+                `schema.DEFAULT_MEMORY_LIMIT`, 256MB, rather than DuckDB's 80% of RAM).
 
         Raises:
             BankError: the file is open read-write in another process, is not a DuckDB file, or the text

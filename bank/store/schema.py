@@ -31,9 +31,10 @@ from loragen.bank.errors import BankError
 logger = logging.getLogger(__name__)
 
 # DuckDB's memory limit on a bank connection (`Bank.open(memory_limit=...)`, the service's LORAGEN_BANK_MEMORY_LIMIT).
-# DuckDB's own default is 80% of RAM, and under it a process that keeps adding adapters grew without bound: a server
-# taking uploads grew ~45 KB per stored adapter (bench/soak.py --mix upload=1: +45 MB/min at 25 uploads/s). The bank's
-# queries are point lookups and small scans; bigger work (a migration over every tensor) spills to disk.
+# DuckDB's own default is 80% of RAM, and what it may hold scales with it (its write buffer is 20% of the limit per
+# thread: 1.2 GiB here). An upload-only soak grew +45 MB/min under the default, +29 MB/min under this limit
+# (bench/results/soak_single_routes.json). The bank's queries are point lookups and small scans; bigger work (a
+# migration over every tensor) spills to disk.
 DEFAULT_MEMORY_LIMIT = "256MB"
 # Applied to every connection: keeps BLOB segments uncompressed so point lookups stay O(1) (see module docstring),
 # and bounds DuckDB's memory.
