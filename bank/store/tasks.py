@@ -47,6 +47,7 @@ class TaskTable:
         # split (None: all) -> its tasks, as last read; every write here clears it (this process is the bank's only
         # writer: DuckDB locks the file). A service's retrieval asks for the held-out tasks on every request.
         self._listed: dict[str | None, tuple[TaskRecord, ...]] = {}
+        self._writes = 0  # bumped by every write: a list read while a write committed is not remembered
         self._listed_lock = threading.Lock()
 
     def add(self, tasks: Iterable[TaskRecord]) -> int:
@@ -88,16 +89,18 @@ class TaskTable:
     def records(self, split: str | None = None) -> list[TaskRecord]:
         """All tasks (of one split if given), sorted by name."""
         with self._listed_lock:
-            listed = self._listed.get(split)
+            listed, writes = self._listed.get(split), self._writes
         if listed is None:
             sql = f"SELECT {_COLUMNS} FROM tasks" + (" WHERE split = ?" if split else "") + " ORDER BY name"
             listed = tuple(_from_row(r) for r in self._db.cursor().execute(sql, [split] if split else []).fetchall())
             with self._listed_lock:
-                self._listed[split] = listed
+                if self._writes == writes:
+                    self._listed[split] = listed
         return list(listed)
 
     def _forget_listed(self) -> None:
         with self._listed_lock:
+            self._writes += 1
             self._listed.clear()
 
     def set_data(self, name: str, splits: dict[str, list[StoredExample]]) -> int:

@@ -462,3 +462,21 @@ def test_task_lists_are_remembered_until_a_task_is_written(bank, monkeypatch):
     assert [t.name for t in bank.tasks(split="heldout")] == ["t/held", "t/held2"]
     bank.put_task(TaskRecord(name="t/held3", description="and this", labels=("a", "b"), split="heldout"), [])
     assert len(bank.tasks(split="heldout")) == 3 and len(bank.tasks()) >= 3
+
+
+def test_a_task_list_read_while_a_task_is_written_is_not_remembered(bank, monkeypatch):
+    from loragen.bank.records import TaskRecord
+
+    tasks = bank._tasks
+    real_cursor = bank._db.cursor
+
+    def cursor_that_sees_a_write_land():  # the write commits between this read's SELECT and its remembering
+        cur = real_cursor()
+        monkeypatch.setattr(bank._db, "cursor", real_cursor)
+        tasks._forget_listed()
+        return cur
+
+    bank.add_task(TaskRecord(name="t/a", description="a", labels=("x", "y"), split="heldout"))
+    monkeypatch.setattr(bank._db, "cursor", cursor_that_sees_a_write_land)
+    assert [t.name for t in bank.tasks(split="heldout")] == ["t/a"]
+    assert "heldout" not in tasks._listed  # a stale list would have outlived the write
