@@ -31,7 +31,7 @@ from loragen.bank.generator import GenerationRequest
 from loragen.bank.records import TaskRecord
 from loragen.bank.tasks import BankSource
 from loragen.meta.trust import TrustModel
-from loragen.meta.trust_report import trust_diagram, trust_metrics
+from loragen.meta.trust_report import cross_validated_metrics, trust_diagram
 
 CONDITIONS = ("description", "labels", "examples")
 
@@ -167,11 +167,9 @@ def fit_trust(bank: Any, generators: Mapping[str, Any], cases: Sequence[EvalCase
                 "bank": str(bank.path), "n_cases": len(recs), "sampled": method in SAMPLED}
         model = TrustModel.fit([r["features"] for r in recs], [r["measured"] for r in recs],
                                [r["task"] for r in recs], target=target, meta=meta, reference_embeddings=reference)
-        cv = model.cross_validated()
+        cv, metrics = cross_validated_metrics(model)
         for r, est in zip(recs, cv):
             r.update(predicted=est.expected, low=est.low, high=est.high, used=list(est.features))
-        metrics = trust_metrics([e.expected for e in cv], [r["measured"] for r in recs],
-                                [r["features"]["chance"] for r in recs], [e.low for e in cv], [e.high for e in cv])
         model.meta["cross_validated"] = metrics
         path = trust_path(method, checkpoints.get(method), bank.path)
         if write and path is not None:

@@ -10,6 +10,7 @@ import numpy as np
 
 from loragen.bank.evaluate.calibration import auroc
 from loragen.meta.calibration import finish_diagram
+from loragen.meta.trust import TrustEstimate, TrustModel
 
 LOW = 0.7  # an adapter below this accuracy should be flagged
 CHANCE_MARGIN = 0.05  # within this of 1/K counts as chance level
@@ -59,6 +60,15 @@ def trust_metrics(predicted: Sequence[float], measured: Sequence[float], chance:
         out["interval_coverage"] = float(((m >= lo) & (m <= hi)).mean())
         out["mean_interval_width"] = float((hi - lo).mean())
     return out
+
+
+def cross_validated_metrics(model: TrustModel) -> tuple[list[TrustEstimate], dict]:
+    """A trust model's task-grouped out-of-fold estimates of its own calibration cases, and their `trust_metrics`
+    (chance level from each case's `chance` feature, 0 where a case has none: generation)."""
+    cv = model.cross_validated()
+    chance = [model.row(i).get("chance") or 0.0 for i in range(len(cv))]
+    return cv, trust_metrics([e.expected for e in cv], model.targets, chance, [e.low for e in cv],
+                             [e.high for e in cv])
 
 
 def trust_diagram(curves: dict[str, tuple[Sequence[float], Sequence[float]]], path: str | Path,

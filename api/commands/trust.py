@@ -26,6 +26,13 @@ A bank of generation tasks (a causal LM's (input, output) tasks, e.g. the SmolLM
 match of the greedy completion instead of accuracy, asked with the description or with (input, output) examples.
 """
 
+REFIT_EPILOG = """examples:
+  loragen trust refit runs/hypernet/trust.json runs/meta/trust.json bench/results/trust.json
+
+A trust file fits its model from its cases when loaded, so a newer loragen's trust model already applies to it;
+refit rewrites the cross-validated metrics it carries (reported by `loragen --version` for shipped generators).
+"""
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from loragen.bank.evaluate import ALL_SPLITS
@@ -60,6 +67,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_no_progress(f)
     f.set_defaults(func=run_fit)
 
+    r = actions.add_parser("refit", help="refit trust models on the cases they hold, with this loragen's model",
+                           description="Re-score stored calibration cases with this loragen's trust model (no "
+                           "generation, no bank): rewrite each trust file's cross-validated metrics, re-score each "
+                           "method of a `trust fit` report, old and new metrics side by side.",
+                           epilog=REFIT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("files", nargs="+", type=Path, metavar="FILE",
+                   help="a trust file (CHECKPOINT/trust.json) or a `loragen trust fit` report (its --json)")
+    r.add_argument("--manifest", type=Path, default=None,
+                   help="a release manifest whose trust metrics to rewrite for the methods refitted")
+    r.add_argument("--json", type=Path, default=Path("bench/results/trust_refit.json"),
+                   help="the side-by-side report")
+    r.add_argument("--plot", type=Path, default=Path("bench/results/trust_refit.png"),
+                   help="predicted vs measured PNG")
+    r.add_argument("--no-write", action="store_true", help="report only; leave the trust files as they are")
+    r.set_defaults(func=run_refit)
+
 
 def run_fit(args: argparse.Namespace) -> int:
     from loragen.api.trust_fit import fit_bank
@@ -70,11 +93,31 @@ def run_fit(args: argparse.Namespace) -> int:
                       write=not args.no_write, json_path=args.json, plot_path=args.plot,
                       progress=not args.no_progress)
     for method, entry in report["methods"].items():
-        m = entry["metrics"]
-        sp = "n/a" if m["spearman"] is None else f"{m['spearman']:.2f}"
-        au = "n/a" if m["auroc_below_0.7"] is None else f"{m['auroc_below_0.7']:.2f}"
-        print(f"{method}: {m['n']} cases, mean |predicted - measured| {m['mean_abs_error']:.3f}, Spearman {sp}, "
-              f"AUROC(acc < 0.7) {au}, chance-level above 0.8: {m['chance_above_0.8']}/{m['chance_level']} "
-              f"(cross-validated); trust file: {entry['trust_file'] or 'not written'}")
+        print(f"{method}: {entry['metrics']['n']} cases, {_line(entry['metrics'])} (cross-validated); trust file: "
+              f"{entry['trust_file'] or 'not written'}")
     print(f"JSON: {args.json}\nchart: {report.get('plot') or 'not drawn (matplotlib is not installed)'}")
     return 0
+
+
+def run_refit(args: argparse.Namespace) -> int:
+    from loragen.api.trust_refit import refit
+
+    if args.manifest is not None and not args.manifest.is_file():
+        raise FileNotFoundError(f"--manifest {args.manifest}: no such file")
+    report = refit(args.files, write=not args.no_write, json_path=args.json, plot_path=args.plot,
+                   manifest=args.manifest)
+    for e in report["entries"]:
+        print(f"{e['method']} ({e['source']}): {_line(e['before'])} -> {_line(e['metrics'])}")
+    print(f"JSON: {args.json}\nchart: {report.get('plot') or 'not drawn (matplotlib is not installed)'}")
+    return 0
+
+
+def _line(m: dict | None) -> str:
+    if not m:
+        return "no metrics recorded"
+    sp = "n/a" if m.get("spearman") is None else f"{m['spearman']:.2f}"
+    au = "n/a" if m.get("auroc_below_0.7") is None else f"{m['auroc_below_0.7']:.2f}"
+    cov = m.get("interval_coverage")
+    return (f"mean |predicted - measured| {m['mean_abs_error']:.3f}, Spearman {sp}, AUROC(acc < 0.7) {au}, "
+            f"chance-level above 0.8: "
+            f"{m['chance_above_0.8']}/{m['chance_level']}" + ("" if cov is None else f", interval coverage {cov:.2f}"))

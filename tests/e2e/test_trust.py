@@ -95,6 +95,24 @@ def test_generate_prints_trust_for_cvae_and_retrieve_on_a_tiny_bert(tmp_path, ca
         if expected < 0.7:
             assert "low: " in out
 
+    # `trust refit` re-scores the stored cases: a trust file's stale metrics are replaced, the report's methods
+    # (retrieval's included) re-scored, a manifest's metrics rewritten
+    stored["meta"]["cross_validated"], fresh = {**stored["meta"]["cross_validated"], "mean_abs_error": 9.0}, \
+        stored["meta"]["cross_validated"]
+    (cvae / "trust.json").write_text(json.dumps(stored))
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"trust": {"metrics": {"cvae": {}}}}))
+    out = _cli(capsys, "trust", "refit", cvae / "trust.json", report, "--manifest", manifest, "--json",
+               tmp_path / "refit.json", "--plot", tmp_path / "refit.png")
+    assert "mean |predicted - measured| 9.000 -> " in out, out
+    assert json.loads((cvae / "trust.json").read_text())["meta"]["cross_validated"] == fresh
+    refit = json.loads((tmp_path / "refit.json").read_text())
+    assert [(e["method"], e["source"]) for e in refit["entries"]] == [
+        ("cvae", str(cvae / "trust.json")), ("cvae", str(report)), ("retrieve", str(report))]
+    assert refit["entries"][1]["metrics"] == fresh  # the report holds the trust file's cases
+    assert json.loads(manifest.read_text())["trust"]["metrics"] == {
+        "cvae": fresh, "retrieve": data["methods"]["retrieve"]["metrics"]}
+
 
 GEN_TRAIN = ("date-name/month/es", "date-name/month/fr", "date-format/long/da_DK")
 GEN_HELDOUT = ("date-name/month/pl", "date-name/weekday/es", "date-format/medium/fr_FR", "person-name/family/fr_FR")

@@ -1,0 +1,114 @@
+"""`loragen trust refit`: refit trust models on the calibration cases they already hold, with this loragen's trust
+model, without generating anything or opening a bank.
+
+A trust file (`trust.json` next to a checkpoint) keeps its cases (features, measured accuracy, task) and fits its
+model when loaded, so a new trust model applies to it as is; what goes stale is the cross-validated report it
+carries (`meta.cross_validated`), which `refit` recomputes in place. A `loragen trust fit` report (its `--json`)
+keeps every method's cases, so its methods are re-scored too (retrieval's trust file lives next to a bank and may
+not be at hand). The old and new metrics are reported side by side; `--manifest` rewrites a release manifest's
+trust metrics for the methods refitted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from loragen.bank.errors import CheckpointError
+from loragen.meta.trust import KIND, TrustModel
+from loragen.meta.trust_report import cross_validated_metrics, trust_diagram
+
+
+def _read(path: Path, expected: str = "a trust file or a `loragen trust fit` report") -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path}: cannot read it as JSON ({err}); pass {expected}") from None
+
+
+def refit_trust_file(path: Path, data: dict, write: bool) -> dict[str, Any]:
+    """Recompute a trust file's cross-validated metrics (and rewrite them into it when `write`)."""
+    try:
+        model = TrustModel.from_dict(data)
+    except (ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{path}: a damaged trust file ({err}); refit it with `loragen trust fit`") from None
+    cv, metrics = cross_validated_metrics(model)
+    before = model.meta.get("cross_validated")
+    if write:
+        model.meta["cross_validated"] = metrics
+        model.save(path)
+    return {"method": str(model.meta.get("method", path.parent.name)), "source": str(path), "before": before,
+            "metrics": metrics, "curve": ([e.expected for e in cv], model.targets.tolist())}
+
+
+def refit_report(path: Path, data: dict) -> list[dict[str, Any]]:
+    """Re-score every method of a `loragen trust fit` report on its stored cases."""
+    out = []
+    for method, entry in data["methods"].items():
+        cases = entry.get("cases") or []
+        if not cases:
+            raise CheckpointError(f"{path}: method {method!r} holds no cases; refit needs the report `loragen trust "
+                                  "fit` wrote (its --json)")
+        model = TrustModel.fit([c["features"] for c in cases], [c["measured"] for c in cases],
+                               [c["task"] for c in cases], target=data.get("target", "accuracy"))
+        cv, metrics = cross_validated_metrics(model)
+        refitted = [{**c, "predicted": e.expected, "low": e.low, "high": e.high, "used": list(e.features)}
+                    for c, e in zip(cases, cv)]
+        out.append({"method": method, "source": str(path), "before": entry.get("metrics"), "metrics": metrics,
+                    "cases": refitted, "curve": ([e.expected for e in cv], [c["measured"] for c in cases])})
+    return out
+
+
+def refit(paths: Sequence[str | Path], *, write: bool = True, json_path: Path | None = None,
+          plot_path: Path | None = None, manifest: Path | None = None) -> dict[str, Any]:
+    """Refit the trust files and fit reports in `paths`; return the side-by-side report.
+
+    Raises:
+        CheckpointError: a path that is neither a trust file nor a fit report, or a damaged one (what to pass
+            instead is in the message).
+    """
+    entries: list[dict[str, Any]] = []
+    for p in map(Path, paths):
+        data = _read(p)
+        if data.get("kind") == KIND:
+            entries.append(refit_trust_file(p, data, write))
+        elif isinstance(data.get("methods"), dict):
+            entries.extend(refit_report(p, data))
+        else:
+            raise CheckpointError(f"{p}: neither a trust file (kind {KIND!r}) nor a `loragen trust fit` report "
+                                  "(with \"methods\"); pass CHECKPOINT/trust.json or the --json of `trust fit`")
+    report: dict[str, Any] = {"command": "loragen " + " ".join(sys.argv[1:]) if sys.argv else "",
+                              "refitted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                              "entries": [{k: v for k, v in e.items() if k != "curve"} for e in entries]}
+    curves: dict[str, tuple] = {}
+    for e in entries:
+        curves.setdefault(e["method"], e["curve"])
+    if plot_path is not None:
+        png = trust_diagram(curves, plot_path, title="Trust after refit: predicted vs measured (cross-validated)")
+        report["plot"] = str(png) if png else None
+    if manifest is not None:
+        _update_manifest(manifest, entries, report)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(report, indent=1) + "\n")
+    return report
+
+
+def _update_manifest(path: Path, entries: list[dict[str, Any]], report: dict[str, Any]) -> None:
+    """A release manifest's trust metrics for the methods refitted (the first entry per method wins)."""
+    data = _read(path, "the manifest.json of a release (`loragen release build`)")
+    trust = data.setdefault("trust", {})
+    metrics = trust.setdefault("metrics", {})
+    done: set[str] = set()
+    for e in entries:
+        if e["method"] not in done:
+            metrics[e["method"]] = e["metrics"]
+            done.add(e["method"])
+    trust["refit"] = {"command": report["command"], "at": report["refitted_at"], "methods": sorted(done)}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")  # as `release build` writes it
+    tmp.replace(path)
