@@ -104,7 +104,7 @@ def test_generate_prints_trust_for_cvae_and_retrieve_on_a_tiny_bert(tmp_path, ca
     manifest.write_text(json.dumps({"trust": {"metrics": {"cvae": {}}}}))
     out = _cli(capsys, "trust", "refit", cvae / "trust.json", report, "--manifest", manifest, "--json",
                tmp_path / "refit.json", "--plot", tmp_path / "refit.png")
-    assert "mean |predicted - measured| 9.000 -> " in out, out
+    assert re.search(r"^cvae \(.*cvae/trust\.json\): mean \|predicted - measured\| 9\.000, .* -> mean", out, re.M), out
     assert json.loads((cvae / "trust.json").read_text())["meta"]["cross_validated"] == fresh
     refit = json.loads((tmp_path / "refit.json").read_text())
     assert [(e["method"], e["source"]) for e in refit["entries"]] == [
