@@ -31,7 +31,7 @@ from loragen.bank.generator import GenerationRequest
 from loragen.bank.records import TaskRecord
 from loragen.bank.tasks import BankSource
 from loragen.meta.trust import TrustModel
-from loragen.meta.trust_report import cross_validated_metrics, trust_diagram
+from loragen.meta.trust_report import cross_validated_metrics, metrics_by_condition, trust_diagram
 
 CONDITIONS = ("description", "labels", "examples")
 
@@ -175,7 +175,7 @@ def fit_trust(bank: Any, generators: Mapping[str, Any], cases: Sequence[EvalCase
         if write and path is not None:
             model.save(path)
         report["methods"][method] = {"trust_file": str(path) if write and path else None, "metrics": metrics,
-                                     "cases": recs}
+                                     "by_condition": metrics_by_condition(recs), "cases": recs}
         curves[method] = ([r["predicted"] for r in recs], [r["measured"] for r in recs])
     if plot_path is not None:
         png = trust_diagram(curves, plot_path)

@@ -20,7 +20,7 @@ from typing import Any
 
 from loragen.bank.errors import CheckpointError
 from loragen.meta.trust import KIND, TrustModel
-from loragen.meta.trust_report import cross_validated_metrics, trust_diagram
+from loragen.meta.trust_report import cross_validated_metrics, metrics_by_condition, trust_diagram
 
 
 def _read(path: Path, expected: str = "a trust file or a `loragen trust fit` report") -> dict:
@@ -59,7 +59,7 @@ def refit_report(path: Path, data: dict) -> list[dict[str, Any]]:
         refitted = [{**c, "predicted": e.expected, "low": e.low, "high": e.high, "used": list(e.features)}
                     for c, e in zip(cases, cv)]
         out.append({"method": method, "source": str(path), "before": entry.get("metrics"), "metrics": metrics,
-                    "cases": refitted, "curve": ([e.expected for e in cv], [c["measured"] for c in cases])})
+                    "by_condition": metrics_by_condition(refitted), "cases": refitted, "curve": ([e.expected for e in cv], [c["measured"] for c in cases])})
     return out
 
 

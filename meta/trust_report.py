@@ -71,6 +71,18 @@ def cross_validated_metrics(model: TrustModel) -> tuple[list[TrustEstimate], dic
                              [e.high for e in cv])
 
 
+def metrics_by_condition(cases: Sequence[dict]) -> dict[str, dict]:
+    """`trust_metrics` per request condition (description / labels / examples) of scored calibration cases (dicts
+    with condition, predicted, low, high, measured and the chance feature)."""
+    out = {}
+    for condition in sorted({c["condition"] for c in cases}):
+        sub = [c for c in cases if c["condition"] == condition]
+        out[condition] = trust_metrics([c["predicted"] for c in sub], [c["measured"] for c in sub],
+                                       [c["features"].get("chance") or 0.0 for c in sub], [c["low"] for c in sub],
+                                       [c["high"] for c in sub])
+    return out
+
+
 def trust_diagram(curves: dict[str, tuple[Sequence[float], Sequence[float]]], path: str | Path,
                   title: str = "Trust: predicted vs measured accuracy per task (cross-validated)") -> Path | None:
     """Scatter of predicted vs measured accuracy per method (one point per case) with the diagonal.

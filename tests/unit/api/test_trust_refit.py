@@ -36,13 +36,14 @@ def test_trust_file_metrics_are_recomputed_only_when_writing(tmp_path):
 
 def test_a_fit_report_is_rescored_per_method(tmp_path):
     model = _model()
-    cases = [{"task": g, "measured": float(y), "features": model.row(i)}
+    cases = [{"task": g, "measured": float(y), "features": model.row(i), "condition": ("description", "examples")[i % 2]}
              for i, (g, y) in enumerate(zip(model.groups, model.targets))]
     path = tmp_path / "report.json"
     path.write_text(json.dumps({"target": "accuracy", "methods": {"cvae": {"metrics": None, "cases": cases}}}))
     entry = refit([path])["entries"][0]
     assert entry["before"] is None and len(entry["cases"]) == 16
     assert all(c["low"] <= c["predicted"] <= c["high"] for c in entry["cases"])
+    assert {k: v["n"] for k, v in entry["by_condition"].items()} == {"description": 8, "examples": 8}
     path.write_text(json.dumps({"methods": {"cvae": {"metrics": {}}}}))
     with pytest.raises(CheckpointError, match="holds no cases"):
         refit([path])
