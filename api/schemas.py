@@ -6,7 +6,7 @@ The in-process SDK returns these same models, so code written against `Client()`
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,6 +17,7 @@ from loragen.bank.records import AdapterRecord, SearchHit
 Method = Literal[METHODS]  # type: ignore[valid-type]  # the method table of api/generators.py, as a Literal
 MergeMethod = Literal["linear", "svd", "ties"]
 MAX_TEXTS = 256
+MAX_INPUTS = 64  # unlabeled inputs a generate request may bring for its scores
 
 
 class _Model(BaseModel):
@@ -103,6 +104,11 @@ class GenerateRequest(_Model):
     method: Method = "retrieve"
     samples: int = Field(default=1, ge=1, le=64, description="1: the point estimate; more: that many samples")
     seed: int | None = Field(default=None, ge=0)
+    inputs: list[Annotated[str, Field(min_length=1, max_length=4000)]] | None = Field(
+        default=None, max_length=MAX_INPUTS, description="unlabeled inputs of your task: the uncertainty and trust "
+        "scores run the adapter on them (its predictive entropy, and whether it gives them all one label, the "
+        "strongest label-free sign of an adapter at chance), the first 16 of them; default: the examples' texts, "
+        "else the nearest bank task's inputs")
     score: bool = Field(default=True, description="false: skip the model-based scores (the uncertainty on probe "
                         "inputs and the trust score), which run the base model on up to 16 texts per adapter (for "
                         "MiniLM about 100 ms of one CPU core per adapter, most of a CVAE request); the response then "

@@ -171,15 +171,16 @@ class Client:
     def generate(self, description: str | Sequence[str], *, method: str = "retrieve",
                  labels: Sequence[str] | None = None,
                  examples: Sequence[tuple[str, int]] | Sequence[tuple[str, str]] | None = None,
-                 base_model: str | None = None, samples: int = 1, seed: int | None = None, score: bool = True
-                 ) -> GenerateResponse | list[GenerateResponse]:
+                 base_model: str | None = None, samples: int = 1, seed: int | None = None, score: bool = True,
+                 inputs: Sequence[str] | None = None) -> GenerateResponse | list[GenerateResponse]:
         """Generate and store an adapter for each description (one description in, one result out).
 
         `base_model` (a packaged name or a local transformers directory the server accepts) defaults to the
         method's own: its checkpoint's, for retrieval the nearest bank adapter's. `examples` are (text, label
         index) pairs of a classification task or (input, output) string pairs of a generation task. `score=False`
         skips the model-based uncertainty and trust scores (much faster for a generated adapter; the response says
-        so).
+        so). `inputs`: unlabeled texts of the task for those scores (the trust score then checks that the adapter
+        does not give them all one label).
 
         Returns:
             The stored adapter id(s), uncertainty scores and nearest bank neighbours.
@@ -189,7 +190,7 @@ class Client:
                 description=text, labels=list(labels) if labels else None, base_model=base_model, method=method,
                 examples=[{"input": t, "output": y} if isinstance(y, str) else {"text": t, "label": y}
                           for t, y in examples] if examples else None, samples=samples,
-                seed=seed, score=score)
+                seed=seed, score=score, inputs=list(inputs) if inputs else None)
             return self._backend.call("generate", request)
 
         return _each(description, one)

@@ -155,11 +155,11 @@ class Service:
             adapters = generator.generate(gen_request)
             trust = dict(NOT_SCORED) if not (adapters and request.score) else trust_dict(
                 request.method, generator, gen_request, adapters, models=self.models, bank=self.bank,
-                checkpoint=self._checkpoints.get(request.method))
+                inputs=request.inputs, checkpoint=self._checkpoints.get(request.method))
         if not adapters:
             raise ApiError(500, "internal", f"generator {request.method!r} returned no adapter")
         # Scored before storing, so the bank signals compare with what the bank knew, not with the new adapter.
-        uncertainty = self._uncertainty(gen_request, adapters, model_scores=request.score)
+        uncertainty = self._uncertainty(gen_request, adapters, model_scores=request.score, inputs=request.inputs)
         provenance = _provenance(request, gen_request)
         ids = [self._store(a, request.description, provenance) for a in adapters]
         info = AdapterInfo.from_record(self.bank.record(ids[0]))
@@ -210,9 +210,11 @@ class Service:
             return self.generators[method].nearest_base_model(description) or DEFAULT_BASE_MODEL
         return DEFAULT_BASE_MODEL
 
-    def _uncertainty(self, request: GenerationRequest, adapters: list[LoraAdapter], model_scores: bool) -> Scores:
+    def _uncertainty(self, request: GenerationRequest, adapters: list[LoraAdapter], model_scores: bool,
+                     inputs: list[str] | None = None) -> Scores:
         """Cheap, honest signals always; entropy, mutual information and confidence on the base model (for an
-        encoder with the meta package) unless `model_scores` is off (`scored` says which)."""
+        encoder with the meta package; on the request's `inputs` when given) unless `model_scores` is off (`scored`
+        says which)."""
         scores: Scores = {"scored": model_scores}
         hits = self.bank.search_text(request.description, k=1, kind="final")  # tasks the bank knows
         if hits:
@@ -225,7 +227,7 @@ class Service:
         if not model_scores:  # the bank-only signals score_adapters adds, without running the base model
             similarity, task = nearest_task(self.bank, request.description, base, hits)  # reuses the search
             return {**scores, "description_similarity": similarity, "nearest_task": task}
-        inputs = probe_inputs(self.bank, request.description, request.examples, hits, base_model=base)
+        inputs = probe_inputs(self.bank, request.description, request.examples, hits, inputs, base_model=base)
         calibrator = self.settings.calibrator or (self._shipped_calibrator() if base == DEFAULT_BASE_MODEL else None)
         try:
             scores.update(score_adapters(self.models, base, request.description, adapters, inputs, bank=self.bank,

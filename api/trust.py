@@ -11,6 +11,9 @@ present, see `meta.trust`):
     posterior_spread    relative spread of those samples' ΔW (`api.uncertainty.sample_dispersion`)
     entropy_probe / max_prob_probe   predictive entropy and max probability on the nearest bank task's inputs
     entropy_own / max_prob_own       the same on the user's unlabeled inputs (`--inputs`)
+    balance_own         entropy of the adapter's mean predicted class distribution on those inputs, over log K:
+                        near 0 when it gives every input the same label (an adapter collapsed to one class, the
+                        usual way a confident adapter sits at chance), 1 when its labels are evenly spread
     disagreement        fraction of probe texts where the other methods' adapters predict another label
     example_accuracy    accuracy on the user's labelled examples, shrunk (`meta.trust.shrunk_accuracy`)
     labels_given, chance   1 when label names were given; 1/K (0 for a generation task: exact match)
@@ -31,7 +34,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from loragen.api.uncertainty import _task_texts, build_scorer, causal_lm_scores, nearest_task, sample_dispersion
+from loragen.api.uncertainty import (
+    PROBE_TEXTS,
+    _task_texts,
+    build_scorer,
+    causal_lm_scores,
+    nearest_task,
+    sample_dispersion,
+)
 from loragen.bank.errors import LoragenError
 from loragen.bank.generator import GenerationRequest
 from loragen.bank.lora import LoraAdapter
@@ -123,6 +133,9 @@ def advice(request: GenerationRequest, features: Mapping[str, float | None], tar
         tips.append("add label names with --labels")
     if target == "accuracy" and not request.examples:
         tips.append("8 examples with --examples")
+    if target == "accuracy" and features.get("balance_own") is None:
+        tips.append("16 unlabeled inputs of the task with --inputs (\"inputs\" in a service request), so the score "
+                    "can check the adapter does not give them all one label")
     if (features.get("bank_similarity") or 0.0) < 0.6:
         tips.append("import a related task into the bank (`loragen bank import`)")
     return " or ".join(tips) or "the adapter is unlikely to do well on this task; check it on labelled data"
@@ -141,11 +154,12 @@ class Probe:
 
     @torch.no_grad()
     def stats(self, adapters: Sequence[LoraAdapter], texts: Sequence[str], num_labels: int) -> dict[str, Any]:
-        """entropy and max_prob (mean over texts), mi (None for one adapter), preds of the first adapter (encoder)."""
+        """entropy and max_prob (mean over texts), mi (None for one adapter), preds of the first adapter and its
+        label balance (`balance_own` in the module docstring; encoder only, else None)."""
         if self.causal is not None:
             s = causal_lm_scores(*self.causal, adapters, texts, max_new_tokens=16)
             return {"entropy": s.get("predictive_entropy"), "max_prob": s.get("confidence"),
-                    "mi": s.get("mutual_information"), "preds": None}
+                    "mi": s.get("mutual_information"), "preds": None, "balance": None}
         from loragen.meta.score import predictive_stats
 
         # Through the classifier's shared cache: the uncertainty score runs the same adapters on the same texts.
@@ -153,7 +167,7 @@ class Probe:
         st = predictive_stats(probs)
         return {"entropy": float(st["predictive_entropy"].mean()), "max_prob": float(st["max_prob"].mean()),
                 "mi": float(st["mutual_information"].mean()) if len(adapters) > 1 else None,
-                "preds": probs[0].argmax(-1).tolist()}
+                "preds": probs[0].argmax(-1).tolist(), "balance": label_balance(probs[0])}
 
     def correct(self, adapter: LoraAdapter, examples: Sequence[tuple[str, int]], num_labels: int) -> int | None:
         """How many labelled examples the adapter gets right (None for a causal LM)."""
@@ -161,6 +175,12 @@ class Probe:
             return None
         preds = self.classifier.logits([t for t, _ in examples], adapter, num_labels).argmax(-1).tolist()
         return sum(int(p == y) for p, (_, y) in zip(preds, examples))
+
+
+def label_balance(probs: torch.Tensor) -> float:
+    """Entropy of the mean of (n, K) class probabilities over log K, in [0, 1]: 0 when one label takes all."""
+    mean = probs.double().mean(0)
+    return float(-(mean * mean.clamp_min(1e-12).log()).sum() / math.log(probs.shape[-1]))
 
 
 def features(request: GenerationRequest, adapters: Sequence[LoraAdapter], *, probe: Probe | None, bank: Any = None,
@@ -196,10 +216,13 @@ def features(request: GenerationRequest, adapters: Sequence[LoraAdapter], *, pro
         return out
     probe_texts = list(_task_texts(bank, task)) if task else []
     primary = None
-    for name, texts in (("own", list(inputs or [])), ("probe", probe_texts)):
+    # the user's first PROBE_TEXTS inputs, as many as the calibration cases had (`api.trust_fit.collect`)
+    for name, texts in (("own", list(inputs or [])[:PROBE_TEXTS]), ("probe", probe_texts)):
         if texts:
             st = probe.stats(pool, texts, k)
             out[f"entropy_{name}"], out[f"max_prob_{name}"] = st["entropy"], st["max_prob"]
+            if name == "own":  # the user's task's inputs: their labels should spread (a probe task's need not)
+                out["balance_own"] = st["balance"]
             if primary is None or name == "probe":
                 primary = (st, texts)
     if primary is not None:

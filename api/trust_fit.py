@@ -24,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from loragen.api.trust import SAMPLED, Probe, features, peer_adapters, trust_path, trust_samples
+from loragen.api.uncertainty import PROBE_TEXTS
 from loragen.bank.errors import TaskDataError
 from loragen.bank.evaluate import N_EXAMPLES, eval_descriptions, split_tasks
 from loragen.bank.evaluate.generation import GENERATION_CONDITIONS, generation_shots
@@ -122,7 +123,7 @@ def collect(bank: Any, generators: Mapping[str, Any], cases: Sequence[EvalCase],
         data = source.data(case.task)  # suite tasks rebuilt by their provider, a user's read from the bank
         request = _request(case, classifier.base_model_id, seed, data)
         test = data.test[:max_examples]
-        inputs = [x for x, _ in data.val[:16]]  # unlabeled inputs, as `--inputs` would give
+        inputs = [x for x, _ in data.val[:PROBE_TEXTS]]  # unlabeled inputs, as `--inputs` would give
         points = peer_adapters(generators, request)
         for method, generator in generators.items():
             if method not in points:

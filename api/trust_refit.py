@@ -30,12 +30,16 @@ def _read(path: Path, expected: str = "a trust file or a `loragen trust fit` rep
         raise CheckpointError(f"{path}: cannot read it as JSON ({err}); pass {expected}") from None
 
 
-def refit_trust_file(path: Path, data: dict, write: bool) -> dict[str, Any]:
-    """Recompute a trust file's cross-validated metrics (and rewrite them into it when `write`)."""
+def refit_trust_file(path: Path, data: dict, write: bool, without: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Recompute a trust file's cross-validated metrics (and rewrite them into it when `write`); `without`: score
+    as if those features had never been measured (then nothing is written)."""
     try:
         model = TrustModel.from_dict(data)
     except (ValueError, KeyError, TypeError) as err:
         raise CheckpointError(f"{path}: a damaged trust file ({err}); refit it with `loragen trust fit`") from None
+    for name in without & set(model.features):
+        model.rows[:, model.features.index(name)] = float("nan")
+    write = write and not without
     cv, metrics = cross_validated_metrics(model)
     before = model.meta.get("cross_validated")
     if write:
@@ -45,44 +49,54 @@ def refit_trust_file(path: Path, data: dict, write: bool) -> dict[str, Any]:
             "metrics": metrics, "curve": ([e.expected for e in cv], model.targets.tolist())}
 
 
-def refit_report(path: Path, data: dict) -> list[dict[str, Any]]:
-    """Re-score every method of a `loragen trust fit` report on its stored cases."""
+def refit_report(path: Path, data: dict, without: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    """Re-score every method of a `loragen trust fit` report on its stored cases (`without` those features)."""
     out = []
     for method, entry in data["methods"].items():
         cases = entry.get("cases") or []
         if not cases:
             raise CheckpointError(f"{path}: method {method!r} holds no cases; refit needs the report `loragen trust "
                                   "fit` wrote (its --json)")
-        model = TrustModel.fit([c["features"] for c in cases], [c["measured"] for c in cases],
+        rows = [{k: v for k, v in c["features"].items() if k not in without} for c in cases]
+        model = TrustModel.fit(rows, [c["measured"] for c in cases],
                                [c["task"] for c in cases], target=data.get("target", "accuracy"))
         cv, metrics = cross_validated_metrics(model)
         refitted = [{**c, "predicted": e.expected, "low": e.low, "high": e.high, "used": list(e.features)}
                     for c, e in zip(cases, cv)]
         out.append({"method": method, "source": str(path), "before": entry.get("metrics"), "metrics": metrics,
-                    "by_condition": metrics_by_condition(refitted), "cases": refitted, "curve": ([e.expected for e in cv], [c["measured"] for c in cases])})
+                    "by_condition": metrics_by_condition(refitted), "cases": refitted,
+                    "curve": ([e.expected for e in cv], [c["measured"] for c in cases])})
     return out
 
 
 def refit(paths: Sequence[str | Path], *, write: bool = True, json_path: Path | None = None,
-          plot_path: Path | None = None, manifest: Path | None = None) -> dict[str, Any]:
+          plot_path: Path | None = None, manifest: Path | None = None,
+          without: Sequence[str] = ()) -> dict[str, Any]:
     """Refit the trust files and fit reports in `paths`; return the side-by-side report.
+
+    `without`: features to score as if never measured (e.g. the `_own` ones: a user who gives no `--inputs`);
+    a report only, then: no trust file or manifest is written.
 
     Raises:
         CheckpointError: a path that is neither a trust file nor a fit report, or a damaged one (what to pass
             instead is in the message).
     """
     entries: list[dict[str, Any]] = []
+    dropped = frozenset(without)
+    if dropped and manifest is not None:
+        raise CheckpointError("--without scores a what-if: it writes no manifest; leave out --manifest")
     for p in map(Path, paths):
         data = _read(p)
         if data.get("kind") == KIND:
-            entries.append(refit_trust_file(p, data, write))
+            entries.append(refit_trust_file(p, data, write, dropped))
         elif isinstance(data.get("methods"), dict):
-            entries.extend(refit_report(p, data))
+            entries.extend(refit_report(p, data, dropped))
         else:
             raise CheckpointError(f"{p}: neither a trust file (kind {KIND!r}) nor a `loragen trust fit` report "
                                   "(with \"methods\"); pass CHECKPOINT/trust.json or the --json of `trust fit`")
     report: dict[str, Any] = {"command": "loragen " + " ".join(sys.argv[1:]) if sys.argv else "",
                               "refitted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                              "without": sorted(dropped),
                               "entries": [{k: v for k, v in e.items() if k != "curve"} for e in entries]}
     curves: dict[str, tuple] = {}
     for e in entries:

@@ -81,6 +81,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--plot", type=Path, default=Path("bench/results/trust_refit.png"),
                    help="predicted vs measured PNG")
     r.add_argument("--no-write", action="store_true", help="report only; leave the trust files as they are")
+    r.add_argument("--without", action="append", default=[], metavar="FEATURE",
+                   help="score as if FEATURE had never been measured (repeatable; e.g. entropy_own, max_prob_own "
+                   "and balance_own: a user who gives no --inputs); report only, nothing is written")
     r.set_defaults(func=run_refit)
 
 
@@ -105,7 +108,7 @@ def run_refit(args: argparse.Namespace) -> int:
     if args.manifest is not None and not args.manifest.is_file():
         raise FileNotFoundError(f"--manifest {args.manifest}: no such file")
     report = refit(args.files, write=not args.no_write, json_path=args.json, plot_path=args.plot,
-                   manifest=args.manifest)
+                   manifest=args.manifest, without=args.without)
     for e in report["entries"]:
         print(f"{e['method']} ({e['source']}): {_line(e['before'])} -> {_line(e['metrics'])}")
     print(f"JSON: {args.json}\nchart: {report.get('plot') or 'not drawn (matplotlib is not installed)'}")

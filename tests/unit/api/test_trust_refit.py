@@ -55,3 +55,13 @@ def test_anything_else_is_refused_with_what_to_pass(tmp_path, text):
     path.write_text(text)
     with pytest.raises(CheckpointError, match="trust"):
         refit([path])
+
+
+def test_without_scores_a_what_if_and_writes_nothing(tmp_path):
+    path = _model().save(tmp_path / "trust.json")
+    before = path.read_text()
+    entry = refit([path], without=["similarity"])["entries"][0]
+    assert path.read_text() == before  # a what-if never rewrites the file
+    assert entry["metrics"]["mean_abs_error"] > 0.05  # the signal is gone: the prior alone
+    with pytest.raises(CheckpointError, match="--manifest"):
+        refit([path], without=["similarity"], manifest=tmp_path / "manifest.json")
