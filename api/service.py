@@ -151,13 +151,14 @@ class Service:
         start = time.perf_counter()
         # Embedded outside the generator's lock: the generator's encode of it then hits the shared encoder's cache.
         self.bank.encoder.encode([request.description])
-        with self._generator_locks[request.method]:  # the trust score samples the generator too
+        with self._generator_locks[request.method]:
             adapters = generator.generate(gen_request)
-            trust = dict(NOT_SCORED) if not (adapters and request.score) else trust_dict(
-                request.method, generator, gen_request, adapters, models=self.models, bank=self.bank,
-                inputs=request.inputs, checkpoint=self._checkpoints.get(request.method))
         if not adapters:
             raise ApiError(500, "internal", f"generator {request.method!r} returned no adapter")
+        # Scored outside the generator's lock (the trust score runs the base model, not the generator).
+        trust = dict(NOT_SCORED) if not request.score else trust_dict(
+            request.method, gen_request, adapters, models=self.models, bank=self.bank, inputs=request.inputs,
+            checkpoint=self._checkpoints.get(request.method))
         # Scored before storing, so the bank signals compare with what the bank knew, not with the new adapter.
         uncertainty = self._uncertainty(gen_request, adapters, model_scores=request.score, inputs=request.inputs)
         provenance = _provenance(request, gen_request)
@@ -212,13 +213,11 @@ class Service:
 
     def _uncertainty(self, request: GenerationRequest, adapters: list[LoraAdapter], model_scores: bool,
                      inputs: list[str] | None = None) -> Scores:
-        """Cheap, honest signals always; entropy, mutual information and confidence on the base model (for an
-        encoder with the meta package; on the request's `inputs` when given) unless `model_scores` is off (`scored`
-        says which)."""
+        """Cheap, honest signals always; entropy, MI and confidence on the base model (an encoder with the meta
+        package; on `inputs` when given) unless `model_scores` is off (`scored` says which)."""
         scores: Scores = {"scored": model_scores}
         hits = self.bank.search_text(request.description, k=1, kind="final")  # tasks the bank knows
-        if hits:
-            # How close the request is to a task the bank knows: low similarity means extrapolation.
+        if hits:  # how close the request is to a task the bank knows: low similarity means extrapolation
             scores["nearest_task_similarity"] = min(1.0, float(hits[0].score))
             scores["nearest_task"] = hits[0].task
         if len(adapters) > 1:

@@ -217,10 +217,26 @@ def causal_lm_scores(model: Any, tokenizer: Any, adapters: Sequence[LoraAdapter]
 
 
 def sample_dispersion(adapters: list[LoraAdapter]) -> float:
-    """Mean relative distance of the samples' ΔW from their mean (0: the samples agree)."""
-    deltas = torch.stack([torch.cat([a.delta_weight(m).flatten() for m in a.modules]) for a in adapters])  # (S, D)
-    mean = deltas.mean(0)
-    return float((deltas - mean).norm(dim=1).mean() / mean.norm().clamp_min(1e-12))
+    """Mean relative distance of the samples' ΔW from their mean (0: the samples agree).
+
+    Computed from the factors, never materialising a ΔW: the Gram matrix of the samples' ΔW (all modules
+    concatenated) has entries <B_i A_i, B_j A_j> = sum((B_iᵀ B_j) ⊙ (A_i A_jᵀ)) (r×r products instead of
+    out×in ones), and distances to the mean follow from it (float64, so nearly equal samples keep their spread).
+    """
+    s = len(adapters)
+    gram = torch.zeros(s, s, dtype=torch.float64)
+    for m in adapters[0].modules:
+        a = [ad.lora_A[m].double() * ad.scaling for ad in adapters]  # (r, in), the scaling folded in
+        b = [ad.lora_B[m].double() for ad in adapters]  # (out, r)
+        if len({t.shape for t in a}) == 1:  # one rank: every pair at once
+            A, B = torch.stack(a), torch.stack(b)
+            gram += (torch.einsum("xor,yos->xyrs", B, B) * torch.einsum("xrk,ysk->xyrs", A, A)).sum((-2, -1))
+        else:
+            gram += torch.tensor([[float(((b[i].T @ b[j]) * (a[i] @ a[j].T)).sum()) for j in range(s)]
+                                  for i in range(s)], dtype=torch.float64)
+    mean_sq = gram.sum() / s**2  # |mean ΔW|²
+    dist_sq = gram.diagonal() - 2 * gram.sum(1) / s + mean_sq  # |ΔW_i - mean ΔW|²
+    return float(dist_sq.clamp_min(0).sqrt().mean() / mean_sq.clamp_min(0).sqrt().clamp_min(1e-12))
 
 
 def _entropy(p: torch.Tensor) -> torch.Tensor:

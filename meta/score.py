@@ -208,15 +208,17 @@ class Scorer:
         return batch
 
     def description_neighbour(self, description: str, exclude_tasks: Iterable[str] = ()) -> tuple[float, str | None]:
-        """(similarity, task) of the nearest bank description, skipping `exclude_tasks`."""
-        hits = self.bank.search_text(description, k=1, exclude_tasks=tuple(exclude_tasks))
+        """(similarity, task) of the nearest bank task description (final adapters: generated and uploaded ones are
+        not tasks the bank knows), skipping `exclude_tasks`."""
+        hits = self.bank.search_text(description, k=1, exclude_tasks=tuple(exclude_tasks), kind="final")
         return (float(hits[0].score), hits[0].task) if hits else (0.0, None)
 
     def weight_neighbour(self, adapters: Sequence[LoraAdapter], exclude_tasks: Iterable[str] = ()) -> float:
-        """Mean over adapters of the similarity to the nearest bank adapter (skipping `exclude_tasks`)."""
+        """Mean over adapters of the similarity to the nearest trained (final) bank adapter (skipping
+        `exclude_tasks`); a stored copy of the adapter itself, generated earlier, is no neighbour."""
         exclude, sims = tuple(exclude_tasks), []
         for adapter in adapters:
-            hits = self.bank.search_adapter(adapter, k=1, exclude_tasks=exclude)
+            hits = self.bank.search_adapter(adapter, k=1, exclude_tasks=exclude, kind="final")
             sims.append(float(hits[0].score) if hits else 0.0)
         return float(np.mean(sims))
 

@@ -128,18 +128,18 @@ def run(args: argparse.Namespace) -> int:
             print(path)
         if not args.no_score:
             _print_scores(request, adapters, bank, models, inputs)
-            _print_trust(args, generator, request, adapters, bank, models, inputs, checkpoint, classifier)
+            _print_trust(args, request, adapters, bank, models, inputs, checkpoint, classifier)
     return 0
 
 
-def _print_trust(args, generator, request, adapters, bank, models, inputs, checkpoint, classifier) -> None:
+def _print_trust(args, request, adapters, bank, models, inputs, checkpoint, classifier) -> None:
     """The trust line: the expected accuracy with its interval, or plainly why there is none (`api.trust`)."""
     from loragen.api.trust import build_peers, score_trust
     from loragen.bank.errors import LoragenError
 
     try:
         peers = lambda: build_peers(args.method, bank, args.device, classifier)  # noqa: E731
-        trust = score_trust(args.method, generator, request, adapters, models=models, bank=bank, inputs=inputs,
+        trust = score_trust(args.method, request, adapters, models=models, bank=bank, inputs=inputs,
                             checkpoint=checkpoint, peers=peers)
     except (LoragenError, ValueError) as err:
         print(f"trust: not scored ({err})")
