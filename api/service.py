@@ -26,7 +26,7 @@ import torch
 
 from loragen.api.base_models import BaseModels, base_for_adapters, refiner
 from loragen.api.errors import ApiError
-from loragen.api.generators import REGISTRY, GeneratorContext, abmll_checkpoint_dir, build_generators
+from loragen.api.generators import REGISTRY, GeneratorContext, build_generators
 from loragen.api.lookup import checkpoint_base_model, find_bank, find_checkpoints
 from loragen.api.schemas import (
     AdapterInfo,
@@ -43,8 +43,8 @@ from loragen.api.schemas import (
     SearchResponse,
 )
 from loragen.api.settings import Settings
-from loragen.api.trust import NOT_SCORED, trust_dict
-from loragen.api.uncertainty import Scores, nearest_task, probe_inputs, sample_dispersion, score_adapters
+from loragen.api import scores
+from loragen.api.trust import NOT_SCORED
 from loragen.api.upload import check_upload_text, checked_upload
 from loragen.bank.base_model import DEFAULT_BASE_MODEL, canonical_base_model_id
 from loragen.bank.errors import LoragenError, NotFoundError, UnknownBaseModelError
@@ -155,12 +155,13 @@ class Service:
             adapters = generator.generate(gen_request)
         if not adapters:
             raise ApiError(500, "internal", f"generator {request.method!r} returned no adapter")
-        # Scored outside the generator's lock (the trust score runs the base model, not the generator).
-        trust = dict(NOT_SCORED) if not request.score else trust_dict(
-            request.method, gen_request, adapters, models=self.models, bank=self.bank, inputs=request.inputs,
-            checkpoint=self._checkpoints.get(request.method))
-        # Scored before storing, so the bank signals compare with what the bank knew, not with the new adapter.
-        uncertainty = self._uncertainty(gen_request, adapters, model_scores=request.score, inputs=request.inputs)
+        # Scored outside the generator's lock, before storing (the bank signals compare with what the bank knew).
+        common = dict(bank=self.bank, models=self.models, inputs=request.inputs)
+        trust = dict(NOT_SCORED) if not request.score else scores.trust(
+            request.method, gen_request, adapters, generators=self.generators, locks=self._generator_locks,
+            checkpoint=self._checkpoints.get(request.method), **common)
+        uncertainty = scores.uncertainty(gen_request, adapters, settings=self.settings, model_scores=request.score,
+                                         **common)
         provenance = _provenance(request, gen_request)
         ids = [self._store(a, request.description, provenance) for a in adapters]
         info = AdapterInfo.from_record(self.bank.record(ids[0]))
@@ -210,35 +211,6 @@ class Service:
         if method == "retrieve" and method in self.generators:
             return self.generators[method].nearest_base_model(description) or DEFAULT_BASE_MODEL
         return DEFAULT_BASE_MODEL
-
-    def _uncertainty(self, request: GenerationRequest, adapters: list[LoraAdapter], model_scores: bool,
-                     inputs: list[str] | None = None) -> Scores:
-        """Cheap, honest signals always; entropy, MI and confidence on the base model (an encoder with the meta
-        package; on `inputs` when given) unless `model_scores` is off (`scored` says which)."""
-        scores: Scores = {"scored": model_scores}
-        hits = self.bank.search_text(request.description, k=1, kind="final")  # tasks the bank knows
-        if hits:  # how close the request is to a task the bank knows: low similarity means extrapolation
-            scores["nearest_task_similarity"] = min(1.0, float(hits[0].score))
-            scores["nearest_task"] = hits[0].task
-        if len(adapters) > 1:
-            scores["sample_dispersion"] = sample_dispersion(adapters)
-        base = request.base_model
-        if not model_scores:  # the bank-only signals score_adapters adds, without running the base model
-            similarity, task = nearest_task(self.bank, request.description, base, hits)  # reuses the search
-            return {**scores, "description_similarity": similarity, "nearest_task": task}
-        inputs = probe_inputs(self.bank, request.description, request.examples, hits, inputs, base_model=base)
-        calibrator = self.settings.calibrator or (self._shipped_calibrator() if base == DEFAULT_BASE_MODEL else None)
-        try:
-            scores.update(score_adapters(self.models, base, request.description, adapters, inputs, bank=self.bank,
-                                         num_labels=request.num_labels, calibrator=calibrator))
-        except LoragenError as err:  # the adapters are fine; only the model-based scores are missing
-            log.warning("uncertainty of a %s adapter not scored: %s", base, err)
-        return scores
-
-    def _shipped_calibrator(self) -> Path | None:
-        """The calibrator `bench/meta_eval.py` writes next to the ABMLL checkpoint it measured, when there is one."""
-        path = abmll_checkpoint_dir(self.settings.abmll_checkpoint) / "calibrator.json"
-        return path if path.is_file() else None
 
     def get(self, adapter_id: str) -> AdapterInfo:
         """An adapter's metadata. Raises NotFoundError (404) for an unknown id."""
