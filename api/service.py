@@ -5,7 +5,7 @@ Heavy resources (the bank with its encoder and indexes, the generators, the base
 `Service.start` (base models on first use) and shared by the worker threads. Thread safety:
 - the bank is safe to share (one writer at a time, a DuckDB cursor per thread, index snapshots swapped atomically);
 - each generator runs one request at a time behind its own lock (generators keep mutable state: caches, Pyro's
-  parameter store), so different methods still run in parallel;
+  parameter store), also as another method's trust peer (`api.scores`), so different methods run in parallel;
 - each loaded base model gets LoRA forward hooks while it scores or predicts, so it has one user at a time (its
   lock, `api.base_models`); ABMLL, which refines with a classifier, gets its own instance.
 

@@ -6,11 +6,12 @@ from the cross-validated residuals (split-conformal quantiles of the signed resi
 further down than up: an adapter either works or sits near chance). The accuracy itself is the regression target,
 not its logit: outcomes are bimodal, and sigmoid(mean logit) overstates the mean of such outcomes (on the shipped
 CVAE's calibration cases it predicted 0.862 on average against 0.831 measured, and its interval could never reach a
-measured 1.0). Any feature may be missing for a case: the model keeps
-its training rows and, for each *set* of features present at prediction time, fits a ridge model on exactly those
-features over the training rows that have them all (a per-feature-set model, fitted lazily and cached; ridge in
-closed form on a few hundred rows costs microseconds). No imputation, so a missing signal never pretends to be a
-typical one.
+measured 1.0).
+
+Any feature may be missing for a case: the model keeps its training rows and, for each *set* of features present at
+prediction time, fits a ridge model on exactly those features over the training rows that have them all (a
+per-feature-set model, fitted lazily and cached; ridge in closed form on a few hundred rows costs microseconds). No
+imputation, so a missing signal never pretends to be a typical one.
 
 Everything is numpy and JSON (never pickle). `TrustModel.cross_validated` gives the honest, task-grouped
 out-of-fold predictions that reports must use.
