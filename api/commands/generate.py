@@ -83,7 +83,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "\"output\":...} (generation; abmll refines on them)")
     p.add_argument("--inputs", type=Path, default=None, metavar="FILE",
                    help="JSONL inputs to score the adapter(s) on: {\"text\": ...} or {\"input\": ...} per line "
-                   "(default: the examples' texts, else inputs of the nearest bank task)")
+                   "(default: the examples' texts, else inputs of the nearest bank task); the trust score uses the "
+                   "first 16 to check that the adapter does not give them all one label")
     p.add_argument("--samples", type=positive_int, default=1, metavar="N",
                    help="adapters to sample (1: the point estimate; more also measure their disagreement)")
     add_seed(p, "sampling seed (same seed, same adapters)")
