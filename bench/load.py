@@ -88,7 +88,10 @@ class AdapterMaker:
 
 
 def copy_bank(source: Path, directory: Path) -> Path:
-    """A private copy of a bank (DuckDB file, its write-ahead log if any, its index folder): the runs add adapters."""
+    """A private copy of a bank (DuckDB file, its write-ahead log if any, its index folder, its retrieval trust file):
+    the runs add adapters."""
+    from loragen.api.trust import trust_path
+
     directory.mkdir(parents=True, exist_ok=True)
     for suffix in ("", ".wal"):
         if Path(f"{source}{suffix}").exists():
@@ -96,6 +99,9 @@ def copy_bank(source: Path, directory: Path) -> Path:
     indexes = source.with_name(source.name + ".indexes")
     if indexes.is_dir():
         shutil.copytree(indexes, directory / indexes.name)
+    trust = trust_path("retrieve", None, source)
+    if trust is not None and trust.is_file():
+        shutil.copy2(trust, trust_path("retrieve", None, directory / source.name))
     return directory / source.name
 
 
