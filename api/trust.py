@@ -21,9 +21,9 @@ present, see `meta.trust`):
 
 mutual_information and disagreement are measured on the probe texts when there are, else on the user's inputs.
 A request for one adapter is scored without extra samples: on the shipped generators' calibration cases the two
-sample features moved the cross-validated error by under 0.005 (`loragen trust refit --without mutual_information
---without posterior_spread`), while drawing and running 4 samples was about two thirds of a scored CVAE request
-(on one core: 0.75 s against 0.25 s without).
+sample features moved the cross-validated error by under 0.01 (`loragen trust refit --without mutual_information
+--without posterior_spread`), while drawing and running 4 samples was most of a scored CVAE request's cost
+(bench/results/load_scored*.json).
 The trust file of cvae and abmll is `CHECKPOINT/trust.json`; retrieval's is `<bank file>.trust-retrieve.json`.
 """
 
