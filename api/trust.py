@@ -41,6 +41,7 @@ import torch
 
 from loragen.api.uncertainty import (
     PROBE_TEXTS,
+    _entropy,
     _task_texts,
     build_scorer,
     causal_lm_scores,
@@ -184,8 +185,7 @@ class Probe:
 
 def label_balance(probs: torch.Tensor) -> float:
     """Entropy of the mean of (n, K) class probabilities over log K, in [0, 1]: 0 when one label takes all."""
-    mean = probs.double().mean(0)
-    return float(-(mean * mean.clamp_min(1e-12).log()).sum() / math.log(probs.shape[-1]))
+    return float(_entropy(probs.double().mean(0)) / math.log(probs.shape[-1]))
 
 
 def features(request: GenerationRequest, adapters: Sequence[LoraAdapter], *, probe: Probe | None, bank: Any = None,

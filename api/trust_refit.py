@@ -30,23 +30,19 @@ def _read(path: Path, expected: str = "a trust file or a `loragen trust fit` rep
         raise CheckpointError(f"{path}: cannot read it as JSON ({err}); pass {expected}") from None
 
 
-def refit_trust_file(path: Path, data: dict, write: bool, without: frozenset[str] = frozenset()) -> dict[str, Any]:
-    """Recompute a trust file's cross-validated metrics (and rewrite them into it when `write`); `without`: score
-    as if those features had never been measured (then nothing is written)."""
+def refit_trust_file(path: Path, data: dict, without: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Recompute a trust file's cross-validated metrics (`refit` writes them back); `without`: score as if those
+    features had never been measured."""
     try:
         model = TrustModel.from_dict(data)
     except (ValueError, KeyError, TypeError) as err:
         raise CheckpointError(f"{path}: a damaged trust file ({err}); refit it with `loragen trust fit`") from None
     for name in without & set(model.features):
         model.rows[:, model.features.index(name)] = float("nan")
-    write = write and not without
     cv, metrics = cross_validated_metrics(model)
-    before = model.meta.get("cross_validated")
-    if write:
-        model.meta["cross_validated"] = metrics
-        model.save(path)
-    return {"method": str(model.meta.get("method", path.parent.name)), "source": str(path), "before": before,
-            "metrics": metrics, "curve": ([e.expected for e in cv], model.targets.tolist())}
+    return {"method": str(model.meta.get("method", path.parent.name)), "source": str(path),
+            "before": model.meta.get("cross_validated"), "metrics": metrics, "model": model,
+            "curve": ([e.expected for e in cv], model.targets.tolist())}
 
 
 def refit_report(path: Path, data: dict, without: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
@@ -75,29 +71,38 @@ def refit(paths: Sequence[str | Path], *, write: bool = True, json_path: Path | 
     """Refit the trust files and fit reports in `paths`; return the side-by-side report.
 
     `without`: features to score as if never measured (e.g. the `_own` ones: a user who gives no `--inputs`);
-    a report only, then: no trust file or manifest is written.
+    a report only, then: no trust file or manifest is written. Nothing is written unless every input reads.
 
     Raises:
-        CheckpointError: a path that is neither a trust file nor a fit report, or a damaged one (what to pass
+        CheckpointError: a path (or `manifest`) that is not what it should be, or a damaged one (what to pass
             instead is in the message).
     """
     entries: list[dict[str, Any]] = []
     dropped = frozenset(without)
     if dropped and manifest is not None:
         raise CheckpointError("--without scores a what-if: it writes no manifest; leave out --manifest")
+    # Every input is read and checked before anything is written.
+    manifest_data = None if manifest is None else _read(manifest, "the manifest.json of a release (`loragen "
+                                                                  "release build`)")
     for p in map(Path, paths):
         data = _read(p)
         if data.get("kind") == KIND:
-            entries.append(refit_trust_file(p, data, write, dropped))
+            entries.append(refit_trust_file(p, data, dropped))
         elif isinstance(data.get("methods"), dict):
             entries.extend(refit_report(p, data, dropped))
         else:
             raise CheckpointError(f"{p}: neither a trust file (kind {KIND!r}) nor a `loragen trust fit` report "
                                   "(with \"methods\"); pass CHECKPOINT/trust.json or the --json of `trust fit`")
+    if write and not dropped:
+        for e in entries:
+            if "model" in e:
+                e["model"].meta["cross_validated"] = e["metrics"]
+                e["model"].save(e["source"])
     report: dict[str, Any] = {"command": "loragen " + " ".join(sys.argv[1:]) if sys.argv else "",
                               "refitted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                               "without": sorted(dropped),
-                              "entries": [{k: v for k, v in e.items() if k != "curve"} for e in entries]}
+                              "entries": [{k: v for k, v in e.items() if k not in ("curve", "model")}
+                                          for e in entries]}
     curves: dict[str, tuple] = {}
     for e in entries:
         curves.setdefault(e["method"], e["curve"])
@@ -105,16 +110,15 @@ def refit(paths: Sequence[str | Path], *, write: bool = True, json_path: Path | 
         png = trust_diagram(curves, plot_path, title="Trust after refit: predicted vs measured (cross-validated)")
         report["plot"] = str(png) if png else None
     if manifest is not None:
-        _update_manifest(manifest, entries, report)
+        _update_manifest(manifest, manifest_data, entries, report)
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(report, indent=1) + "\n")
     return report
 
 
-def _update_manifest(path: Path, entries: list[dict[str, Any]], report: dict[str, Any]) -> None:
+def _update_manifest(path: Path, data: dict, entries: list[dict[str, Any]], report: dict[str, Any]) -> None:
     """A release manifest's trust metrics for the methods refitted (the first entry per method wins)."""
-    data = _read(path, "the manifest.json of a release (`loragen release build`)")
     trust = data.setdefault("trust", {})
     metrics = trust.setdefault("metrics", {})
     done: set[str] = set()

@@ -105,12 +105,21 @@ def copy_bank(source: Path, directory: Path) -> Path:
     return directory / source.name
 
 
-def parse_env(text: str) -> tuple[str, str]:
-    """"LORAGEN_X=1" -> ("LORAGEN_X", "1")."""
-    name, sep, value = text.partition("=")
-    if not sep or not name.startswith("LORAGEN_"):
-        raise SystemExit(f"--server-env: {text!r} is not LORAGEN_NAME=VALUE")
-    return name, value
+def add_server_env(parser: argparse.ArgumentParser, example: str) -> None:
+    """The --server-env option (read back with `server_env`)."""
+    parser.add_argument("--server-env", action="append", default=[], metavar="LORAGEN_NAME=VALUE",
+                        help=f"a server setting, e.g. {example} (repeatable; kept in the JSON)")
+
+
+def server_env(args: argparse.Namespace) -> dict[str, str]:
+    """--server-env "LORAGEN_X=1" ... -> {"LORAGEN_X": "1", ...}."""
+    out = {}
+    for text in args.server_env:
+        name, sep, value = text.partition("=")
+        if not sep or not name.startswith("LORAGEN_"):
+            raise SystemExit(f"--server-env: {text!r} is not LORAGEN_NAME=VALUE")
+        out[name] = value
+    return out
 
 
 def free_port() -> int:
@@ -310,11 +319,10 @@ def main() -> int:
     parser.add_argument("--bank", type=Path, default=None, help="bank to serve a copy of (default: --home's, else a "
                         "temporary 32-adapter bank)")
     parser.add_argument("--cvae-checkpoint", type=Path, default=None, help="default: --home's hypernet/")
-    parser.add_argument("--server-env", action="append", default=[], metavar="LORAGEN_NAME=VALUE",
-                        help="a server setting, e.g. LORAGEN_MALLOC_MMAP_THRESHOLD=0 (repeatable; kept in the JSON)")
+    add_server_env(parser, "LORAGEN_MALLOC_MMAP_THRESHOLD=0")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "load.json")
     args = parser.parse_args()
-    server_env = dict(parse_env(item) for item in args.server_env)
+    env = server_env(args)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     source = args.bank or (args.home / "bank.duckdb" if args.home else None)
     checkpoint = args.cvae_checkpoint or (args.home / "hypernet" if args.home else None)
@@ -328,7 +336,7 @@ def main() -> int:
             build_bank(bank)
         port = free_port()
         server = start_server(bank, port, ",".join(methods), args.workers, checkpoint, log=Path(tmp) / "server.log",
-                              home=Path(tmp) / "home", extra_env=server_env)
+                              home=Path(tmp) / "home", extra_env=env)
         try:
             url = f"http://127.0.0.1:{port}"
             scores = {"on": [True], "off": [False], "both": [True, False]}[args.score]
@@ -354,7 +362,7 @@ def main() -> int:
                                   "5xx": result["server_errors_5xx"], "errors": result["errors"]}), flush=True)
         finally:
             stop_server(server)
-    report = {"runs": runs, "server_workers": args.workers, "server_env": server_env,
+    report = {"runs": runs, "server_workers": args.workers, "server_env": env,
               "warmup_per_method": args.warmup, "bank": str(source) if source else "temporary (32)",
               "cvae_checkpoint": str(checkpoint) if checkpoint else None, "machine": machine(),
               "command": " ".join(["bench/load.py", *sys.argv[1:]]),

@@ -37,12 +37,13 @@ from bench.load import (  # noqa: E402
     SUBJECTS,
     AdapterMaker,
     Recorder,
+    add_server_env,
     build_bank,
     copy_bank,
     free_port,
     load_average,
     machine,
-    parse_env,
+    server_env,
     start_server,
     stop_server,
 )
@@ -137,12 +138,11 @@ def main() -> int:
     default_mix = ",".join(f"{k}={v}" for k, v in MIX.items())
     parser.add_argument("--mix", type=parse_mix, default=MIX, help="request kinds and their weights, e.g. "
                         f"search=1 for a search-only soak (default: {default_mix})")
-    parser.add_argument("--server-env", action="append", default=[], metavar="LORAGEN_NAME=VALUE",
-                        help="a server setting, e.g. LORAGEN_MALLOC_TRIM_INTERVAL_S=0 (repeatable; kept in the JSON)")
+    add_server_env(parser, "LORAGEN_MALLOC_TRIM_INTERVAL_S=0")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "soak.json")
     args = parser.parse_args()
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    server_env = dict(parse_env(item) for item in args.server_env)
+    env = server_env(args)
     source = args.bank or (args.home / "bank.duckdb" if args.home else None)
     checkpoint = args.cvae_checkpoint or (args.home / "hypernet" if args.home else None)
 
@@ -155,7 +155,7 @@ def main() -> int:
             build_bank(bank)
         port = free_port()
         server = start_server(bank, port, ",".join(methods), args.workers, checkpoint, log=Path(tmp) / "server.log",
-                              home=Path(tmp) / "home", extra_env=server_env)
+                              home=Path(tmp) / "home", extra_env=env)
         url = f"http://127.0.0.1:{port}"
         load_before = load_average()
         try:
@@ -187,7 +187,7 @@ def main() -> int:
     half = slope_mb_per_min([(t, r) for t, r in samples if t >= duration / 2])
     report = {
         "duration_s": round(duration, 1), "clients": args.clients, "methods": methods, "mix": args.mix,
-        "server_workers": args.workers, "server_env": server_env, "server_alive_at_end": alive,
+        "server_workers": args.workers, "server_env": env, "server_alive_at_end": alive,
         "requests": summary["requests"], "errors": summary["errors"], "server_errors_5xx": summary["server_errors_5xx"],
         "error_samples": summary["error_samples"], "routes": summary["routes"],
         "rss_mb": {"first": round(rss[0], 1), "last": round(rss[-1], 1), "max": round(max(rss), 1),

@@ -105,8 +105,6 @@ def run_fit(args: argparse.Namespace) -> int:
 def run_refit(args: argparse.Namespace) -> int:
     from loragen.api.trust_refit import refit
 
-    if args.manifest is not None and not args.manifest.is_file():
-        raise FileNotFoundError(f"--manifest {args.manifest}: no such file")
     report = refit(args.files, write=not args.no_write, json_path=args.json, plot_path=args.plot,
                    manifest=args.manifest, without=args.without)
     for e in report["entries"]:

@@ -65,3 +65,14 @@ def test_without_scores_a_what_if_and_writes_nothing(tmp_path):
     assert entry["metrics"]["mean_abs_error"] > 0.05  # the signal is gone: the prior alone
     with pytest.raises(CheckpointError, match="--manifest"):
         refit([path], without=["similarity"], manifest=tmp_path / "manifest.json")
+
+
+def test_nothing_is_written_unless_every_input_reads(tmp_path):
+    path = _model().save(tmp_path / "trust.json")
+    before = path.read_text()
+    (tmp_path / "bad.json").write_text('{"kind": "other"}')
+    with pytest.raises(CheckpointError, match="neither a trust file"):
+        refit([path, tmp_path / "bad.json"])
+    with pytest.raises(CheckpointError, match="manifest.json of a release"):
+        refit([path], manifest=tmp_path / "missing.json")
+    assert path.read_text() == before
