@@ -4,7 +4,9 @@ described task, with an interval, from `meta.trust.TrustModel` fitted by `lorage
 Label-free features of one generation (each None when it cannot be computed; the model then uses the features
 present, see `meta.trust`):
 
-    bank_similarity     cosine of the description to the nearest bank description (same base model)
+    bank_similarity     cosine of the description to the nearest bank description (same base model); without a
+                        bank, to the nearest built-in suite task's (`api.suite_neighbours`: the suite is the bank the
+                        shipped trust files were fitted on), whose inputs are then the probe texts
     train_similarity    cosine to the nearest of the generator's training wordings (stored in the trust file)
     weight_similarity   cosine of the adapter to the nearest bank adapter in weight-embedding space
     mutual_information  disagreement of sampled adapters (cvae, abmll) on the probe texts: the request's own
@@ -53,6 +55,7 @@ from loragen.bank.generator import GenerationRequest
 from loragen.bank.lora import LoraAdapter
 
 if TYPE_CHECKING:  # meta is imported where it is used: a bank-only install still serves retrieval
+    from loragen.api.suite_neighbours import SuiteNeighbours
     from loragen.meta.trust import TrustModel
 
 log = logging.getLogger(__name__)
@@ -191,8 +194,8 @@ def label_balance(probs: torch.Tensor) -> float:
 def features(request: GenerationRequest, adapters: Sequence[LoraAdapter], *, probe: Probe | None, bank: Any = None,
              model: TrustModel | None = None, samples: Sequence[LoraAdapter] = (),
              peers: Mapping[str, LoraAdapter] | None = None, inputs: Sequence[str] | None = None,
-             exclude: frozenset[str] = frozenset(), encode: Callable[[str], Any] | None = None
-             ) -> dict[str, float | None]:
+             exclude: frozenset[str] = frozenset(), encode: Callable[[str], Any] | None = None,
+             neighbours: SuiteNeighbours | None = None) -> dict[str, float | None]:
     """The label-free features of one generation (see the module docstring); any may be None.
 
     Args:
@@ -200,6 +203,8 @@ def features(request: GenerationRequest, adapters: Sequence[LoraAdapter], *, pro
             `adapters` holds one). peers: other methods' point adapters for the same request.
         inputs: the user's unlabeled inputs. exclude: bank tasks to ignore as neighbours (calibration only).
         encode: description -> L2-normalised embedding (default: the bank's encoder).
+        neighbours: without a bank, the built-in suite's tasks as the description neighbours and probe texts
+            (`api.suite_neighbours`; `encode` is then required).
     """
     k = request.num_labels
     generation = (probe is not None and probe.causal is not None) or request.generation_examples
@@ -214,13 +219,19 @@ def features(request: GenerationRequest, adapters: Sequence[LoraAdapter], *, pro
         hits = bank.search_adapter(adapters[0], k=1, exclude_tasks=tuple(exclude), kind="final")
         out["weight_similarity"] = float(hits[0].score) if hits else None
         encode = encode or (lambda text: bank.encoder.encode([text])[0])
-    if model is not None and encode is not None:
-        out["train_similarity"] = model.reference_similarity(encode(request.description))
+    embedding = encode(request.description) if encode is not None else None
+    if bank is None and neighbours is not None and embedding is not None:
+        found = neighbours.nearest(embedding, exclude)
+        if found is not None:
+            out["bank_similarity"], task = min(1.0, found[0]), found[1]
+    if model is not None and embedding is not None:
+        out["train_similarity"] = model.reference_similarity(embedding)
     pool = list(adapters) if len(adapters) > 1 else [*adapters, *samples]
     out["posterior_spread"] = sample_dispersion(pool) if len(pool) > 1 else None
     if probe is None:
         return out
-    probe_texts = list(_task_texts(bank, task)) if task else []
+    probe_texts = [] if not task else list(_task_texts(bank, task) if bank is not None
+                                           else neighbours.probe_texts(task) if neighbours is not None else ())
     primary = None
     # the user's first PROBE_TEXTS inputs, as many as the calibration cases had (`api.trust_fit.collect`)
     for name, texts in (("own", list(inputs or [])[:PROBE_TEXTS]), ("probe", probe_texts)):
@@ -288,6 +299,8 @@ def estimate(method: str, model: TrustModel | None, request: GenerationRequest,
         return not_calibrated(method, f"its trust file is for base model {fitted_for}, not {request.base_model}",
                               checkpoint)
     est = model.predict(row)
+    log.info("%s trust %.3f from %s%s", method, est.expected, ", ".join(f"{f}={row[f]:.3g}" for f in est.features),
+             f" (left out, too few calibration cases with them: {', '.join(est.dropped)})" if est.dropped else "")
     if not all(math.isfinite(v) for v in (est.expected, est.low, est.high)):
         return not_calibrated(method, "the trust file gave a non-finite estimate", checkpoint)
     tip = advice(request, row, model.target) if est.expected < LOW else ""
@@ -335,16 +348,32 @@ def score_trust(method: str, request: GenerationRequest, adapters: Sequence[Lora
         loaded = models.get(request.base_model)
     except (OSError, ValueError) as err:
         raise LoragenError(f"cannot load base model {request.base_model} for the trust score: {err}") from None
-    encode = None
+    encode, neighbours = None, None
     if bank is None:
         from loragen.bank.embed import default_encoder
 
         encode = lambda text: default_encoder().encode([text])[0]  # noqa: E731
+        neighbours = _suite_neighbours(request.base_model)
     others = peer_adapters((peers() if callable(peers) else peers) or {}, request)
     with loaded.lock:  # the request's own adapters only: no extra samples (see the module docstring)
         row = features(request, adapters, probe=Probe.from_loaded(loaded), bank=bank, model=model, peers=others,
-                       inputs=inputs, encode=encode)
+                       inputs=inputs, encode=encode, neighbours=neighbours)
     return estimate(method, model, request, row, path, checkpoint)
+
+
+def _suite_neighbours(base_model: str | None) -> SuiteNeighbours | None:
+    """The built-in suite's tasks as neighbours for a request on the suite's base model without a bank (None for
+    another base model, or when the suite cannot be built: the features are then left out, as without a bank)."""
+    from loragen.api.suite_neighbours import suite_neighbours
+    from loragen.bank.base_model import DEFAULT_BASE_MODEL
+
+    if base_model != DEFAULT_BASE_MODEL:
+        return None
+    try:
+        return suite_neighbours()
+    except (LoragenError, OSError) as err:
+        log.warning("no built-in suite neighbours for the trust score: %s", err)
+        return None
 
 
 def trust_dict(method: str, request: GenerationRequest, adapters: Sequence[LoraAdapter],

@@ -164,3 +164,21 @@ def test_trust_fit_and_generate_on_a_causal_lm_score_exact_match(tmp_path, capsy
         assert found and found.group(4) == method, out
         expected, low, high = map(float, found.groups()[:3])
         assert low <= expected <= high
+
+
+def test_generate_with_only_the_defaults_scores_against_the_built_in_suite(tmp_path):
+    """No bank, no checkpoint, no inputs: the shipped CVAE's trust file, with the nearest built-in suite task as the
+    description neighbour and its inputs as probe texts (what the trust file was fitted with), in a real process."""
+    from tests.e2e._cli import ROOT, run_cli
+
+    env = {"LORAGEN_HOME": str(tmp_path / "home"), "LORAGEN_SHIPPED_DIR": str(ROOT / "bank" / "shipped")}
+    result = run_cli("-v", "generate", "label 0 if the sentence is Polish, 1 if Czech", "-o", tmp_path / "out",
+                     env=env)
+    assert result.returncode == 0, result.stderr
+    found = LINE.search(result.stdout)
+    assert found and found.group(4) == "cvae", result.stdout
+    used = re.search(r"cvae trust [\d.]+ from (.*)", result.stderr)
+    assert used, result.stderr
+    for feature in ("bank_similarity", "entropy_probe", "disagreement", "train_similarity"):
+        assert f"{feature}=" in used.group(1), used.group(1)
+    assert list((tmp_path / "home" / "cache").glob("suite-neighbours-*.npy"))
