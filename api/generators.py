@@ -10,12 +10,12 @@ Importing this module is cheap (no torch): the CLI reads `METHODS` while it buil
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from loragen.bank.errors import LoragenError
+from loragen.bank.errors import CheckpointError, LoragenError
 
 if TYPE_CHECKING:
     from loragen.bank.generator import AdapterGenerator
@@ -105,3 +105,51 @@ def build_generators(methods: tuple[str, ...], contexts: dict[str, GeneratorCont
         if method in unavailable:
             log.warning("generation method %r unavailable: %s", method, unavailable[method])
     return ready, unavailable
+
+
+def default_checkpoint(method: str) -> Path | None:
+    """Where `method`'s training command writes its checkpoint when none is named (None: retrieve has none)."""
+    from loragen.bank import paths
+
+    if method == "cvae":
+        return paths.checkpoint_dir("hypernet")
+    return abmll_checkpoint_dir(None) if method == "abmll" else None
+
+
+def build_methods(specs: Sequence[str], bank: Any, classifier: Any, *, labels: bool = False,
+                  retrieve: bool = True) -> tuple[dict[str, AdapterGenerator], dict[str, Path | None]]:
+    """`--method NAME[@LABEL][=CHECKPOINT]` options -> (row -> generator, row -> its checkpoint directory), through
+    the method registry (`loragen eval` and `loragen trust fit`).
+
+    Args:
+        classifier: the tasks' classifier (ABMLL refines with it), None for a causal LM.
+        labels: accept @LABEL, to compare two checkpoints of one method side by side (`cvae@b=runs/b`).
+        retrieve: accept the retrieve method (`loragen eval` has it as its retrieval baseline already).
+
+    Raises:
+        CheckpointError: an unknown method, a row given twice, or a method that cannot be loaded (with the command
+            that makes it).
+    """
+    allowed = [m for m in REGISTRY if retrieve or m != "retrieve"]
+    extra = "" if retrieve else " (retrieval is a baseline already)"
+    ready: dict[str, AdapterGenerator] = {}
+    checkpoints: dict[str, Path | None] = {}
+    unavailable: dict[str, str] = {}
+    for spec in specs:
+        head, _, path = spec.partition("=")
+        name, _, label = head.partition("@") if labels else (head, "", "")
+        row = f"{name}@{label}" if label else name
+        if name not in allowed:
+            raise CheckpointError(f"--method {name!r}: use one of {', '.join(allowed)}{extra}")
+        if row in checkpoints:
+            hint = f"label the second checkpoint, e.g. --method {name}@b={path or 'DIR'}" if labels else "give it once"
+            raise CheckpointError(f"--method {spec!r}: {row!r} is given twice; {hint}")
+        ckpt = Path(path) if path else None
+        checkpoints[row] = ckpt or default_checkpoint(name)
+        context = GeneratorContext(bank, checkpoint=ckpt, classifier=(lambda: classifier) if classifier is not None else None)
+        built, failed = build_generators((name,), {name: context})
+        ready.update({row: g for g in built.values()})
+        unavailable.update({row: why for why in failed.values()})
+    if unavailable:
+        raise CheckpointError("; ".join(f"--method {m}: {why}" for m, why in unavailable.items()))
+    return ready, checkpoints

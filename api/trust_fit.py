@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from loragen.api.generators import build_methods
 from loragen.api.trust import SAMPLED, Probe, features, peer_adapters, trust_path, trust_samples
 from loragen.api.uncertainty import PROBE_TEXTS
 from loragen.bank.errors import TaskDataError
@@ -68,6 +69,12 @@ def eval_cases(bank: Any, splits: Sequence[str], conditions: Sequence[str] = CON
 def training_wordings(bank: Any) -> list[str]:
     """The wordings generators train on: in-bank tasks' descriptions and in-bank paraphrases (never held-out ones)."""
     return sorted({w for t in bank.tasks() if t.split == "train" for w in (t.description, *t.paraphrases)})
+
+
+def reference_embeddings(bank: Any) -> np.ndarray | None:
+    """fp16 embeddings of `training_wordings` (the `train_similarity` reference; None: no in-bank wording)."""
+    wordings = training_wordings(bank)
+    return bank.encoder.encode(wordings).astype(np.float16) if wordings else None
 
 
 def _few_shot(train: Sequence[tuple[str, int]], k: int, n: int, seed: int) -> tuple[tuple[str, int], ...]:
@@ -128,7 +135,8 @@ def collect(bank: Any, generators: Mapping[str, Any], cases: Sequence[EvalCase],
         for method, generator in generators.items():
             if method not in points:
                 continue
-            samples = trust_samples(method, generator, request, [points[method]])
+            # a labelled row (`eval --method abmll@b=DIR`) samples as its method does
+            samples = trust_samples(method.partition("@")[0], generator, request, [points[method]])
             row = features(request, [points[method]], probe=probe, bank=bank, model=ref_model, samples=samples,
                            peers={m: a for m, a in points.items() if m != method}, inputs=inputs,
                            exclude=request.exclude_tasks)
@@ -156,8 +164,7 @@ def fit_trust(bank: Any, generators: Mapping[str, Any], cases: Sequence[EvalCase
     if not cases:
         raise TaskDataError("no calibration case: the splits hold no task of this kind in this bank")
     target = "accuracy" if cases[0].task.labels else "exact_match"
-    wordings = training_wordings(bank)
-    reference = bank.encoder.encode(wordings).astype(np.float16) if wordings else None
+    reference = reference_embeddings(bank)
     records = collect(bank, generators, cases, classifier, max_examples=max_examples, seed=seed,
                       reference=reference, progress=progress)
     report: dict[str, Any] = {"splits": sorted({c.split for c in cases}), "n_cases": len(cases), "target": target,
@@ -213,14 +220,8 @@ def fit_bank(bank_path: str | Path | None, methods: Sequence[str], *, splits: Se
         if not cases:
             raise TaskDataError(f"splits {splits} hold no {kind} task in {bank.path}; build held-out "
                                 "tasks (`loragen bank build`) or name other --split")
-        if kind == "generation":  # scored by exact match on the causal LM the bank's adapters are for
-            from loragen.bank.evaluate.generation import bank_base_model
-            from loragen.bank.train import CausalLM
-
-            scorer, classifier = CausalLM(bank_base_model(bank, finals)), None
-        else:
-            scorer = classifier = _classifier(bank, cases[0].task)
-        generators, checkpoints = _generators(list(methods), bank, classifier)
+        scorer, classifier = bank_scorer(bank, kind, finals, cases[0].task)
+        generators, checkpoints = build_methods(list(methods), bank, classifier)
         return fit_trust(bank, generators, cases, scorer, checkpoints=checkpoints, max_examples=max_examples,
                          seed=seed, write=write, json_path=json_path, plot_path=plot_path, progress=progress)
 
@@ -239,6 +240,24 @@ def _kind(bank, finals) -> str:
         return "classification"
 
 
+def bank_scorer(bank: Any, kind: str, finals: Mapping[str, str], task: TaskRecord) -> tuple[Any, Any]:
+    """What a bank's tasks are scored with, as (scorer, classifier): for generation tasks the `CausalLM` the bank's
+    adapters are for (exact match; classifier None), else the classifier of `task` (one of the bank's tasks) twice.
+    `finals`: task -> final adapter id. Shared by `loragen trust fit` and `loragen eval`.
+
+    Raises:
+        TaskDataError: a classification task with neither a provider's classifier nor a bank adapter's base model;
+            generation adapters of several base models.
+    """
+    if kind == "generation":  # scored by exact match on the causal LM the bank's adapters are for
+        from loragen.bank.evaluate.generation import bank_base_model
+        from loragen.bank.train import CausalLM
+
+        return CausalLM(bank_base_model(bank, finals)), None
+    classifier = _classifier(bank, task)
+    return classifier, classifier
+
+
 def _classifier(bank, task):
     """The classifier the tasks are scored with: their provider's, else (a user's stored task) one on the base
     model of the task's bank adapter."""
@@ -253,28 +272,3 @@ def _classifier(bank, task):
         if not bases:
             raise
         return load_model(bases[0], "cpu").classifier
-
-
-def _generators(specs: list[str], bank, classifier) -> tuple[dict, dict]:
-    """`NAME[=CHECKPOINT]` -> (method -> generator, method -> checkpoint directory), via the method registry.
-
-    Raises:
-        CheckpointError: an unknown method or one that cannot be loaded (with the command that makes it).
-    """
-    from loragen.api.generators import REGISTRY, GeneratorContext, abmll_checkpoint_dir, build_generators
-    from loragen.bank import paths
-    from loragen.bank.errors import CheckpointError
-
-    contexts, checkpoints = {}, {}
-    for spec in specs:
-        name, _, path = spec.partition("=")
-        if name not in REGISTRY:
-            raise CheckpointError(f"--method {name!r}: use one of {', '.join(REGISTRY)}")
-        ckpt = Path(path) if path else None
-        contexts[name] = GeneratorContext(bank, checkpoint=ckpt, classifier=lambda: classifier)
-        checkpoints[name] = ckpt or {"cvae": lambda: paths.checkpoint_dir("hypernet"),
-                                     "abmll": lambda: abmll_checkpoint_dir(None)}.get(name, lambda: None)()
-    ready, unavailable = build_generators(tuple(contexts), contexts)
-    if unavailable:
-        raise CheckpointError("; ".join(f"--method {m}: {why}" for m, why in unavailable.items()))
-    return ready, checkpoints

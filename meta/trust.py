@@ -29,7 +29,7 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -217,12 +217,30 @@ class TrustModel:
         """Out-of-fold estimates for every training case (task-grouped folds): the honest numbers to report."""
         out: list[TrustEstimate | None] = [None] * len(self.targets)
         for held in _folds(self.groups, min(n_folds, len(set(self.groups)))):
-            train = np.setdiff1d(np.arange(len(self.targets)), held)
-            sub = TrustModel(self.features, self.rows[train], self.targets[train], [self.groups[i] for i in train],
-                             self.target, self.alpha, self.coverage)
+            sub = self._subset(np.setdiff1d(np.arange(len(self.targets)), held))
             for i in held:
                 out[i] = sub.predict(self.row(i))
         return out  # type: ignore[return-value]
+
+    def without_tasks(self, tasks: Collection[str]) -> TrustModel:
+        """This model refitted on the calibration rows of every other task: the honest model for a case of one of
+        `tasks` (a prediction from `self` would be in-sample). Fewer than `MIN_GROUPS` tasks left fall back to the
+        mean accuracy of those left (see `_usable`); no rows left at all is an error.
+
+        Raises:
+            ValueError: every calibration row belongs to `tasks`.
+        """
+        drop = set(tasks)
+        keep = np.array([i for i, g in enumerate(self.groups) if g not in drop], dtype=int)
+        if not len(keep):
+            raise ValueError(f"the trust model holds no calibration row outside tasks {sorted(drop)}; fit it on more "
+                             "tasks (`loragen trust fit`)")
+        return self._subset(keep)
+
+    def _subset(self, rows: np.ndarray) -> TrustModel:
+        """A model on training rows `rows` only (same features, target, penalty and coverage; no metadata)."""
+        return TrustModel(self.features, self.rows[rows], self.targets[rows], [self.groups[i] for i in rows],
+                          self.target, self.alpha, self.coverage)
 
     def row(self, i: int) -> dict[str, float | None]:
         """Training case `i` as a feature dict."""

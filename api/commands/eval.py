@@ -15,6 +15,8 @@ EPILOG = """examples:
   loragen eval --split all --max-tasks 40        # + heldout_wording: hand-written wordings never trained on
   loragen eval --method cvae=runs/hypernet --method abmll=runs/meta --condition description --condition examples
   loragen eval --bank gen.duckdb --max-examples 32 --multitask-steps 40   # generation tasks (SmolLM2 suite)
+  loragen eval --method cvae=runs/hypernet --split heldout_task --split heldout_wording --trust
+      # + each stored trust file (`loragen trust fit`) scored on these cases: predicted vs measured, eval_trust.png
 """
 
 
@@ -63,6 +65,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="generation tasks: report each method's per-token calibration (token_ece, token_nll) on "
                         "the test outputs, the --method generators' from S sampled adapters averaged "
                         "(default 0: not measured; 8 is a good choice)")
+    p.add_argument("--trust", action="store_true",
+                   help="also score each --method's and retrieval's STORED trust file (`loragen trust fit`) on the "
+                   "evaluation's cases: predicted vs measured accuracy per case (cases of the trust model's own "
+                   "calibration tasks predicted with those tasks left out), a \"trust\" section in the JSON and "
+                   "PLOT_trust.png; one more generation and probe pass per case")
     add_threads(p)
     p.add_argument("--json", type=Path, default=Path("bench/results/eval.json"), help="where the JSON report goes")
     p.add_argument("--plot", type=Path, default=Path("bench/results/eval.png"), help="where the PNG chart goes")
@@ -72,10 +79,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import torch
+    from loragen.api.generators import build_methods
+    from loragen.api.trust_fit import bank_scorer
     from loragen.bank.evaluate import ALL_SPLITS, BASELINES, CONDITIONS, CONTROLS, EVAL_SPLITS, evaluate
     from loragen.bank.evaluate.generation import task_kind
     from loragen.bank.store import Bank
-    from loragen.bank.tasks import BUILTIN, get_provider
     from loragen.bank.train import TrainConfig
 
     if args.threads:
@@ -83,50 +91,35 @@ def run(args: argparse.Namespace) -> int:
     steps = args.multitask_steps
     config = TrainConfig(steps=steps, min_steps=steps, batch_size=32, stop_loss=0.0,
                          num_checkpoints=min(3, steps - 1))
+    baselines, conditions = args.baseline or BASELINES, args.condition or CONDITIONS
     with Bank.open(args.bank) as bank:
-        built = {r.task for r in bank.adapters(kind="final")}
-        generation = task_kind([t for t in bank.tasks() if t.name in built]) == "generation"
-        classifier = None if generation else get_provider(BUILTIN).classifier()
-        methods = _generators(args.method or [], bank, classifier)
+        finals = {r.task: r.id for r in bank.adapters(kind="final")}
+        built = [t for t in bank.tasks() if t.name in finals]
+        kind = task_kind(built)
+        # scored as `loragen trust fit` scores: the tasks' classifier, or the causal LM of generation tasks
+        scorer, classifier = bank_scorer(bank, kind, finals, built[0]) if built else (None, None)
+        methods, checkpoints = build_methods(args.method or [], bank, classifier, labels=True, retrieve=False)
         splits = ALL_SPLITS if "all" in (args.split or ()) else tuple(dict.fromkeys(args.split or EVAL_SPLITS))
-        report = evaluate(bank, methods, splits=splits, baselines=args.baseline or BASELINES,
+        report = evaluate(bank, methods, splits=splits, baselines=baselines,
                           max_examples=args.max_examples, max_tasks=args.max_tasks, classifier=classifier,
-                          multitask_config=config, progress=not args.no_progress,
-                          conditions=args.condition or CONDITIONS,
+                          lm=scorer if classifier is None else None,
+                          multitask_config=config, progress=not args.no_progress, conditions=conditions,
                           controls=[c for c in args.control or CONTROLS if c != "none"],
                           text_style=args.text_style, predictive_samples=args.predictive_samples)
+        if args.trust:
+            from loragen.api.trust_check import check_evaluation, diagram_path
+
+            report.trust = check_evaluation(bank, report, methods, checkpoints, scorer, conditions=conditions,
+                                            retrieval="retrieval" in baselines, max_examples=args.max_examples,
+                                            plot_path=diagram_path(args.plot), progress=not args.no_progress)
     report.config["arguments"] = {k: v if isinstance(v, (int, float, list, type(None))) else str(v)
                                   for k, v in vars(args).items() if k != "func"}
     print(report.table())
+    if report.trust is not None:
+        from loragen.api.trust_check import trust_table
+
+        print(trust_table(report.trust))
     print(f"JSON: {report.save_json(args.json)}\nchart: {report.plot(args.plot)}")
+    if report.trust is not None:
+        print(f"trust chart: {report.trust.get('plot') or 'not drawn (no calibrated method, or no matplotlib)'}")
     return 0
-
-
-def _generators(specs: list[str], bank, classifier) -> dict:
-    """`NAME[=CHECKPOINT]` strings -> generators, through the service's method registry.
-
-    Raises:
-        CheckpointError: an unknown method, or one whose checkpoint cannot be loaded (with the command that makes
-            it); the CLI prints it as one line.
-    """
-    from loragen.api.generators import REGISTRY, GeneratorContext, build_generators
-    from loragen.bank.errors import CheckpointError
-
-    ready, unavailable = {}, {}
-    for spec in specs:
-        head, _, path = spec.partition("=")
-        name, _, label = head.partition("@")
-        row = f"{name}@{label}" if label else name
-        if name not in REGISTRY or name == "retrieve":
-            raise CheckpointError(f"--method {name!r}: use one of cvae, abmll (retrieval is a baseline already)")
-        if row in ready or row in unavailable:
-            raise CheckpointError(f"--method {spec!r}: {row!r} is given twice; label the second checkpoint, e.g. "
-                                  f"--method {name}@b={path or 'DIR'}")
-        context = GeneratorContext(bank, checkpoint=Path(path) if path else None,
-                                   classifier=(lambda: classifier) if classifier is not None else None)
-        built, failed = build_generators((name,), {name: context})
-        ready.update({row: g for g in built.values()})
-        unavailable.update({row: why for why in failed.values()})
-    if unavailable:
-        raise CheckpointError("; ".join(f"--method {m}: {why}" for m, why in unavailable.items()))
-    return ready

@@ -75,7 +75,6 @@ from loragen.bank.tasks import (
     few_shot_examples,
     provider_for,
     provider_name,
-    task_data,
 )
 from loragen.bank.tasks.sources import BankSource
 from loragen.bank.train import CausalLM, TrainConfig, train_multitask_adapter
@@ -119,9 +118,9 @@ def has_text_style(task: TaskRecord, text_style: str) -> bool:
     return styles is not None and text_style in styles(task)
 
 
-def _test_examples(task: TaskRecord, text_style: str) -> list[tuple[str, int]]:
+def _test_examples(task: TaskRecord, text_style: str, data: Callable[[TaskRecord], Any]) -> list[tuple[str, int]]:
     if text_style == "words":
-        return task_data(task).test
+        return data(task).test  # `BankSource.data`: a user's task's stored examples, else its provider's
     return provider_for(task).data(task, text_style=text_style).test  # type: ignore[call-arg]
 
 
@@ -279,7 +278,7 @@ def evaluate(
         raise ValueError(f"no built task of the bank {bank.path} has {text_style!r} test texts")
     kind = task_kind(all_tasks)
     config = multitask_config or TrainConfig(steps=300, min_steps=300, batch_size=32, stop_loss=0.0)
-    request_base: dict[str, str] = {}  # generation: the requests name the bank's causal LM
+    request_base: dict[str, str] = {}  # the requests name the model the tasks are scored on
     if kind == "generation":
         request_base["base_model"] = bank_base_model(bank, finals)
         lm = lm or CausalLM(request_base["base_model"])
@@ -296,7 +295,10 @@ def evaluate(
             raise TaskDataError(f"the bank's tasks come from several providers {providers}; pass the classifier to "
                                 "score them with, or restrict `tasks` to one provider's")
         clf = classifier or classifier_for(all_tasks[0])
-        score = ClassificationScorer(clf, lambda t: _test_examples(t, text_style), max_examples)
+        if getattr(clf, "base_model_id", None):  # the adapters are asked for the model they are scored on
+            request_base["base_model"] = clf.base_model_id
+        stored = BankSource(bank).data
+        score = ClassificationScorer(clf, lambda t: _test_examples(t, text_style, stored), max_examples)
         multitask = functools.partial(_classification_multitask, config=config, classifier=clf)
         fixed_condition = "labels"
         shots = lambda t: few_shot_examples(t, N_EXAMPLES, seed)  # noqa: E731

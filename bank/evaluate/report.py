@@ -18,11 +18,14 @@ class EvalReport:
         summary: split -> method -> {"accuracy", "normalised_gain", "n_tasks"} (generation tasks: "exact_match" and
             "loglik" in place of "accuracy"; `metric` names the one the gain is computed on).
         config: how the evaluation ran (examples per task, seed, tasks per split).
+        trust: the stored trust models scored on the evaluation's cases (`loragen eval --trust`,
+            `api.trust_check`); None: not checked, and left out of the JSON.
     """
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    trust: dict[str, Any] | None = None
 
     def methods(self) -> list[str]:
         seen = {r["method"]: None for r in self.rows}
@@ -60,11 +63,12 @@ class EvalReport:
         return "\n".join(lines)
 
     def save_json(self, path: str | os.PathLike) -> Path:
-        """Write {"summary", "config", "per_task"} as JSON (atomically)."""
+        """Write {"summary", "config", "per_task"} (and "trust" when checked) as JSON (atomically)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps({"summary": self.summary, "config": self.config, "per_task": self.rows}, indent=1))
+        data = {"summary": self.summary, "config": self.config, "per_task": self.rows}
+        tmp.write_text(json.dumps(data if self.trust is None else {**data, "trust": self.trust}, indent=1))
         os.replace(tmp, path)
         return path
 
