@@ -7,17 +7,32 @@ adapters are never candidates in the service (every generation is stored there a
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 from loragen.bank.errors import NotFoundError
 from loragen.bank.generator import GenerationRequest
 from loragen.bank.lora.adapter import LoraAdapter
 from loragen.bank.records import SearchHit
 
+log = logging.getLogger(__name__)
+
 SERVICE_KINDS = ("final", "uploaded")  # what the CLI's and the service's `retrieve` return
 _FACTS_CACHE = 65536  # adapters whose (kind, base model) a generator remembers
+LABEL_WINDOW = 8  # with label names, the nearest hits among which one naming them in the same order is preferred
+
+
+def label_order(task_labels: Sequence[str] | None, labels: Sequence[str]) -> int:
+    """How a bank task's label names relate to a request's (compared case- and space-insensitively): 0 the same
+    names in the same order, 2 the same names in another order (its label k is another class: known wrong), 1
+    anything else (other or unknown classes)."""
+    norm = lambda names: tuple(" ".join(str(n).split()).casefold() for n in names)  # noqa: E731
+    if not task_labels:
+        return 1
+    ours, theirs = norm(labels), norm(task_labels)
+    return 0 if ours == theirs else 2 if sorted(ours) == sorted(theirs) else 1
 
 
 class RetrievalGenerator:
@@ -73,6 +88,15 @@ class RetrievalGenerator:
                 self._facts.popitem(last=False)
         return facts
 
+    def _by_labels(self, hits: list[SearchHit], labels: Sequence[str]) -> list[SearchHit]:
+        """`hits` stably reordered by `label_order` of their tasks (the bank's task list is memoised)."""
+        known = {t.name: t.labels for t in self.bank.tasks()}
+        ranked = sorted(hits, key=lambda h: label_order(known.get(h.task), labels))
+        if ranked[0] is not hits[0]:
+            log.info("retrieve: %s names the labels %s in that order; nearer %s does not", ranked[0].task,
+                     list(labels), hits[0].task)
+        return ranked
+
     def nearest_base_model(self, description: str) -> str | None:
         """The base model of the nearest candidate (None: the bank has none)."""
         hits = self.candidates(description, 1)
@@ -81,11 +105,21 @@ class RetrievalGenerator:
     def generate(self, request: GenerationRequest) -> list[LoraAdapter]:
         """The `request.n_samples` nearest adapters, nearest first.
 
+        With label names (`request.labels`), among the `LABEL_WINDOW` nearest the adapters of tasks naming the same
+        labels in the same order come first and those naming them in another order last (`label_order`):
+        description embeddings hardly tell "0 = Dutch, 1 = German" from "0 = German, 1 = Dutch", and the twin's
+        adapter gives every text the other label.
+
         Raises:
             NotFoundError: the bank has no candidate (for that base model, when matched).
         """
         base_model = request.base_model if self.match_base_model else None
-        hits = self.candidates(request.description, request.n_samples, base_model, request.exclude_tasks)
+        n = request.n_samples
+        window = max(n, LABEL_WINDOW) if request.labels else n
+        hits = self.candidates(request.description, window, base_model, request.exclude_tasks)
+        if request.labels and hits:
+            hits = self._by_labels(hits, request.labels)
+        hits = hits[:n]
         if not hits:
             where = f" for base model {base_model}" if base_model else ""
             raise NotFoundError(f"no {' or '.join(self.kinds)} adapter{where} in the bank to retrieve for "

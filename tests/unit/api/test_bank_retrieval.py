@@ -43,3 +43,39 @@ def test_nearest_final_or_uploaded_adapter_of_the_base_model(tiny_llama_dir, tmp
         assert [a.metadata["id"] for a in both] == [ids["minilm-final"], ids["far"]]  # all there are
         with pytest.raises(NotFoundError, match="no final or uploaded adapter for base model"):
             retrieval.generate(GenerationRequest(description=QUERY, base_model=str(tmp_path / "other")))
+
+
+def test_label_names_pick_the_task_that_names_them_in_that_order(tmp_path):
+    """Twin tasks (the same classes in the other label order) have nearly the same description embedding; with label
+    names the twin naming them in the request's order wins, and one naming them in another order (its labels
+    inverted: known wrong) comes after any other task."""
+    from loragen.bank.retrieval import label_order
+    from loragen.bank.store import Bank
+
+    assert [label_order(t, ("Dutch", "German")) for t in (("dutch", " German"), ("German", "Dutch"),
+                                                          ("Dutch", "French"), None)] == [0, 2, 1, 1]
+    query = "Texts in German get 1 and texts in Dutch get 0."
+    tasks = {"lang/de-vs-nl": (("German", "Dutch"), query),  # nearest by description, labels inverted
+             "lang/nl-vs-fr": (("Dutch", "French"), "Texts in French get 1 and texts in Dutch get 0."),
+             "lang/nl-vs-de": (("Dutch", "German"), "Which is it? 0 = Dutch, 1 = German."),
+             "lang/es-vs-it": (("Spanish", "Italian"), "Which is it? 0 = Spanish, 1 = Italian.")}
+    with Bank.open(tmp_path / "bank.duckdb") as bank:
+        ids = {}
+        for i, (name, (labels, description)) in enumerate(tasks.items()):
+            bank.add_task(TaskRecord(name=name, description=description, labels=labels))
+            ids[name] = bank.add(minilm_adapter(seed=i), task=name, description=description, kind="final")
+        bank.reindex()
+        retrieval = RetrievalGenerator(bank)
+        order = [h.task for h in retrieval.candidates(query, 4)]
+        assert order[0] == "lang/de-vs-nl" and order.index("lang/nl-vs-fr") < order.index("lang/nl-vs-de"), order
+
+        def top(labels, n=1, exclude=()):
+            request = GenerationRequest(query, labels=labels, n_samples=n, exclude_tasks=frozenset(exclude))
+            return [a.metadata["task"] for a in retrieval.generate(request)]
+
+        assert top(None) == ["lang/de-vs-nl"]  # no label names: the nearest, whatever its order
+        assert top(("Dutch", "German")) == ["lang/nl-vs-de"]
+        assert top(("german", "dutch")) == ["lang/de-vs-nl"]
+        # without a task in the request's order, another task comes before the inverted twin
+        assert top(("Dutch", "German"), n=2, exclude={"lang/nl-vs-de"})[0] == "lang/nl-vs-fr"
+        assert top(("Dutch", "German"), n=4)[-1] == "lang/de-vs-nl"
