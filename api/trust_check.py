@@ -99,7 +99,7 @@ def _entry(model: TrustModel, path: Path, records: list[dict]) -> dict:
 
 def check_trust(bank: Any, generators: Mapping[str, Any], checkpoints: Mapping[str, Path | None],
                 cases: Sequence[EvalCase], scorer: Any, *, max_examples: int = 64, seed: int = 0,
-                plot_path: Path | None = None, progress: bool = True) -> dict:
+                plot_path: Path | None = None, progress: bool = True, defaults: bool = False) -> dict:
     """Score each method's stored trust model on `cases`.
 
     Args:
@@ -108,6 +108,8 @@ def check_trust(bank: Any, generators: Mapping[str, Any], checkpoints: Mapping[s
         cases: the evaluation cases (`api.trust_fit.eval_cases`). scorer: the tasks' classifier, or the `CausalLM`
             of generation tasks (exact match).
         plot_path: the predicted-vs-measured PNG (None: not drawn).
+        defaults: score what `loragen generate "..."` with only the defaults prints (features without a bank,
+            inputs or samples: `api.trust_fit.collect`); retrieval, which needs a bank, is then not scored.
 
     Returns:
         {"target", "splits", "n_cases", "max_examples", "methods": row -> entry, "plot"}; an entry is
@@ -118,7 +120,8 @@ def check_trust(bank: Any, generators: Mapping[str, Any], checkpoints: Mapping[s
         TaskDataError: a case's task has no test data loragen can rebuild.
     """
     target = "accuracy" if not cases or cases[0].task.labels else "exact_match"
-    section: dict[str, Any] = {"target": target, "splits": sorted({c.split for c in cases}), "n_cases": len(cases),
+    section: dict[str, Any] = {"target": target, "defaults": defaults, "splits": sorted({c.split for c in cases}),
+                               "n_cases": len(cases),
                                "max_examples": max_examples, "methods": {}, "plot": None}
     models = {}
     for row in generators:
@@ -134,7 +137,7 @@ def check_trust(bank: Any, generators: Mapping[str, Any], checkpoints: Mapping[s
     if not models or not cases:
         return section
     records = collect(bank, generators, cases, scorer, max_examples=max_examples, seed=seed,
-                      reference=reference_embeddings(bank), progress=progress)
+                      reference=reference_embeddings(bank), progress=progress, defaults=defaults)
     for row, (model, path) in models.items():
         section["methods"][row] = _entry(model, path, records[row])
     curves = {row: ([r["predicted"] for r in e["cases"]], [r["measured"] for r in e["cases"]])

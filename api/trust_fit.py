@@ -113,11 +113,15 @@ def _probe(model: Any) -> Probe:
 
 def collect(bank: Any, generators: Mapping[str, Any], cases: Sequence[EvalCase], classifier: Any, *,
             max_examples: int = 64, seed: int = 0, reference: np.ndarray | None = None,
-            progress: bool = True) -> dict[str, list[dict]]:
+            progress: bool = True, defaults: bool = False) -> dict[str, list[dict]]:
     """Per method, one record per case: its features, the measured accuracy (exact match) and the case's identity.
 
     Args:
         classifier: what the tasks are scored with: their classifier, or for generation tasks the `CausalLM`.
+        defaults: compute the features as `loragen generate "..."` with only the defaults does: no bank (the
+            built-in suite as neighbours, `api.suite_neighbours`), no inputs, no extra samples, the other learned
+            methods as peers; retrieval, which needs a bank, gets no records. The adapters and the measured
+            accuracy are the same.
 
     Raises:
         TaskDataError: a case's task has no test data loragen can rebuild.
@@ -126,6 +130,11 @@ def collect(bank: Any, generators: Mapping[str, Any], cases: Sequence[EvalCase],
     ref_model = None if reference is None else TrustModel((), np.zeros((0, 0)), np.zeros(0), [],
                                                           reference_embeddings=reference)
     out: dict[str, list[dict]] = {m: [] for m in generators}
+    neighbours = None
+    if defaults:
+        from loragen.api.suite_neighbours import suite_neighbours
+
+        neighbours = suite_neighbours()
     for case in tqdm(cases, desc="trust", unit="case", disable=not progress):
         data = source.data(case.task)  # suite tasks rebuilt by their provider, a user's read from the bank
         request = _request(case, classifier.base_model_id, seed, data)
@@ -135,11 +144,19 @@ def collect(bank: Any, generators: Mapping[str, Any], cases: Sequence[EvalCase],
         for method, generator in generators.items():
             if method not in points:
                 continue
-            # a labelled row (`eval --method abmll@b=DIR`) samples as its method does
-            samples = trust_samples(method.partition("@")[0], generator, request, [points[method]])
-            row = features(request, [points[method]], probe=probe, bank=bank, model=ref_model, samples=samples,
-                           peers={m: a for m, a in points.items() if m != method}, inputs=inputs,
-                           exclude=request.exclude_tasks)
+            if defaults:
+                if method.partition("@")[0] == "retrieve":
+                    continue
+                row = features(request, [points[method]], probe=probe, model=ref_model, neighbours=neighbours,
+                               encode=lambda text: bank.encoder.encode([text])[0], exclude=request.exclude_tasks,
+                               peers={m: a for m, a in points.items()
+                                      if m != method and m.partition("@")[0] != "retrieve"})
+            else:
+                # a labelled row (`eval --method abmll@b=DIR`) samples as its method does
+                samples = trust_samples(method.partition("@")[0], generator, request, [points[method]])
+                row = features(request, [points[method]], probe=probe, bank=bank, model=ref_model, samples=samples,
+                               peers={m: a for m, a in points.items() if m != method}, inputs=inputs,
+                               exclude=request.exclude_tasks)
             acc = _measure(classifier, case.task, test, points[method])
             out[method].append({"task": case.task.name, "split": case.split, "condition": case.condition,
                                 "description": case.description, "measured": float(acc), "features": row})

@@ -92,7 +92,11 @@ class RetrievalGenerator:
         """`hits` stably reordered by `label_order` of their tasks (the bank's task list is memoised)."""
         known = {t.name: t.labels for t in self.bank.tasks()}
         ranked = sorted(hits, key=lambda h: label_order(known.get(h.task), labels))
-        if ranked[0] is not hits[0]:
+        if label_order(known.get(ranked[0].task), labels) == 2:
+            log.warning("retrieve: the nearest adapters' tasks all name the labels %s in another order (%s): its "
+                        "labels will not mean yours; import or train a task in your order", list(labels),
+                        list(known.get(ranked[0].task) or ()))
+        elif ranked[0] is not hits[0]:
             log.info("retrieve: %s names the labels %s in that order; nearer %s does not", ranked[0].task,
                      list(labels), hits[0].task)
         return ranked

@@ -71,3 +71,27 @@ def test_eval_trust_scores_stored_trust_files_on_the_eval_cases(tmp_path, capsys
         assert all(c["measured"] == pytest.approx(per_task[c["task"]]) for c in cases if c["split"] == "heldout_task")
     assert (tmp_path / "eval_trust.png").stat().st_size > 1000 and trust["plot"] == str(tmp_path / "eval_trust.png")
     assert "MAE" in out and "eval_trust.png" in out
+
+    # what `generate` with only the defaults would print: the features without the bank or inputs (the built-in
+    # suite as neighbours), the same adapters and measured accuracies; retrieval needs a bank and is not scored
+    from loragen.api.generators import build_methods
+    from loragen.api.trust_check import check_trust
+    from loragen.api.trust_fit import bank_scorer, eval_cases
+    from loragen.bank.store import Bank
+
+    with Bank.open(bank) as opened:
+        cases = eval_cases(opened, ["heldout_task"], ["description"])
+        finals = {r.task: r.id for r in opened.adapters(kind="final")}
+        scorer, classifier = bank_scorer(opened, "classification", finals, cases[0].task)
+        generators, checkpoints = build_methods([f"cvae={cvae}", "retrieve"], opened, classifier)
+        bank_path = check_trust(opened, generators, checkpoints, cases, scorer, progress=False)
+        defaults = check_trust(opened, generators, checkpoints, cases, scorer, progress=False, defaults=True)
+    assert defaults["defaults"] and defaults["methods"]["retrieve"]["metrics"] is None
+    plain, default = bank_path["methods"]["cvae"]["cases"], defaults["methods"]["cvae"]["cases"]
+    assert [c["measured"] for c in default] == [c["measured"] for c in plain] and len(default) == len(HELDOUT)
+    for c in default:
+        f = c["features"]
+        assert all(f.get(k) is None for k in ("weight_similarity", "entropy_own", "disagreement"))
+        assert f["bank_similarity"] is not None and f["entropy_probe"] is not None  # from the suite's tasks
+    assert all(c["features"]["weight_similarity"] is not None and c["features"]["entropy_own"] is not None
+               for c in plain)
