@@ -28,6 +28,7 @@ Usage::
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 _CLAUSE_SPLIT = re.compile(r"[,;:.!?\n]+|\b(?:and|or|while|whereas|but|otherwise|else)\b", re.IGNORECASE)
 _INDEX_WORDS = {"zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
@@ -128,3 +129,36 @@ def segment_description(description: str, max_slots: int) -> dict[int, str]:
         if text:
             slots.setdefault(current, []).append(text)
     return {k: " ".join(v) for k, v in slots.items()}
+
+
+SAME_ORDER, UNKNOWN_ORDER, OTHER_ORDER = 0, 1, 2  # how a task's label names relate to a request's, best first
+
+
+def _name(label: object) -> str:
+    return " ".join(str(label).split()).casefold()
+
+
+def label_order(task_labels: Sequence[str] | None, labels: Sequence[str]) -> int:
+    """How a task's label names relate to a request's label names (case- and space-insensitive): SAME_ORDER, the
+    same names in another order (OTHER_ORDER: its label k is another class), or UNKNOWN_ORDER (other classes)."""
+    if not task_labels:
+        return UNKNOWN_ORDER
+    ours, theirs = [_name(n) for n in labels], [_name(n) for n in task_labels]
+    return SAME_ORDER if ours == theirs else OTHER_ORDER if sorted(ours) == sorted(theirs) else UNKNOWN_ORDER
+
+
+def described_order(description: str, task_labels: Sequence[str] | None) -> int:
+    """How a task's label names sit in a description's label slots (`segment_description`): SAME_ORDER when each
+    name is found in its own index's slot and in no other, OTHER_ORDER when a name is found in another index's slot
+    only, else UNKNOWN_ORDER (a free-text description, names not found or found in several slots).
+
+    Example:
+        described_order("label 0 if the text is Dutch, label 1 if German", ("German", "Dutch")) -> OTHER_ORDER
+    """
+    if not task_labels:
+        return UNKNOWN_ORDER
+    slots = {k: _name(v) for k, v in segment_description(description, len(task_labels)).items()}
+    found = [{k for k, text in slots.items() if _name(label) in text} for label in task_labels]
+    if any(len(where) == 1 and i not in where for i, where in enumerate(found)):
+        return OTHER_ORDER
+    return SAME_ORDER if slots and all(where == {i} for i, where in enumerate(found)) else UNKNOWN_ORDER

@@ -12,6 +12,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Collection, Sequence
 
+from loragen.bank.describe import OTHER_ORDER, described_order, label_order
 from loragen.bank.errors import NotFoundError
 from loragen.bank.generator import GenerationRequest
 from loragen.bank.lora.adapter import LoraAdapter
@@ -21,18 +22,7 @@ log = logging.getLogger(__name__)
 
 SERVICE_KINDS = ("final", "uploaded")  # what the CLI's and the service's `retrieve` return
 _FACTS_CACHE = 65536  # adapters whose (kind, base model) a generator remembers
-LABEL_WINDOW = 8  # with label names, the nearest hits among which one naming them in the same order is preferred
-
-
-def label_order(task_labels: Sequence[str] | None, labels: Sequence[str]) -> int:
-    """How a bank task's label names relate to a request's (compared case- and space-insensitively): 0 the same
-    names in the same order, 2 the same names in another order (its label k is another class: known wrong), 1
-    anything else (other or unknown classes)."""
-    norm = lambda names: tuple(" ".join(str(n).split()).casefold() for n in names)  # noqa: E731
-    if not task_labels:
-        return 1
-    ours, theirs = norm(labels), norm(task_labels)
-    return 0 if ours == theirs else 2 if sorted(ours) == sorted(theirs) else 1
+LABEL_WINDOW = 8  # the nearest hits among which one whose task names the labels in the request's order is preferred
 
 
 class RetrievalGenerator:
@@ -88,17 +78,21 @@ class RetrievalGenerator:
                 self._facts.popitem(last=False)
         return facts
 
-    def _by_labels(self, hits: list[SearchHit], labels: Sequence[str]) -> list[SearchHit]:
-        """`hits` stably reordered by `label_order` of their tasks (the bank's task list is memoised)."""
+    def _in_label_order(self, hits: list[SearchHit], request: GenerationRequest) -> list[SearchHit]:
+        """`hits` stably reordered by how their tasks name the request's labels: `label_order` with label names,
+        else `described_order` (the description's label slots; the bank's task list is memoised)."""
         known = {t.name: t.labels for t in self.bank.tasks()}
-        ranked = sorted(hits, key=lambda h: label_order(known.get(h.task), labels))
-        if label_order(known.get(ranked[0].task), labels) == 2:
-            log.warning("retrieve: the nearest adapters' tasks all name the labels %s in another order (%s): its "
-                        "labels will not mean yours; import or train a task in your order", list(labels),
-                        list(known.get(ranked[0].task) or ()))
+        if request.labels:
+            order = lambda hit: label_order(known.get(hit.task), request.labels)  # noqa: E731
+        else:
+            order = lambda hit: described_order(request.description, known.get(hit.task))  # noqa: E731
+        ranked = sorted(hits, key=order)
+        if order(ranked[0]) == OTHER_ORDER:
+            log.warning("retrieve: the nearest adapters' tasks all name the labels in another order than yours (%s "
+                        "is %s): its labels will not mean yours; import or train a task in your order",
+                        ranked[0].task, list(known.get(ranked[0].task) or ()))
         elif ranked[0] is not hits[0]:
-            log.info("retrieve: %s names the labels %s in that order; nearer %s does not", ranked[0].task,
-                     list(labels), hits[0].task)
+            log.info("retrieve: %s names the labels in your order; nearer %s does not", ranked[0].task, hits[0].task)
         return ranked
 
     def nearest_base_model(self, description: str) -> str | None:
@@ -109,21 +103,19 @@ class RetrievalGenerator:
     def generate(self, request: GenerationRequest) -> list[LoraAdapter]:
         """The `request.n_samples` nearest adapters, nearest first.
 
-        With label names (`request.labels`), among the `LABEL_WINDOW` nearest the adapters of tasks naming the same
-        labels in the same order come first and those naming them in another order last (`label_order`):
-        description embeddings hardly tell "0 = Dutch, 1 = German" from "0 = German, 1 = Dutch", and the twin's
-        adapter gives every text the other label.
+        Among the `LABEL_WINDOW` nearest, adapters of tasks naming the request's labels in the same order come
+        first and those naming them in another order last: description embeddings hardly tell "0 = Dutch, 1 =
+        German" from "0 = German, 1 = Dutch", and such a twin's adapter gives every text the other label. The
+        labels are the request's label names (`label_order`), else what the description's label slots name
+        (`described_order`: "label 0 if ..., label 1 if ..."; a free-text description keeps the nearest first).
 
         Raises:
             NotFoundError: the bank has no candidate (for that base model, when matched).
         """
         base_model = request.base_model if self.match_base_model else None
         n = request.n_samples
-        window = max(n, LABEL_WINDOW) if request.labels else n
-        hits = self.candidates(request.description, window, base_model, request.exclude_tasks)
-        if request.labels and hits:
-            hits = self._by_labels(hits, request.labels)
-        hits = hits[:n]
+        hits = self.candidates(request.description, max(n, LABEL_WINDOW), base_model, request.exclude_tasks)
+        hits = self._in_label_order(hits, request)[:n] if hits else hits
         if not hits:
             where = f" for base model {base_model}" if base_model else ""
             raise NotFoundError(f"no {' or '.join(self.kinds)} adapter{where} in the bank to retrieve for "

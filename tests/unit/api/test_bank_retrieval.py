@@ -49,11 +49,8 @@ def test_label_names_pick_the_task_that_names_them_in_that_order(tmp_path):
     """Twin tasks (the same classes in the other label order) have nearly the same description embedding; with label
     names the twin naming them in the request's order wins, and one naming them in another order (its labels
     inverted: known wrong) comes after any other task."""
-    from loragen.bank.retrieval import label_order
     from loragen.bank.store import Bank
 
-    assert [label_order(t, ("Dutch", "German")) for t in (("dutch", " German"), ("German", "Dutch"),
-                                                          ("Dutch", "French"), None)] == [0, 2, 1, 1]
     query = "Texts in German get 1 and texts in Dutch get 0."
     tasks = {"lang/de-vs-nl": (("German", "Dutch"), query),  # nearest by description, labels inverted
              "lang/nl-vs-fr": (("Dutch", "French"), "Texts in French get 1 and texts in Dutch get 0."),
@@ -79,3 +76,22 @@ def test_label_names_pick_the_task_that_names_them_in_that_order(tmp_path):
         # without a task in the request's order, another task comes before the inverted twin
         assert top(("Dutch", "German"), n=2, exclude={"lang/nl-vs-de"})[0] == "lang/nl-vs-fr"
         assert top(("Dutch", "German"), n=4)[-1] == "lang/de-vs-nl"
+
+
+def test_without_label_names_the_description_slots_give_the_order(tmp_path):
+    from loragen.bank.store import Bank
+
+    query = "label 0 if the text is in Dutch, label 1 if the text is in German"
+    twin = "label 0 if the text is in German, label 1 if the text is in Dutch"
+    tasks = {"lang/de-vs-nl": (("German", "Dutch"), twin),
+             "lang/nl-vs-de": (("Dutch", "German"), "Which is it? 0 = Dutch, 1 = German.")}
+    with Bank.open(tmp_path / "bank.duckdb") as bank:
+        for i, (name, (labels, description)) in enumerate(tasks.items()):
+            bank.add_task(TaskRecord(name=name, description=description, labels=labels))
+            bank.add(minilm_adapter(seed=i), task=name, description=description, kind="final")
+        bank.reindex()
+        retrieval = RetrievalGenerator(bank)
+        assert retrieval.candidates(query, 1)[0].task == "lang/de-vs-nl"  # nearest by embedding: the inverted twin
+        assert retrieval.generate(GenerationRequest(query))[0].metadata["task"] == "lang/nl-vs-de"
+        free = "is the text Dutch or German?"  # no label slots: the nearest, as before
+        assert retrieval.generate(GenerationRequest(free))[0].metadata["task"] == retrieval.candidates(free, 1)[0].task

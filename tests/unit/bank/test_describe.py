@@ -2,7 +2,15 @@
 
 import pytest
 
-from loragen.bank.describe import label_indices, segment_description
+from loragen.bank.describe import (
+    OTHER_ORDER,
+    SAME_ORDER,
+    UNKNOWN_ORDER,
+    described_order,
+    label_indices,
+    label_order,
+    segment_description,
+)
 
 # The suite's training and held-out templates (bank/suite/tasks.py), and a few other wordings.
 WORDINGS = [
@@ -68,3 +76,23 @@ def test_label_indices_need_a_label_form():
                                                                                           1: "ground"}
     assert segment_description("Answer one when the review is angry, 0 otherwise", 8) == {1: "review angry"}
     assert label_indices("category 2 covers sport; 3 apples") == [2]
+
+
+@pytest.mark.parametrize(("description", "labels", "order"), [
+    ("label 0 if the sentence is Polish, label 1 if it is Czech", ("Polish", "Czech"), SAME_ORDER),
+    ("label 0 if the sentence is Polish, label 1 if it is Czech", ("czech", "POLISH"), OTHER_ORDER),
+    ("Dutch or German? 0 if Dutch; 1 if German.", ("German", "Dutch"), OTHER_ORDER),
+    ("Which is it? 0 = Russian, 1 = French.", ("Russian", "French"), SAME_ORDER),
+    ("label 0 if the sentence is Polish, label 1 if it is Czech", ("Polish", "Slovak"), UNKNOWN_ORDER),
+    ("is this sentence Polish or Czech?", ("Polish", "Czech"), UNKNOWN_ORDER),  # free text: no label slots
+    ("label 0 if Polish or Czech, label 1 if English", ("Polish", "English"), SAME_ORDER),
+    ("label 0 if Polish, label 1 if not Polish", ("Polish", "Czech"), UNKNOWN_ORDER),  # in both slots
+    ("label 0 if Polish, label 1 if English", None, UNKNOWN_ORDER),
+])
+def test_described_order(description, labels, order):
+    assert described_order(description, labels) == order
+
+
+def test_label_order_compares_names_in_order():
+    assert [label_order(t, ("Dutch", "German")) for t in (("dutch", " German"), ("German", "Dutch"),
+                                                          ("Dutch", "French"), None, ())] == [0, 2, 1, 1, 1]
