@@ -5,8 +5,9 @@ Label-free features of one generation (each None when it cannot be computed; the
 present, see `meta.trust`):
 
     bank_similarity     cosine of the description to the nearest bank description (same base model); without a
-                        bank, to the nearest built-in suite task's (`api.suite_neighbours`: the suite is the bank the
-                        shipped trust files were fitted on), whose inputs are then the probe texts
+                        bank or a bank task of that base model, to the nearest built-in suite task's
+                        (`api.suite_neighbours`: the suite is the bank the shipped trust files were fitted on), whose
+                        inputs are then the probe texts
     train_similarity    cosine to the nearest of the generator's training wordings (stored in the trust file)
     weight_similarity   cosine of the adapter to the nearest bank adapter in weight-embedding space
     mutual_information  disagreement of sampled adapters (cvae, abmll) on the probe texts: the request's own
@@ -195,7 +196,7 @@ def features(request: GenerationRequest, adapters: Sequence[LoraAdapter], *, pro
              model: TrustModel | None = None, samples: Sequence[LoraAdapter] = (),
              peers: Mapping[str, LoraAdapter] | None = None, inputs: Sequence[str] | None = None,
              exclude: frozenset[str] = frozenset(), encode: Callable[[str], Any] | None = None,
-             neighbours: SuiteNeighbours | None = None) -> dict[str, float | None]:
+             neighbours: Callable[[], SuiteNeighbours | None] | None = None) -> dict[str, float | None]:
     """The label-free features of one generation (see the module docstring); any may be None.
 
     Args:
@@ -203,8 +204,9 @@ def features(request: GenerationRequest, adapters: Sequence[LoraAdapter], *, pro
             `adapters` holds one). peers: other methods' point adapters for the same request.
         inputs: the user's unlabeled inputs. exclude: bank tasks to ignore as neighbours (calibration only).
         encode: description -> L2-normalised embedding (default: the bank's encoder).
-        neighbours: without a bank, the built-in suite's tasks as the description neighbours and probe texts
-            (`api.suite_neighbours`; `encode` is then required).
+        neighbours: returns the built-in suite's tasks (`api.suite_neighbours`), asked for only when there is no
+            bank or it has no task of the request's base model: they are then the description neighbours and give
+            the probe texts (`encode` is required without a bank).
     """
     k = request.num_labels
     generation = (probe is not None and probe.causal is not None) or request.generation_examples
@@ -220,18 +222,17 @@ def features(request: GenerationRequest, adapters: Sequence[LoraAdapter], *, pro
         out["weight_similarity"] = float(hits[0].score) if hits else None
         encode = encode or (lambda text: bank.encoder.encode([text])[0])
     embedding = encode(request.description) if encode is not None else None
-    if bank is None and neighbours is not None and embedding is not None:
-        found = neighbours.nearest(embedding, exclude)
-        if found is not None:
-            out["bank_similarity"], task = min(1.0, found[0]), found[1]
+    suite = neighbours() if task is None and neighbours is not None and embedding is not None else None
+    found = suite.nearest(embedding, exclude) if suite is not None else None
+    if found is not None:
+        out["bank_similarity"], task = min(1.0, found[0]), found[1]
     if model is not None and embedding is not None:
         out["train_similarity"] = model.reference_similarity(embedding)
     pool = list(adapters) if len(adapters) > 1 else [*adapters, *samples]
     out["posterior_spread"] = sample_dispersion(pool) if len(pool) > 1 else None
     if probe is None:
         return out
-    probe_texts = [] if not task else list(_task_texts(bank, task) if bank is not None
-                                           else neighbours.probe_texts(task) if neighbours is not None else ())
+    probe_texts = [] if not task else list(suite.probe_texts(task) if suite is not None else _task_texts(bank, task))
     primary = None
     # the user's first PROBE_TEXTS inputs, as many as the calibration cases had (`api.trust_fit.collect`)
     for name, texts in (("own", list(inputs or [])[:PROBE_TEXTS]), ("probe", probe_texts)):
@@ -348,12 +349,12 @@ def score_trust(method: str, request: GenerationRequest, adapters: Sequence[Lora
         loaded = models.get(request.base_model)
     except (OSError, ValueError) as err:
         raise LoragenError(f"cannot load base model {request.base_model} for the trust score: {err}") from None
-    encode, neighbours = None, None
+    encode = None
     if bank is None:
         from loragen.bank.embed import default_encoder
 
         encode = lambda text: default_encoder().encode([text])[0]  # noqa: E731
-        neighbours = _suite_neighbours(request.base_model)
+    neighbours = functools.partial(_suite_neighbours, request.base_model)  # only without a bank task to go by
     others = peer_adapters((peers() if callable(peers) else peers) or {}, request)
     with loaded.lock:  # the request's own adapters only: no extra samples (see the module docstring)
         row = features(request, adapters, probe=Probe.from_loaded(loaded), bank=bank, model=model, peers=others,
@@ -362,8 +363,8 @@ def score_trust(method: str, request: GenerationRequest, adapters: Sequence[Lora
 
 
 def _suite_neighbours(base_model: str | None) -> SuiteNeighbours | None:
-    """The built-in suite's tasks as neighbours for a request on the suite's base model without a bank (None for
-    another base model, or when the suite cannot be built: the features are then left out, as without a bank)."""
+    """The built-in suite's tasks as neighbours for a request on the suite's base model (None for another base
+    model, or when the suite cannot be built: the features are then left out)."""
     from loragen.api.suite_neighbours import suite_neighbours
     from loragen.bank.base_model import DEFAULT_BASE_MODEL
 

@@ -147,7 +147,7 @@ def collect(bank: Any, generators: Mapping[str, Any], cases: Sequence[EvalCase],
             if defaults:
                 if method.partition("@")[0] == "retrieve":
                     continue
-                row = features(request, [points[method]], probe=probe, model=ref_model, neighbours=neighbours,
+                row = features(request, [points[method]], probe=probe, model=ref_model, neighbours=lambda: neighbours,
                                encode=lambda text: bank.encoder.encode([text])[0], exclude=request.exclude_tasks,
                                peers={m: a for m, a in points.items()
                                       if m != method and m.partition("@")[0] != "retrieve"})

@@ -9,8 +9,9 @@ CLI does. Cases of the trust model's own calibration tasks are predicted leave-t
     python bench/trust_defaults.py --bank SUITE_BANK --method cvae=CKPT/hypernet --method abmll=CKPT/meta \\
         --split heldout_task --split heldout_wording --max-tasks 8 --out bench/results/trust_defaults.json
 
-Writes {"bank_and_inputs": section, "defaults": section} (sections as `loragen eval --trust` writes them) and a
-PNG per mode next to --out.
+Writes {"bank_and_inputs": section, "defaults": section, "defaults_without_suite": section} (sections as `loragen
+eval --trust` writes them; the last is the defaults' cases without the features the built-in suite gives, what
+`generate` printed before it used the suite) and a PNG per mode next to --out.
 """
 
 from __future__ import annotations
@@ -20,6 +21,32 @@ import json
 import sys
 import time
 from pathlib import Path
+
+
+SUITE_FEATURES = ("bank_similarity", "entropy_probe", "max_prob_probe", "disagreement", "mutual_information")
+
+
+def without_suite(section: dict) -> dict:
+    """The `defaults` section re-predicted without the features the built-in suite's neighbours give (the same
+    cases and measured accuracies; the same stored trust models, leave-task-out)."""
+    from loragen.api.trust import load_trust
+    from loragen.api.trust_check import honest_estimates
+    from loragen.meta.trust_report import metrics_by_condition, trust_metrics
+
+    out = {**section, "methods": {}}
+    for row, entry in section["methods"].items():
+        if not entry.get("calibrated") or not entry.get("cases"):
+            out["methods"][row] = entry
+            continue
+        records = [{**c, "features": {k: (None if k in SUITE_FEATURES else v) for k, v in c["features"].items()}}
+                   for c in entry["cases"]]
+        recs = honest_estimates(load_trust(Path(entry["trust_file"])), records)
+        metrics = trust_metrics([r["predicted"] for r in recs], [r["measured"] for r in recs],
+                                [r["features"].get("chance") or 0.0 for r in recs], [r["low"] for r in recs],
+                                [r["high"] for r in recs])
+        out["methods"][row] = {**entry, "metrics": metrics, "by_condition": metrics_by_condition(recs),
+                               "cases": recs}
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             section["seconds"] = round(time.perf_counter() - start, 1)
             report[mode] = section
             print(f"\n{mode}:\n{trust_table(section)}")
+        report["defaults_without_suite"] = without_suite(report["defaults"])
+        print(f"\ndefaults_without_suite:\n{trust_table(report['defaults_without_suite'])}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
     print(f"JSON: {args.out}")

@@ -52,7 +52,8 @@ def test_nearest_suite_task_and_its_texts(neighbours):
     assert built.probe_texts("no/such-task") == ()
 
 
-def test_without_a_bank_the_features_use_the_suite(neighbours, monkeypatch):
+def test_without_a_bank_the_features_use_the_suite(neighbours, monkeypatch, tmp_path):
+    from loragen.bank.store import Bank
     from loragen.bank.train.classifier import PrototypeClassifier
 
     built, _, _ = neighbours
@@ -61,10 +62,17 @@ def test_without_a_bank_the_features_use_the_suite(neighbours, monkeypatch):
     encode = lambda text: default_encoder().encode([text])[0]  # noqa: E731
     kwargs = dict(probe=probe, bank=None, encode=encode, peers={"abmll": minilm_adapter(seed=3)})
     bare = features(request, [minilm_adapter(seed=2)], **kwargs)
-    with_suite = features(request, [minilm_adapter(seed=2)], neighbours=built, **kwargs)
+    with_suite = features(request, [minilm_adapter(seed=2)], neighbours=lambda: built, **kwargs)
     assert all(bare.get(f) is None for f in ("bank_similarity", "entropy_probe", "disagreement"))
     assert with_suite["bank_similarity"] > 0.5
     assert with_suite["entropy_probe"] is not None and 0 <= with_suite["disagreement"] <= 1
+    # a bank without a task of this base model (a fresh in-process SDK's) goes to the suite too
+    with Bank.open(tmp_path / "empty.duckdb") as empty:
+        kwargs["bank"] = empty
+        from_empty = features(request, [minilm_adapter(seed=2)], neighbours=lambda: built, **kwargs)
+    assert from_empty["bank_similarity"] == pytest.approx(with_suite["bank_similarity"])
+    assert from_empty["entropy_probe"] == pytest.approx(with_suite["entropy_probe"])
+    assert from_empty["weight_similarity"] is None
     # only for the suite's base model: another encoder's request gets no suite neighbours
     monkeypatch.setattr(sn, "suite_neighbours", lambda: built)
     assert _suite_neighbours(DEFAULT_BASE_MODEL) is built and _suite_neighbours("someone/else") is None
