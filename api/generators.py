@@ -33,18 +33,21 @@ class GeneratorContext:
         checkpoint: the method's trained checkpoint (None: the training command's default location).
         classifier: returns the classifier of the generator's base model (ABMLL refines with it); None when
             there is none (a causal LM).
+        judge: how many labelled examples an adapter gets right (`api.trust.example_judge`): retrieval picks
+            among its nearest adapters with it when a request has examples.
     """
 
     bank: Any
     device: str = "auto"
     checkpoint: Path | None = None
     classifier: Callable[[], Any] | None = None
+    judge: Callable[..., int | None] | None = None
 
 
 def _retrieve(ctx: GeneratorContext) -> AdapterGenerator:
     from loragen.bank.retrieval import SERVICE_KINDS, RetrievalGenerator  # final and uploaded, of the base model
 
-    return RetrievalGenerator(ctx.bank, kinds=SERVICE_KINDS, match_base_model=True)
+    return RetrievalGenerator(ctx.bank, kinds=SERVICE_KINDS, match_base_model=True, judge=ctx.judge)
 
 
 def _cvae(ctx: GeneratorContext) -> AdapterGenerator:
@@ -122,7 +125,8 @@ def build_methods(specs: Sequence[str], bank: Any, classifier: Any, *, labels: b
     the method registry (`loragen eval` and `loragen trust fit`).
 
     Args:
-        classifier: the tasks' classifier (ABMLL refines with it), None for a causal LM.
+        classifier: the tasks' classifier (ABMLL refines with it; retrieval picks by examples with it), None for a
+            causal LM.
         labels: accept @LABEL, to compare two checkpoints of one method side by side (`cvae@b=runs/b`).
         retrieve: accept the retrieve method (`loragen eval` has it as its retrieval baseline already).
 
@@ -130,6 +134,8 @@ def build_methods(specs: Sequence[str], bank: Any, classifier: Any, *, labels: b
         CheckpointError: an unknown method, a row given twice, or a method that cannot be loaded (with the command
             that makes it).
     """
+    from loragen.api.trust import example_judge
+
     allowed = [m for m in REGISTRY if retrieve or m != "retrieve"]
     extra = "" if retrieve else " (retrieval is a baseline already)"
     ready: dict[str, AdapterGenerator] = {}
@@ -146,7 +152,8 @@ def build_methods(specs: Sequence[str], bank: Any, classifier: Any, *, labels: b
             raise CheckpointError(f"--method {spec!r}: {row!r} is given twice; {hint}")
         ckpt = Path(path) if path else None
         checkpoints[row] = ckpt or default_checkpoint(name)
-        context = GeneratorContext(bank, checkpoint=ckpt, classifier=(lambda: classifier) if classifier is not None else None)
+        context = GeneratorContext(bank, checkpoint=ckpt, classifier=None if classifier is None else lambda: classifier,
+                                   judge=None if classifier is None else example_judge(classifier=classifier))
         built, failed = build_generators((name,), {name: context})
         ready.update({row: g for g in built.values()})
         unavailable.update({row: why for why in failed.values()})

@@ -44,7 +44,7 @@ from loragen.api.schemas import (
 )
 from loragen.api.settings import Settings
 from loragen.api import scores
-from loragen.api.trust import NOT_SCORED
+from loragen.api.trust import NOT_SCORED, example_judge
 from loragen.api.upload import check_upload_text, checked_upload
 from loragen.bank.base_model import DEFAULT_BASE_MODEL, canonical_base_model_id
 from loragen.bank.errors import LoragenError, NotFoundError, UnknownBaseModelError
@@ -71,12 +71,13 @@ class Service:
     """
 
     def __init__(self, *, settings: Settings, bank: Any, generators: dict[str, AdapterGenerator],
-                 unavailable: dict[str, str], checkpoints: dict[str, Path] | None = None) -> None:
+                 unavailable: dict[str, str], checkpoints: dict[str, Path] | None = None,
+                 models: BaseModels | None = None) -> None:
         self.settings = settings
         self.bank = bank
         self.generators = generators
         self.unavailable = unavailable
-        self.models = BaseModels(settings.device)
+        self.models = models or BaseModels(settings.device)
         self._generator_locks = {method: threading.Lock() for method in REGISTRY}
         self._checkpoints = dict(checkpoints or {})
         self._method_bases = {m: b for m, p in (checkpoints or {}).items()
@@ -101,12 +102,13 @@ class Service:
             log.warning("serving the demo's bank %s (no bank at the default location)", found.path)
         checkpoints = find_checkpoints({"cvae": settings.cvae_checkpoint, "abmll": settings.abmll_checkpoint},
                                        settings.methods)
+        models = BaseModels(settings.device)  # retrieval's judge of labelled examples runs on them
         contexts = {m: GeneratorContext(bank=bank, device=settings.device, checkpoint=checkpoints.get(m),
-                                        classifier=refiner(checkpoints.get(m), settings.device))
-                    for m in settings.methods}
+                                        classifier=refiner(checkpoints.get(m), settings.device),
+                                        judge=example_judge(models)) for m in settings.methods}
         generators, unavailable = build_generators(settings.methods, contexts)
         return cls(settings=settings, bank=bank, generators=generators, unavailable=unavailable,
-                   checkpoints=checkpoints)
+                   checkpoints=checkpoints, models=models)
 
     def warm_up(self) -> None:
         """Load the description encoder and the generators' base models now, not on the first request."""

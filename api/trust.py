@@ -187,6 +187,21 @@ class Probe:
         return sum(int(p == y) for p, (_, y) in zip(preds, examples))
 
 
+def example_judge(models: Any = None, classifier: Any = None
+                  ) -> Callable[[LoraAdapter, Sequence[tuple[str, int]], int], int | None]:
+    """Retrieval's judge (`bank.retrieval.RetrievalGenerator`): how many labelled examples an adapter gets right, on
+    `classifier`, else on the adapter's own base model from `models` (an `api.base_models.BaseModels`, under that
+    model's lock); None for a causal LM."""
+    def judge(adapter: LoraAdapter, examples: Sequence[tuple[str, int]], num_labels: int) -> int | None:
+        if classifier is not None:
+            return Probe(classifier=classifier).correct(adapter, examples, num_labels)
+        loaded = models.get(adapter.base_model)
+        with loaded.lock:
+            return Probe.from_loaded(loaded).correct(adapter, examples, num_labels)
+
+    return judge
+
+
 def label_balance(probs: torch.Tensor) -> float:
     """Entropy of the mean of (n, K) class probabilities over log K, in [0, 1]: 0 when one label takes all."""
     return float(_entropy(probs.double().mean(0)) / math.log(probs.shape[-1]))

@@ -193,7 +193,7 @@ def check_evaluation(bank: Any, report: Any, generators: Mapping[str, Any], chec
     cases = [c for c in eval_cases(bank, splits, conditions, kind=kind) if (c.split, c.task.name) in evaluated]
     rows, ckpts = dict(generators), dict(checkpoints)
     if retrieval:
-        built, _ = build_methods(["retrieve"], bank, None)
+        built, _ = build_methods(["retrieve"], bank, scorer if kind == "classification" else None)
         rows[RETRIEVAL], ckpts[RETRIEVAL] = built["retrieve"], None
     return check_trust(bank, rows, ckpts, cases, scorer, max_examples=max_examples, seed=seed, plot_path=plot_path,
                        progress=progress)

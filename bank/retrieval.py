@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from loragen.bank.describe import OTHER_ORDER, described_order, label_order
 from loragen.bank.errors import NotFoundError
@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 SERVICE_KINDS = ("final", "uploaded")  # what the CLI's and the service's `retrieve` return
 _FACTS_CACHE = 65536  # adapters whose (kind, base model) a generator remembers
+ExampleJudge = Callable[[LoraAdapter, Sequence[tuple[str, int]], int], "int | None"]
 LABEL_WINDOW = 8  # the nearest hits among which one whose task names the labels in the request's order is preferred
 
 
@@ -38,12 +39,15 @@ class RetrievalGenerator:
         kinds: adapter kinds that are candidates (default: final adapters, the task oracles).
         match_base_model: return only adapters for `request.base_model` (the harness's banks hold one base model
             and leave it off).
+        judge: (adapter, labelled examples, number of labels) -> how many it gets right (None: cannot tell); with
+            it, a request's labelled examples pick among the `LABEL_WINDOW` nearest (`api.trust.example_judge`).
     """
 
     name = "retrieval"
 
-    def __init__(self, bank, kinds: Collection[str] = ("final",), match_base_model: bool = False) -> None:
-        self.bank, self.kinds, self.match_base_model = bank, tuple(kinds), match_base_model
+    def __init__(self, bank, kinds: Collection[str] = ("final",), match_base_model: bool = False,
+                 judge: ExampleJudge | None = None) -> None:
+        self.bank, self.kinds, self.match_base_model, self.judge = bank, tuple(kinds), match_base_model, judge
         self._facts: OrderedDict[str, tuple[str, str]] = OrderedDict()  # id -> (kind, base model)
         self._facts_lock = threading.Lock()
 
@@ -108,6 +112,7 @@ class RetrievalGenerator:
         German" from "0 = German, 1 = Dutch", and such a twin's adapter gives every text the other label. The
         labels are the request's label names (`label_order`), else what the description's label slots name
         (`described_order`: "label 0 if ..., label 1 if ..."; a free-text description keeps the nearest first).
+        With labelled examples and a `judge`, the one that gets most of them right comes first (ties in that order).
 
         Raises:
             NotFoundError: the bank has no candidate (for that base model, when matched).
@@ -115,10 +120,22 @@ class RetrievalGenerator:
         base_model = request.base_model if self.match_base_model else None
         n = request.n_samples
         hits = self.candidates(request.description, max(n, LABEL_WINDOW), base_model, request.exclude_tasks)
-        hits = self._in_label_order(hits, request)[:n] if hits else hits
         if not hits:
             where = f" for base model {base_model}" if base_model else ""
             raise NotFoundError(f"no {' or '.join(self.kinds)} adapter{where} in the bank to retrieve for "
                                 f"{request.description[:60]!r}; add some (`loragen bank import`, `loragen bank "
                                 "build`, `loragen bank train`) or pick another base model")
-        return [self.bank.get(h.id) for h in hits]
+        hits = self._in_label_order(hits, request)
+        if request.examples and self.judge is not None and not request.generation_examples:
+            return self._by_examples([self.bank.get(h.id) for h in hits], request)[:n]
+        return [self.bank.get(h.id) for h in hits[:n]]
+
+    def _by_examples(self, adapters: list[LoraAdapter], request: GenerationRequest) -> list[LoraAdapter]:
+        """`adapters` stably reordered by how many of the request's labelled examples each gets right (`judge`;
+        one it cannot score keeps its place after the scored ones)."""
+        scores = [self.judge(a, request.examples, request.num_labels) for a in adapters]
+        ranked = sorted(range(len(adapters)), key=lambda i: (scores[i] is None, -(scores[i] or 0), i))
+        if ranked[0] != 0:
+            log.info("retrieve: %s gets %s of your %d examples right, the nearest %s", adapters[ranked[0]].metadata
+                     .get("task"), scores[ranked[0]], len(request.examples), scores[0])
+        return [adapters[i] for i in ranked]

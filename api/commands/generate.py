@@ -104,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
     from loragen.api.base_models import BaseModels
     from loragen.api.commands.predict import read_texts
     from loragen.api.generators import REGISTRY, GeneratorContext
+    from loragen.api.trust import example_judge
     from loragen.bank.generator import GenerationRequest, save_adapters
 
     inputs = read_texts(args.inputs, "--inputs") if args.inputs is not None else None
@@ -119,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
         bank = _open_bank(args, stack)
         checkpoint, base = _checkpoint_and_base(args)
         classifier = None if base is None else (lambda: _classifier(models, base))
-        ctx = GeneratorContext(bank=bank, device=args.device, checkpoint=checkpoint, classifier=classifier)
+        ctx = GeneratorContext(bank=bank, device=args.device, checkpoint=checkpoint, classifier=classifier,
+                               judge=example_judge(models))
         generator = REGISTRY[args.method].build(ctx)
         if base is None:  # retrieval without --base-model: the nearest adapter's, whichever it is
             base = generator.nearest_base_model(args.description)

@@ -95,3 +95,43 @@ def test_without_label_names_the_description_slots_give_the_order(tmp_path):
         assert retrieval.generate(GenerationRequest(query))[0].metadata["task"] == "lang/nl-vs-de"
         free = "is the text Dutch or German?"  # no label slots: the nearest, as before
         assert retrieval.generate(GenerationRequest(free))[0].metadata["task"] == retrieval.candidates(free, 1)[0].task
+
+
+def test_labelled_examples_pick_the_adapter_that_gets_most_of_them_right(tmp_path):
+    """With a judge (the real MiniLM classifier, `api.trust.example_judge`), the nearest adapters are ranked by how
+    many of the request's examples they get right; the nearest keeps its place on a tie, and a request without
+    examples (or a retrieval without a judge) is not judged at all."""
+    from loragen.api.trust import example_judge
+    from loragen.bank.store import Bank
+    from loragen.bank.train.classifier import PrototypeClassifier
+
+    classifier = PrototypeClassifier()
+    examples = (("dzień dobry, jak się masz", 0), ("dobrý den, jak se máš", 1), ("to jest mój dom", 0),
+                ("to je můj dům", 1), ("kot śpi na kanapie", 0), ("kočka spí na gauči", 1), ("idę do sklepu", 0),
+                ("jdu do obchodu", 1))
+    judge = example_judge(classifier=classifier)
+    calls = []
+
+    def counting(adapter, shown, k):
+        calls.append(adapter.metadata["task"])
+        return judge(adapter, shown, k)
+
+    with Bank.open(tmp_path / "bank.duckdb") as bank:
+        adapters = {f"t/{i}": minilm_adapter(seed=seed, scale=2.0, layers=tuple(range(6)))
+                    for i, seed in enumerate((1, 0, 2, 3))}
+        for name, adapter in adapters.items():
+            bank.add_task(TaskRecord(name=name, description=f"{QUERY} ({name})", labels=("pos", "neg")))
+            bank.add(adapter, task=name, description=f"{QUERY} ({name})", kind="final")
+        bank.reindex()
+        correct = {name: judge(a, examples, 2) for name, a in adapters.items()}
+        nearest = [h.task for h in RetrievalGenerator(bank).candidates(QUERY, 4)]
+        best = max(nearest, key=lambda t: (correct[t], -nearest.index(t)))  # most right, the nearer on a tie
+        assert best != nearest[0], (correct, nearest)  # else the test could not tell judging from not judging
+        retrieval = RetrievalGenerator(bank, judge=counting)
+        [picked] = retrieval.generate(GenerationRequest(QUERY, examples=examples))
+        assert picked.metadata["task"] == best and sorted(calls) == sorted(nearest)
+        calls.clear()
+        assert retrieval.generate(GenerationRequest(QUERY))[0].metadata["task"] == nearest[0] and not calls
+        assert RetrievalGenerator(bank).generate(GenerationRequest(QUERY, examples=examples))[0].metadata["task"] \
+            == nearest[0]
+    assert len(set(correct.values())) > 1, correct  # the four random adapters differ on the examples
