@@ -33,7 +33,7 @@ class GeneratorContext:
         checkpoint: the method's trained checkpoint (None: the training command's default location).
         classifier: returns the classifier of the generator's base model (ABMLL refines with it); None when
             there is none (a causal LM).
-        judge: how many labelled examples an adapter gets right (`api.trust.example_judge`): retrieval picks
+        judge: how many labelled examples an adapter gets right (`api.probe.example_judge`): retrieval picks
             among its nearest adapters with it when a request has examples.
     """
 
@@ -134,7 +134,7 @@ def build_methods(specs: Sequence[str], bank: Any, classifier: Any, *, labels: b
         CheckpointError: an unknown method, a row given twice, or a method that cannot be loaded (with the command
             that makes it).
     """
-    from loragen.api.trust import example_judge
+    from loragen.api.probe import example_judge
 
     allowed = [m for m in REGISTRY if retrieve or m != "retrieve"]
     extra = "" if retrieve else " (retrieval is a baseline already)"

@@ -44,7 +44,8 @@ from loragen.api.schemas import (
 )
 from loragen.api.settings import Settings
 from loragen.api import scores
-from loragen.api.trust import NOT_SCORED, example_judge
+from loragen.api.probe import example_judge
+from loragen.api.trust import NOT_SCORED
 from loragen.api.upload import check_upload_text, checked_upload
 from loragen.bank.base_model import DEFAULT_BASE_MODEL, canonical_base_model_id
 from loragen.bank.errors import LoragenError, NotFoundError, UnknownBaseModelError

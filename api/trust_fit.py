@@ -24,7 +24,8 @@ import numpy as np
 from tqdm import tqdm
 
 from loragen.api.generators import build_methods
-from loragen.api.trust import SAMPLED, Probe, features, peer_adapters, trust_path, trust_samples
+from loragen.api.probe import Probe
+from loragen.api.trust import SAMPLED, features, peer_adapters, trust_path, trust_samples
 from loragen.api.uncertainty import PROBE_TEXTS
 from loragen.bank.errors import TaskDataError
 from loragen.bank.evaluate import N_EXAMPLES, eval_descriptions, split_tasks

@@ -40,7 +40,7 @@ class RetrievalGenerator:
         match_base_model: return only adapters for `request.base_model` (the harness's banks hold one base model
             and leave it off).
         judge: (adapter, labelled examples, number of labels) -> how many it gets right (None: cannot tell); with
-            it, a request's labelled examples pick among the `LABEL_WINDOW` nearest (`api.trust.example_judge`).
+            it, a request's labelled examples pick among the `LABEL_WINDOW` nearest (`api.probe.example_judge`).
     """
 
     name = "retrieval"

@@ -1,6 +1,6 @@
 """Backfill the `balance_own` trust feature into stored calibration cases, without the bank they were fitted on.
 
-`balance_own` (how evenly an adapter spreads its labels over the user's inputs, `api.trust.label_balance`) came
+`balance_own` (how evenly an adapter spreads its labels over the user's inputs, `api.probe.label_balance`) came
 after the shipped generators' trust fit. It needs only the case's point adapter and the task's inputs, both
 rebuildable: the adapter from the generator and the case's request, the inputs from the task's provider. Each case
 is regenerated and its accuracy measured again on the same test examples; only a case whose measured accuracy
@@ -32,7 +32,7 @@ FEATURE = "balance_own"
 
 def backfill(report: dict, generators: dict, provider_name: str, seed: int, progress: bool) -> dict[str, dict]:
     """Fill FEATURE into `report`'s cases of each method in `generators`, in place; per method, what reproduced."""
-    from loragen.api.trust import Probe
+    from loragen.api.probe import Probe
     from loragen.api.trust_fit import EvalCase, _measure, _request
     from loragen.api.uncertainty import PROBE_TEXTS
     from loragen.bank.tasks import get_provider

@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     from loragen.api.base_models import BaseModels
     from loragen.api.commands.predict import read_texts
     from loragen.api.generators import REGISTRY, GeneratorContext
-    from loragen.api.trust import example_judge
+    from loragen.api.probe import example_judge
     from loragen.bank.generator import GenerationRequest, save_adapters
 
     inputs = read_texts(args.inputs, "--inputs") if args.inputs is not None else None

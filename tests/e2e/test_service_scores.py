@@ -10,7 +10,7 @@ import pytest
 
 from loragen.api.base_models import BaseModels
 from loragen.api.scores import LockedGenerator, trust
-from loragen.api.trust import Probe
+from loragen.api.probe import Probe
 from loragen.bank.base_model import DEFAULT_BASE_MODEL
 from loragen.bank.generator import GenerationRequest
 from loragen.bank.retrieval import SERVICE_KINDS, RetrievalGenerator

@@ -26,7 +26,8 @@ def test_a_requests_inputs_reach_the_trust_score(bank_template, tmp_path):
     import pytest
 
     from loragen.api import Client
-    from loragen.api.trust import Probe, trust_path
+    from loragen.api.probe import Probe
+    from loragen.api.trust import trust_path
     from loragen.bank.base_model import DEFAULT_BASE_MODEL
     from loragen.bank.store import Bank
     from loragen.bank.train.classifier import PrototypeClassifier

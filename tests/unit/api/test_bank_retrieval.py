@@ -98,10 +98,10 @@ def test_without_label_names_the_description_slots_give_the_order(tmp_path):
 
 
 def test_labelled_examples_pick_the_adapter_that_gets_most_of_them_right(tmp_path):
-    """With a judge (the real MiniLM classifier, `api.trust.example_judge`), the nearest adapters are ranked by how
+    """With a judge (the real MiniLM classifier, `api.probe.example_judge`), the nearest adapters are ranked by how
     many of the request's examples they get right; the nearest keeps its place on a tie, and a request without
     examples (or a retrieval without a judge) is not judged at all."""
-    from loragen.api.trust import example_judge
+    from loragen.api.probe import example_judge
     from loragen.bank.store import Bank
     from loragen.bank.train.classifier import PrototypeClassifier
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from loragen.api import suite_neighbours as sn
-from loragen.api.trust import Probe, _suite_neighbours, features
+from loragen.api.probe import Probe
+from loragen.api.trust import _suite_neighbours, features
 from loragen.bank.base_model import DEFAULT_BASE_MODEL
 from loragen.bank.embed import default_encoder
 from loragen.bank.generator import GenerationRequest

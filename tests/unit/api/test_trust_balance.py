@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from loragen.api.trust import Probe, features, label_balance
+from loragen.api.probe import Probe, label_balance
+from loragen.api.trust import features
 from loragen.bank.generator import GenerationRequest
 
 

@@ -39,7 +39,7 @@ def test_scorers_of_one_classifier_and_the_trust_probe_share_forward_passes(tmp_
     """A request's uncertainty score runs its adapter on the probe texts the trust score already ran it on."""
     import torch
 
-    from loragen.api.trust import Probe
+    from loragen.api.probe import Probe
     from loragen.bank.train.classifier import PrototypeClassifier
     from tests._models import random_adapter
 
