@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from loragen.api.trust import load_trust, not_calibrated, trust_path
-from loragen.api.trust_fit import EvalCase, collect, reference_embeddings
+from loragen.api.trust_fit import TEST_EXAMPLES, EvalCase, collect, reference_embeddings
 from loragen.meta.trust import TrustModel
 from loragen.meta.trust_report import metrics_by_condition, trust_diagram, trust_metrics
 
@@ -98,7 +98,7 @@ def _entry(model: TrustModel, path: Path, records: list[dict]) -> dict:
 
 
 def check_trust(bank: Any, generators: Mapping[str, Any], checkpoints: Mapping[str, Path | None],
-                cases: Sequence[EvalCase], scorer: Any, *, max_examples: int = 64, seed: int = 0,
+                cases: Sequence[EvalCase], scorer: Any, *, max_examples: int | None = None, seed: int = 0,
                 plot_path: Path | None = None, progress: bool = True, defaults: bool = False) -> dict:
     """Score each method's stored trust model on `cases`.
 
@@ -120,6 +120,8 @@ def check_trust(bank: Any, generators: Mapping[str, Any], checkpoints: Mapping[s
         TaskDataError: a case's task has no test data loragen can rebuild.
     """
     target = "accuracy" if not cases or cases[0].task.labels else "exact_match"
+    if max_examples is None:
+        max_examples = TEST_EXAMPLES["classification" if target == "accuracy" else "generation"]
     section: dict[str, Any] = {"target": target, "defaults": defaults, "splits": sorted({c.split for c in cases}),
                                "n_cases": len(cases),
                                "max_examples": max_examples, "methods": {}, "plot": None}

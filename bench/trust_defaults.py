@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="cvae / abmll with the checkpoint holding its trust.json (repeatable)")
     parser.add_argument("--split", action="append", default=None, help="calibration split (repeatable)")
     parser.add_argument("--max-tasks", type=int, default=8)
-    parser.add_argument("--max-examples", type=int, default=64)
+    parser.add_argument("--max-examples", type=int, default=None, help="default: as `loragen trust fit`")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=Path("bench/results/trust_defaults.json"))
     args = parser.parse_args(argv)

@@ -57,8 +57,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "generation tasks take no label names, so \"labels\" is left out for them)")
     f.add_argument("--max-tasks", type=positive_int, default=None, metavar="N",
                    help="at most N tasks per split (fixed random sample)")
-    f.add_argument("--max-examples", type=positive_int, default=64, metavar="N",
-                   help="test examples per task the accuracy is measured on (default 64)")
+    f.add_argument("--max-examples", type=positive_int, default=None, metavar="N",
+                   help="test examples per task the accuracy is measured on (default: 128 for classification, all "
+                   "of a suite task's; 32 greedy completions for generation)")
     add_seed(f, "sampling seed of the generators", default=0)
     f.add_argument("--json", type=Path, default=Path("bench/results/trust.json"), help="the cross-validated report")
     f.add_argument("--plot", type=Path, default=Path("bench/results/trust.png"), help="predicted vs measured PNG")
