@@ -80,7 +80,7 @@ def _unusable(method: str, model: TrustModel | None, path: Path | None, checkpoi
     return None if why is None else not_calibrated(method, why, checkpoint).advice
 
 
-def _entry(model: TrustModel, path: Path, records: list[dict]) -> dict:
+def trust_entry(model: TrustModel, path: Path, records: list[dict]) -> dict:
     """A calibrated method's report: metrics of its honest estimates overall, per condition and per split."""
     recs = honest_estimates(model, records)
     metrics = None
@@ -141,7 +141,7 @@ def check_trust(bank: Any, generators: Mapping[str, Any], checkpoints: Mapping[s
     records = collect(bank, generators, cases, scorer, max_examples=max_examples, seed=seed,
                       reference=reference_embeddings(bank), progress=progress, defaults=defaults)
     for row, (model, path) in models.items():
-        section["methods"][row] = _entry(model, path, records[row])
+        section["methods"][row] = trust_entry(model, path, records[row])
     curves = {row: ([r["predicted"] for r in e["cases"]], [r["measured"] for r in e["cases"]])
               for row, e in section["methods"].items() if e["calibrated"]}
     if plot_path is not None:

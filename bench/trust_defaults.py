@@ -30,8 +30,7 @@ def without_suite(section: dict) -> dict:
     """The `defaults` section re-predicted without the features the built-in suite's neighbours give (the same
     cases and measured accuracies; the same stored trust models, leave-task-out)."""
     from loragen.api.trust import load_trust
-    from loragen.api.trust_check import honest_estimates
-    from loragen.meta.trust_report import metrics_by_condition, trust_metrics
+    from loragen.api.trust_check import trust_entry
 
     out = {**section, "methods": {}}
     for row, entry in section["methods"].items():
@@ -40,12 +39,8 @@ def without_suite(section: dict) -> dict:
             continue
         records = [{**c, "features": {k: (None if k in SUITE_FEATURES else v) for k, v in c["features"].items()}}
                    for c in entry["cases"]]
-        recs = honest_estimates(load_trust(Path(entry["trust_file"])), records)
-        metrics = trust_metrics([r["predicted"] for r in recs], [r["measured"] for r in recs],
-                                [r["features"].get("chance") or 0.0 for r in recs], [r["low"] for r in recs],
-                                [r["high"] for r in recs])
-        out["methods"][row] = {**entry, "metrics": metrics, "by_condition": metrics_by_condition(recs),
-                               "cases": recs}
+        path = Path(entry["trust_file"])
+        out["methods"][row] = trust_entry(load_trust(path), path, records)
     return out
 
 
