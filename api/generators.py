@@ -120,13 +120,15 @@ def default_checkpoint(method: str) -> Path | None:
 
 
 def build_methods(specs: Sequence[str], bank: Any, classifier: Any, *, labels: bool = False,
-                  retrieve: bool = True) -> tuple[dict[str, AdapterGenerator], dict[str, Path | None]]:
+                  retrieve: bool = True, causal: tuple[Any, Any] | None = None
+                  ) -> tuple[dict[str, AdapterGenerator], dict[str, Path | None]]:
     """`--method NAME[@LABEL][=CHECKPOINT]` options -> (row -> generator, row -> its checkpoint directory), through
     the method registry (`loragen eval` and `loragen trust fit`).
 
     Args:
         classifier: the tasks' classifier (ABMLL refines with it; retrieval picks by examples with it), None for a
             causal LM.
+        causal: (model, tokenizer) of the tasks' causal LM: retrieval picks by exact match on the examples with it.
         labels: accept @LABEL, to compare two checkpoints of one method side by side (`cvae@b=runs/b`).
         retrieve: accept the retrieve method (`loragen eval` has it as its retrieval baseline already).
 
@@ -152,8 +154,9 @@ def build_methods(specs: Sequence[str], bank: Any, classifier: Any, *, labels: b
             raise CheckpointError(f"--method {spec!r}: {row!r} is given twice; {hint}")
         ckpt = Path(path) if path else None
         checkpoints[row] = ckpt or default_checkpoint(name)
+        judge = example_judge(classifier=classifier, causal=causal) if classifier or causal else None
         context = GeneratorContext(bank, checkpoint=ckpt, classifier=None if classifier is None else lambda: classifier,
-                                   judge=None if classifier is None else example_judge(classifier=classifier))
+                                   judge=judge)
         built, failed = build_generators((name,), {name: context})
         ready.update({row: g for g in built.values()})
         unavailable.update({row: why for why in failed.values()})

@@ -43,22 +43,43 @@ class Probe:
                 "mi": float(st["mutual_information"].mean()) if len(adapters) > 1 else None,
                 "preds": probs[0].argmax(-1).tolist(), "balance": label_balance(probs[0])}
 
-    def correct(self, adapter: LoraAdapter, examples: Sequence[tuple[str, int]], num_labels: int) -> int | None:
-        """How many labelled examples the adapter gets right (None for a causal LM)."""
-        if self.causal is not None or not examples or isinstance(examples[0][1], str):
+    def correct(self, adapter: LoraAdapter, examples: Sequence[tuple[str, int]] | Sequence[tuple[str, str]],
+                num_labels: int) -> int | None:
+        """How many examples the adapter gets right: (text, label) pairs on an encoder, (input, output) pairs on a
+        causal LM by exact match of its greedy completion (`bank.causal_lm.exact_match`, as `trust fit` measures).
+        None when the examples do not fit the model."""
+        if not examples:
+            return None
+        generation = isinstance(examples[0][1], str)
+        if self.causal is not None:
+            return _exact_matches(*self.causal, adapter, examples) if generation else None
+        if generation:
             return None
         preds = self.classifier.logits([t for t, _ in examples], adapter, num_labels).argmax(-1).tolist()
         return sum(int(p == y) for p, (_, y) in zip(preds, examples))
 
 
-def example_judge(models: Any = None, classifier: Any = None
-                  ) -> Callable[[LoraAdapter, Sequence[tuple[str, int]], int], int | None]:
-    """Retrieval's judge (`bank.retrieval.RetrievalGenerator`): how many labelled examples an adapter gets right, on
-    `classifier`, else on the adapter's own base model from `models` (an `api.base_models.BaseModels`, under that
-    model's lock); None for a causal LM."""
-    def judge(adapter: LoraAdapter, examples: Sequence[tuple[str, int]], num_labels: int) -> int | None:
-        if classifier is not None:
-            return Probe(classifier=classifier).correct(adapter, examples, num_labels)
+def _exact_matches(model: Any, tokenizer: Any, adapter: LoraAdapter, examples: Sequence[tuple[str, str]]) -> int:
+    from loragen.bank.causal_lm import complete, normalize
+    from loragen.bank.lora.functional import lora_applied
+
+    refs = [str(y) for _, y in examples]
+    longest = max(len(tokenizer(y, add_special_tokens=False)["input_ids"]) for y in refs)
+    device = next(model.parameters()).device
+    with lora_applied(model, adapter.to(device) if adapter.device != device else adapter):
+        preds = complete(model, tokenizer, [str(x) for x, _ in examples], max_new_tokens=min(longest + 2, 128))
+    return sum(int(normalize(p) == normalize(r)) for p, r in zip(preds, refs))
+
+
+def example_judge(models: Any = None, classifier: Any = None, causal: tuple[Any, Any] | None = None
+                  ) -> Callable[[LoraAdapter, Sequence[tuple], int], int | None]:
+    """Retrieval's judge (`bank.retrieval.RetrievalGenerator`): how many examples an adapter gets right (labels on
+    an encoder; exact match of the greedy completion on a causal LM), on `classifier` or the causal LM `causal`
+    ((model, tokenizer)), else on the adapter's own base model from `models` (an `api.base_models.BaseModels`,
+    under that model's lock)."""
+    def judge(adapter: LoraAdapter, examples: Sequence[tuple], num_labels: int) -> int | None:
+        if classifier is not None or causal is not None:
+            return Probe(classifier=classifier, causal=causal).correct(adapter, examples, num_labels)
         loaded = models.get(adapter.base_model)
         with loaded.lock:
             return Probe.from_loaded(loaded).correct(adapter, examples, num_labels)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from loragen.api.generators import METHODS
 from loragen.bank.generator import MAX_DESCRIPTION_CHARS, MAX_EXAMPLES
@@ -18,6 +18,23 @@ Method = Literal[METHODS]  # type: ignore[valid-type]  # the method table of api
 MergeMethod = Literal["linear", "svd", "ties"]
 MAX_TEXTS = 256
 MAX_INPUTS = 64  # unlabeled inputs a generate request may bring for its scores
+# When a generation's model-based scores (uncertainty on probe inputs, trust) are computed: "deferred" (the default)
+# answers at once with a `scores_url` the client GETs for them (computed then, once); "inline" computes them before
+# answering; "off" skips them. JSON true/false mean "inline"/"off".
+ScoreMode = Literal["deferred", "inline", "off"]
+SCORE_MODES: tuple[str, ...] = ("deferred", "inline", "off")
+
+
+def score_mode(value: Any) -> str:
+    """A request's `score` as a ScoreMode: booleans and their usual query spellings (1/0, true/false) included."""
+    if isinstance(value, bool):
+        return "inline" if value else "off"
+    text = str(value).strip().lower()
+    spelled = {"1": "inline", "true": "inline", "yes": "inline", "0": "off", "false": "off", "no": "off"}
+    mode = spelled.get(text, text)
+    if mode not in SCORE_MODES:
+        raise ValueError(f"score must be one of {list(SCORE_MODES)} (or true/false), got {value!r}")
+    return mode
 
 
 class _Model(BaseModel):
@@ -109,10 +126,17 @@ class GenerateRequest(_Model):
         "scores run the adapter on them (its predictive entropy, and whether it gives them all one label, the "
         "strongest label-free sign of an adapter at chance), the first 16 of them; default: the examples' texts, "
         "else the nearest bank task's inputs")
-    score: bool = Field(default=True, description="false: skip the model-based scores (the uncertainty on probe "
-                        "inputs and the trust score), which run the base model on up to 16 texts per adapter (for "
-                        "MiniLM about 100 ms of one CPU core per adapter, most of a CVAE request); the response then "
-                        "says so (uncertainty.scored false, trust.advice 'not scored'). Same as `?score=0`.")
+    score: ScoreMode = Field(default="deferred", description="the model-based scores (the uncertainty on probe "
+                             "inputs and the trust score) run the base model on up to 16 texts per adapter and per "
+                             "peer method (for MiniLM about 50 ms of one CPU core each). deferred: answer now, with "
+                             "`scores_url` to GET them from (computed on that GET, once); inline (or true): compute "
+                             "them before answering; off (or false): skip them, the response says so "
+                             "(uncertainty.scored false, trust.advice 'not scored'). Same as `?score=`.")
+
+    @field_validator("score", mode="before")
+    @classmethod
+    def _score(cls, value: Any) -> str:
+        return score_mode(value)
 
 
 class GenerateResponse(_Model):
@@ -133,6 +157,20 @@ class GenerateResponse(_Model):
         "`loragen trust fit` was used), advice (what helps when low, or how to calibrate)")
     neighbours: list[Hit]
     seconds: float
+    generation: str = Field(description="this generation's id (its scores are kept under it)")
+    scores_url: str | None = Field(default=None, description="score=deferred: GET it for the uncertainty and trust "
+                                   "scores (computed on the first GET); null when they are in this response or off")
+
+
+class ScoresResponse(_Model):
+    """What `GET /v1/generations/{generation}/scores` returns: a deferred generation's model-based scores."""
+
+    generation: str
+    id: str = Field(description="the generation's point-estimate adapter")
+    method: Method
+    uncertainty: dict[str, float | bool | str | None] = Field(description="as GenerateResponse.uncertainty")
+    trust: dict[str, float | bool | str | None] = Field(description="as GenerateResponse.trust")
+    seconds: float = Field(description="how long computing them took (0 when they had been computed before)")
 
 
 class SearchResponse(_Model):

@@ -37,6 +37,7 @@ from loragen.api.schemas import (
     PredictRequest,
     PredictResponse,
     ReindexResponse,
+    ScoresResponse,
     SearchResponse,
 )
 from loragen.api.settings import Settings
@@ -131,6 +132,7 @@ class _Http:
 # name -> (*args) -> (HTTP method, path, response model, httpx kwargs)
 _HTTP_ROUTES: dict[str, Callable[..., tuple[str, str, Any, dict[str, Any]]]] = {
     "generate": lambda req: ("POST", "/v1/adapters:generate", GenerateResponse, {"json": req.model_dump()}),
+    "scores": lambda g: ("GET", f"/v1/generations/{g}/scores", ScoresResponse, {}),
     "get": lambda i: ("GET", f"/v1/adapters/{i}", AdapterInfo, {}),
     "search": lambda q, k: ("GET", "/v1/search", SearchResponse, {"params": {"q": q, "k": k}}),
     "merge": lambda req: ("POST", "/v1/merge", MergeResponse, {"json": req.model_dump()}),
@@ -177,9 +179,10 @@ class Client:
 
         `base_model` (a packaged name or a local transformers directory the server accepts) defaults to the
         method's own: its checkpoint's, for retrieval the nearest bank adapter's. `examples` are (text, label
-        index) pairs of a classification task or (input, output) string pairs of a generation task. `score=False`
-        skips the model-based uncertainty and trust scores (much faster for a generated adapter; the response says
-        so). `inputs`: unlabeled texts of the task for those scores (the trust score then checks that the adapter
+        index) pairs of a classification task or (input, output) string pairs of a generation task. The model-based
+        uncertainty and trust scores are in the result (the request's `score="inline"`; a raw HTTP request defers
+        them by default); `score=False` skips them (much faster for a generated adapter; the result says so).
+        `inputs`: unlabeled texts of the task for those scores (the trust score then checks that the adapter
         does not give them all one label).
 
         Returns:
@@ -190,10 +193,15 @@ class Client:
                 description=text, labels=list(labels) if labels else None, base_model=base_model, method=method,
                 examples=[{"input": t, "output": y} if isinstance(y, str) else {"text": t, "label": y}
                           for t, y in examples] if examples else None, samples=samples,
-                seed=seed, score=score, inputs=list(inputs) if inputs else None)
+                seed=seed, score="inline" if score else "off", inputs=list(inputs) if inputs else None)
             return self._backend.call("generate", request)
 
         return _each(description, one)
+
+    def scores(self, generation: str) -> ScoresResponse:
+        """The uncertainty and trust scores of a generation a raw HTTP request made with `score="deferred"` (the
+        service's default), computed on the first call."""
+        return self._backend.call("scores", generation)
 
     def get(self, adapter_id: str | Sequence[str]) -> AdapterInfo | list[AdapterInfo]:
         """Adapter metadata for an id (or a list of ids)."""

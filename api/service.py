@@ -22,9 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from loragen.api.base_models import BaseModels, base_for_adapters, refiner
+from loragen.api.deferred import DeferredScores, Pending, new_generation_id, pending_trust, scores_url
 from loragen.api.errors import ApiError
 from loragen.api.generators import REGISTRY, GeneratorContext, build_generators
 from loragen.api.lookup import checkpoint_base_model, find_bank, find_checkpoints
@@ -40,10 +39,12 @@ from loragen.api.schemas import (
     PredictRequest,
     PredictResponse,
     ReindexResponse,
+    ScoresResponse,
     SearchResponse,
 )
 from loragen.api.settings import Settings
 from loragen.api import scores
+from loragen.api.predict import predict_request
 from loragen.api.probe import example_judge
 from loragen.api.trust import NOT_SCORED
 from loragen.api.upload import check_upload_text, checked_upload
@@ -84,6 +85,7 @@ class Service:
         self._method_bases = {m: b for m, p in (checkpoints or {}).items()
                               if m in generators and (b := checkpoint_base_model(p))}
         self._allowed_bases = self._accepted_base_models()
+        self._deferred = DeferredScores(settings.deferred_scores)
         self._scheduler: Any = None
         self.on_generate: Any = None  # optional callback(method, seconds, n) for metrics
         self.on_reindex: Any = None  # optional callback(trigger)
@@ -158,23 +160,52 @@ class Service:
             adapters = generator.generate(gen_request)
         if not adapters:
             raise ApiError(500, "internal", f"generator {request.method!r} returned no adapter")
-        # Scored outside the generator's lock, before storing (the bank signals compare with what the bank knew).
-        common = dict(bank=self.bank, models=self.models, inputs=request.inputs)
-        trust = dict(NOT_SCORED) if not request.score else scores.trust(
-            request.method, gen_request, adapters, generators=self.generators, locks=self._generator_locks,
-            checkpoint=self._checkpoints.get(request.method), **common)
-        uncertainty = scores.uncertainty(gen_request, adapters, settings=self.settings, model_scores=request.score,
-                                         **common)
+        # Scored outside the generator's lock. The bank signals read only trained (final) adapters, so scoring
+        # before storing (inline) and after (deferred) see the same bank.
+        generation = new_generation_id()
+        if request.score == "inline":
+            uncertainty, trust = self._model_scores(request.method, gen_request, adapters, request.inputs)
+        else:
+            uncertainty = scores.uncertainty(gen_request, adapters, bank=self.bank, models=self.models,
+                                             settings=self.settings, model_scores=False)
+            trust = dict(NOT_SCORED) if request.score == "off" else pending_trust(generation)
         provenance = _provenance(request, gen_request)
         ids = [self._store(a, request.description, provenance) for a in adapters]
         info = AdapterInfo.from_record(self.bank.record(ids[0]))
         neighbours = [Hit.from_hit(h) for h in self.bank.search_adapter(adapters[0], k=self.settings.neighbours + 1)
                       if h.id != ids[0]][: self.settings.neighbours]
+        deferred = request.score == "deferred"
+        if deferred:
+            self._deferred.add(generation, Pending(request.method, gen_request, tuple(ids), request.inputs))
         seconds = time.perf_counter() - start
         if self.on_generate is not None:
             self.on_generate(request.method, seconds, len(adapters))
         return GenerateResponse(id=ids[0], ids=ids, method=request.method, adapter=info, uncertainty=uncertainty,
-                                trust=trust, neighbours=neighbours, seconds=seconds)
+                                trust=trust, neighbours=neighbours, seconds=seconds, generation=generation,
+                                scores_url=scores_url(generation) if deferred else None)
+
+    def scores(self, generation: str) -> ScoresResponse:
+        """A score=deferred generation's uncertainty and trust scores, computed on the first call.
+
+        Raises:
+            ApiError: 404 when the server holds no such generation (unknown, dropped, or from before a restart).
+            NotFoundError: one of its adapters has left the bank.
+        """
+        def compute(entry: Pending) -> tuple[dict[str, Any], dict[str, Any]]:
+            adapters = [self.bank.get(i) for i in entry.ids]
+            return self._model_scores(entry.method, entry.request, adapters, entry.inputs)
+
+        entry, (uncertainty, trust), seconds = self._deferred.scores(generation, compute)
+        return ScoresResponse(generation=generation, id=entry.ids[0], method=entry.method, uncertainty=uncertainty,
+                              trust=trust, seconds=seconds)
+
+    def _model_scores(self, method: str, request: GenerationRequest, adapters: list[LoraAdapter],
+                      inputs: list[str] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(uncertainty, trust) of a generation with the base model run: the part a request may defer."""
+        common = dict(bank=self.bank, models=self.models, inputs=inputs)
+        trust = scores.trust(method, request, adapters, generators=self.generators, locks=self._generator_locks,
+                             checkpoint=self._checkpoints.get(method), **common)
+        return scores.uncertainty(request, adapters, settings=self.settings, model_scores=True, **common), trust
 
     def _generator(self, method: str) -> AdapterGenerator:
         if method in self.generators:
@@ -295,34 +326,12 @@ class Service:
 
     def predict(self, request: PredictRequest) -> PredictResponse:
         """Label probabilities of the prototype classifier on the adapter's base model (without an adapter: the
-        packaged MiniLM) for `texts`, with a bank adapter applied.
-
-        The label count and names come from the adapter's task when the bank knows it.
+        packaged MiniLM) for `texts`, with a bank adapter applied (`api.predict.predict_request`).
 
         Raises:
             ApiError: 422 for an adapter of a causal LM (it completes text: `loragen predict` prints completions).
         """
-        adapter, labels = None, None
-        if request.adapter_id is not None:
-            adapter = self.bank.get(request.adapter_id)
-            labels = self._task_labels(adapter.metadata.get("task"))
-        loaded = self.models.get(adapter.base_model if adapter is not None else DEFAULT_BASE_MODEL)
-        if loaded.causal:
-            raise ApiError(422, "invalid_request", "this adapter is for a causal LM, which completes text rather than "
-                           "classifying it; run `loragen predict ADAPTER --text ...` on a downloaded copy.")
-        num_labels = request.num_labels or (len(labels) if labels else 2)
-        if labels is not None and len(labels) != num_labels:
-            labels = None
-        with loaded.lock:
-            return predict_texts(loaded.classifier, request.texts, adapter, num_labels=num_labels, labels=labels)
-
-    def _task_labels(self, task: str | None) -> list[str] | None:
-        if not task:
-            return None
-        try:
-            return list(self.bank.get_task(task).labels)
-        except LoragenError:  # a task name the bank has no record of
-            return None
+        return predict_request(self.bank, self.models, request)
 
     def _check_base(self, name: str) -> str:
         try:
@@ -354,14 +363,6 @@ class Service:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
-
-
-def predict_texts(classifier: Any, texts: list[str], adapter: LoraAdapter | None, *, num_labels: int = 2,
-                  labels: list[str] | None = None) -> PredictResponse:
-    """Run a prototype classifier on `texts` (with `adapter` applied) and return label probabilities."""
-    logits = classifier.logits(list(texts), adapter, num_labels=num_labels)  # (n, num_labels)
-    probs = torch.softmax(logits.float(), dim=-1)
-    return PredictResponse(probabilities=probs.tolist(), predictions=probs.argmax(-1).tolist(), labels=labels)
 
 
 def _provenance(request: GenerateRequest, gen_request: GenerationRequest) -> dict[str, Any]:

@@ -54,6 +54,8 @@ class Settings:
         calibrator: a fitted confidence calibrator (JSON from meta); None uses the `calibrator.json` that
             bench/meta_eval.py writes next to the ABMLL checkpoint when there is one, else the raw confidence.
         neighbours: how many bank neighbours a generation reports.
+        deferred_scores: how many score=deferred generations the service keeps scoring material for (their
+            `GET /v1/generations/{id}/scores`); older ones are dropped, least recently used first.
         torch_threads: torch intra-op threads in the server process (None: torch's default). The server runs
             requests in parallel on `generation_workers` threads; splitting each small forward pass over more
             threads as well made a generate request 6x slower on a loaded 2-core machine (1.2 s vs 0.2 s).
@@ -86,6 +88,7 @@ class Settings:
     abmll_checkpoint: Path | None = None
     calibrator: Path | None = None
     neighbours: int = 5
+    deferred_scores: int = 256
     torch_threads: int | None = 1
     bank_memory_limit: str = DEFAULT_MEMORY_LIMIT
     malloc_arena_max: int = 2
@@ -105,7 +108,7 @@ class Settings:
         """Every bad value, each naming its field, its environment variable and what is allowed."""
         problems = []
         for name in ("max_request_bytes", "max_upload_bytes", "max_archive_members", "max_member_bytes",
-                     "generation_workers", "neighbours"):
+                     "generation_workers", "neighbours", "deferred_scores"):
             if getattr(self, name) < 1:
                 problems.append(f"{_name(name)} must be >= 1, got {getattr(self, name)}")
         if self.torch_threads is not None and self.torch_threads < 1:
@@ -175,7 +178,7 @@ class Settings:
 
 
 _INTS = {"max_request_bytes", "max_upload_bytes", "max_archive_members", "max_member_bytes",
-         "generation_workers", "neighbours", "torch_threads", "malloc_arena_max",
+         "generation_workers", "neighbours", "deferred_scores", "torch_threads", "malloc_arena_max",
          "malloc_mmap_threshold"}
 _FLOATS = {"max_compression_ratio", "reindex_interval_s", "malloc_trim_interval_s"}
 _TUPLES = {"methods", "base_models"}

@@ -55,10 +55,10 @@ LOW = 0.7
 CALIBRATION_SAMPLES = 4  # samples a calibration case draws for the spread features (`trust_samples`)
 SAMPLED = ("cvae", "abmll")  # methods whose samples differ (retrieval has one answer per description)
 FIT_HINT = "loragen trust fit --bank BANK --method {method}{ckpt} --split heldout_task"
-# The trust entry of a service request that asked for score=false: said plainly, never a made-up number.
+# The trust entry of a service request that asked for score=off: said plainly, never a made-up number.
 NOT_SCORED: dict[str, float | bool | str | None] = {
     "expected": None, "low": None, "high": None, "calibrated": False,
-    "advice": "not scored: the request asked for score=false (send score=true for the trust score)"}
+    "advice": "not scored: the request asked for score=off (send score=inline, or deferred and GET its scores_url)"}
 
 
 def trust_path(method: str, checkpoint: Path | None, bank_path: Path | None) -> Path | None:
@@ -200,7 +200,8 @@ def features(request: GenerationRequest, adapters: Sequence[LoraAdapter], *, pro
     from loragen.meta.trust import shrunk_accuracy
 
     right = probe.correct(adapters[0], request.examples or (), k)
-    out["example_accuracy"] = None if right is None else shrunk_accuracy(right, len(request.examples), k)
+    out["example_accuracy"] = None if right is None else shrunk_accuracy(right, len(request.examples), k,
+                                                                        chance=out["chance"])
     return out
 
 

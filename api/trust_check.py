@@ -187,7 +187,7 @@ def check_evaluation(bank: Any, report: Any, generators: Mapping[str, Any], chec
         TaskDataError: a case's task has no test data. CheckpointError: the retrieve method cannot be built.
     """
     from loragen.api.generators import build_methods
-    from loragen.api.trust_fit import eval_cases
+    from loragen.api.trust_fit import causal_of, eval_cases
 
     evaluated = {(r["split"], r["task"]) for r in report.rows}
     splits = list(report.config.get("tasks_per_split") or dict.fromkeys(s for s, _ in evaluated))
@@ -195,7 +195,8 @@ def check_evaluation(bank: Any, report: Any, generators: Mapping[str, Any], chec
     cases = [c for c in eval_cases(bank, splits, conditions, kind=kind) if (c.split, c.task.name) in evaluated]
     rows, ckpts = dict(generators), dict(checkpoints)
     if retrieval:
-        built, _ = build_methods(["retrieve"], bank, scorer if kind == "classification" else None)
+        built, _ = build_methods(["retrieve"], bank, scorer if kind == "classification" else None,
+                                 causal=causal_of(scorer))
         rows[RETRIEVAL], ckpts[RETRIEVAL] = built["retrieve"], None
     return check_trust(bank, rows, ckpts, cases, scorer, max_examples=max_examples, seed=seed, plot_path=plot_path,
                        progress=progress)

@@ -248,7 +248,7 @@ def fit_bank(bank_path: str | Path | None, methods: Sequence[str], *, splits: Se
             raise TaskDataError(f"splits {splits} hold no {kind} task in {bank.path}; build held-out "
                                 "tasks (`loragen bank build`) or name other --split")
         scorer, classifier = bank_scorer(bank, kind, finals, cases[0].task)
-        generators, checkpoints = build_methods(list(methods), bank, classifier)
+        generators, checkpoints = build_methods(list(methods), bank, classifier, causal=causal_of(scorer))
         return fit_trust(bank, generators, cases, scorer, checkpoints=checkpoints, max_examples=max_examples,
                          seed=seed, write=write, json_path=json_path, plot_path=plot_path, progress=progress)
 
@@ -283,6 +283,13 @@ def bank_scorer(bank: Any, kind: str, finals: Mapping[str, str], task: TaskRecor
         return CausalLM(bank_base_model(bank, finals)), None
     classifier = _classifier(bank, task)
     return classifier, classifier
+
+
+def causal_of(scorer: Any) -> tuple[Any, Any] | None:
+    """(model, tokenizer) of a `bank_scorer` scorer that is a causal LM, else None."""
+    from loragen.bank.train import CausalLM
+
+    return (scorer.model, scorer.tokenizer) if isinstance(scorer, CausalLM) else None
 
 
 def _classifier(bank, task):

@@ -36,9 +36,11 @@ class TextEncoder:
             (or plain transformers) directory. Nothing is downloaded.
         device: "cpu", "cuda" or "auto"/None (CUDA when present).
         batch_size: sentences per forward pass.
-        cache_size: single-text encodes remembered, least recently used dropped first (0: none). A service asks
-            for the same description's embedding several times per request (retrieval, uncertainty, neighbours);
-            only one-text calls are cached, so a cached embedding is exactly what encoding that text alone gives.
+        cache_size: texts whose embeddings are remembered, least recently used dropped first (0: none). A service
+            asks for the same description's embedding (and its label segments') several times per request
+            (retrieval, the generators, uncertainty, neighbours), and a micro-batch of requests encodes theirs in
+            one call. Calls of up to _SMALL_BATCH texts go through the cache, text by text; the texts it lacks are
+            encoded together (a text encoded in a batch matches its single encoding up to float rounding, ~1e-7).
 
     Raises:
         UnknownBaseModelError: `model` is neither the packaged model nor a local directory.
@@ -91,24 +93,34 @@ class TextEncoder:
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        if len(texts) == 1 and self.cache_size:
-            return self._encode_one(texts[0])[None, :].copy()
+        if self.cache_size and len(texts) <= _SMALL_BATCH:
+            return self._encode_cached(texts)
         return self._encode(texts, show_progress)
 
-    def _encode_one(self, text: str) -> np.ndarray:
-        """One text's embedding, from the cache when it was encoded (alone) before."""
+    def _encode_cached(self, texts: list[str]) -> np.ndarray:
+        """Embeddings of a few texts, each from the cache when it was encoded before; the others in one forward
+        pass (one text alone: `_forward_one`), then remembered one by one."""
+        found: dict[str, np.ndarray] = {}
         with self._cache_lock:
-            vec = self._cache.get(text)
-            if vec is not None:
-                self._cache.move_to_end(text)
-                return vec
-        vec = self._forward_one(text) if torch.get_num_threads() == 1 else self._encode([text], False)[0].copy()
-        vec.setflags(write=False)
-        with self._cache_lock:
-            self._cache[text] = vec
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-        return vec
+            for text in texts:
+                vec = self._cache.get(text)
+                if vec is not None:
+                    self._cache.move_to_end(text)
+                    found[text] = vec
+        missing = [t for t in dict.fromkeys(texts) if t not in found]
+        if missing:
+            if len(missing) == 1 and torch.get_num_threads() == 1:
+                fresh = [self._forward_one(missing[0])]
+            else:
+                fresh = list(self._encode(missing, False))
+            with self._cache_lock:
+                for text, vec in zip(missing, fresh):
+                    vec = np.array(vec, dtype=np.float32)  # its own buffer: a row of a batch would pin the batch
+                    vec.setflags(write=False)
+                    found[text] = self._cache[text] = vec
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        return np.stack([found[t] for t in texts])
 
     def _forward_one(self, text: str) -> np.ndarray:
         """One text through the model's own modules (what `SentenceTransformer.encode` does for one text), with

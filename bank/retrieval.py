@@ -39,8 +39,9 @@ class RetrievalGenerator:
         kinds: adapter kinds that are candidates (default: final adapters, the task oracles).
         match_base_model: return only adapters for `request.base_model` (the harness's banks hold one base model
             and leave it off).
-        judge: (adapter, labelled examples, number of labels) -> how many it gets right (None: cannot tell); with
-            it, a request's labelled examples pick among the `LABEL_WINDOW` nearest (`api.probe.example_judge`).
+        judge: (adapter, examples, number of labels) -> how many it gets right (None: cannot tell): labelled
+            examples, or (input, output) pairs of a generation task by exact match; with it, a request's examples
+            pick among the `LABEL_WINDOW` nearest (`api.probe.example_judge`).
     """
 
     name = "retrieval"
@@ -112,7 +113,7 @@ class RetrievalGenerator:
         German" from "0 = German, 1 = Dutch", and such a twin's adapter gives every text the other label. The
         labels are the request's label names (`label_order`), else what the description's label slots name
         (`described_order`: "label 0 if ..., label 1 if ..."; a free-text description keeps the nearest first).
-        With labelled examples and a `judge`, the one that gets most of them right comes first (ties in that order).
+        With examples and a `judge`, the one that gets most of them right comes first (ties in that order).
 
         Raises:
             NotFoundError: the bank has no candidate (for that base model, when matched).
@@ -126,7 +127,7 @@ class RetrievalGenerator:
                                 f"{request.description[:60]!r}; add some (`loragen bank import`, `loragen bank "
                                 "build`, `loragen bank train`) or pick another base model")
         hits = self._in_label_order(hits, request)
-        if request.examples and self.judge is not None and not request.generation_examples:
+        if request.examples and self.judge is not None:
             return self._by_examples([self.bank.get(h.id) for h in hits], request)[:n]
         return [self.bank.get(h.id) for h in hits[:n]]
 

@@ -176,9 +176,12 @@ def stop_server(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def describe(client_id: int, i: int) -> str:
+def describe(client_id: int, i: int, run: str) -> str:
+    """A description no other request of any run sends (`run` names the run): the server's caches (description
+    embeddings, probe outputs of a deterministic generator's adapter) never answer for a run what an earlier run
+    paid for, so runs compare side by side."""
     a, b = SUBJECTS[(client_id + i) % len(SUBJECTS)], SUBJECTS[(3 * i + client_id + 1) % len(SUBJECTS)]
-    return f"client {client_id} request {i}: is the text {a} (label 0) or {b} (label 1)?"
+    return f"{run} client {client_id} request {i}: is the text {a} (label 0) or {b} (label 1)?"
 
 
 class Recorder:
@@ -232,23 +235,38 @@ def run_threads(targets: list[Callable[[], None]]) -> float:
     return time.perf_counter() - start
 
 
-def run_generate(url: str, clients: int, requests: int, method: str, score: bool = True) -> dict:
-    """`clients` threads x `requests` generates of `method`, distinct descriptions (`score`: the request's)."""
+SCORE_MODES = ("deferred", "inline", "off", "fetched")
+
+
+def run_generate(url: str, clients: int, requests: int, method: str, score: str = "deferred", tag: str = "") -> dict:
+    """`clients` threads x `requests` generates of `method`, distinct descriptions, with the request's `score`
+    (deferred, inline, off); "fetched": deferred, and the client then GETs the generation's scores_url, as a raw
+    HTTP client that wants the scores does (both routes are timed, and their sum per request as "generate+scores").
+    `tag`: tells a warm-up's descriptions from the measured run's."""
     rec = Recorder()
+    both: list[float] = []
 
     def client(client_id: int) -> None:
         with httpx.Client(base_url=url, headers=AUTH, timeout=300) as http:
             for i in range(requests):
-                body = {"description": describe(client_id, i), "method": method, "seed": i, "score": score}
-                rec.call("POST /v1/adapters:generate", lambda: http.post("/v1/adapters:generate", json=body))
+                body = {"description": describe(client_id, i, f"{method} {score} {tag}"), "method": method, "seed": i,
+                        "score": "deferred" if score == "fetched" else score}
+                start = time.perf_counter()
+                r = rec.call("POST /v1/adapters:generate", lambda: http.post("/v1/adapters:generate", json=body))
+                if score == "fetched" and r is not None and r.status_code == 200:
+                    link = r.json()["scores_url"]
+                    rec.call("GET /v1/generations/{id}/scores", lambda: http.get(link))
+                    with rec._lock:
+                        both.append(time.perf_counter() - start)
 
     wall = run_threads([lambda c=c: client(c) for c in range(clients)])
     summary = rec.summary()
     route = summary["routes"]["POST /v1/adapters:generate"]
+    extra = {"generate+scores": percentiles(both)} if both else {}
     return {"kind": "generate", "method": method, "score": score, "clients": clients,
             "requests_per_client": requests,
-            **{k: route[k] for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms", "mean_ms")}, **summary,
-            "wall_s": round(wall, 2), "throughput_rps": round(summary["requests"] / wall, 2)}
+            **{k: route[k] for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms", "mean_ms")}, **extra, **summary,
+            "wall_s": round(wall, 2), "throughput_rps": round(route["n"] / wall, 2)}  # generations per second
 
 
 def run_mixed(url: str, clients: int, requests: int, method: str, maker: AdapterMaker,
@@ -262,7 +280,7 @@ def run_mixed(url: str, clients: int, requests: int, method: str, maker: Adapter
     def reader(client_id: int) -> None:
         with httpx.Client(base_url=url, headers=AUTH, timeout=300) as http:
             for i in range(requests):
-                text = describe(client_id, i)
+                text = describe(client_id, i, f"mixed {method}")
                 if i % 2 == 0:
                     rec.call("GET /v1/search", lambda: http.get("/v1/search", params={"q": text, "k": 5}))
                 else:
@@ -308,12 +326,16 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=50, help="requests per client")
     parser.add_argument("--methods", "--method", dest="methods", default="retrieve",
                         help="generation methods to load, comma-separated, each its own run (retrieve, cvae, abmll)")
-    parser.add_argument("--score", choices=("on", "off", "both"), default="on",
-                        help="the generates' `score` (off: no model-based uncertainty/trust scores); both: a run each")
+    parser.add_argument("--score", default="deferred",
+                        help="the generates' `score`, comma-separated, a run each: deferred (the service's default: "
+                        "the scores are left for a GET), inline (computed before answering), off, fetched (deferred, "
+                        "then the client GETs the scores: what a raw client that wants them waits for)")
     parser.add_argument("--mixed", action="store_true", help="also the mixed read/write run (with the first method)")
     parser.add_argument("--workers", type=int, default=2, help="server worker threads")
-    parser.add_argument("--warmup", type=int, default=3, help="unmeasured generates per method first (one client; "
-                        "first-use costs: encoder, each nearest task's probe texts)")
+    parser.add_argument("--warmup", type=int, default=10, help="unmeasured generates per client and method first, all "
+                        "clients at once, scored inline (first-use costs: models, probe texts, and the server's heap "
+                        "growing to its working size, which gave the first measured run of a method a p99 of 490 ms "
+                        "against 190 ms for the next after a 3-request warm-up: bench/results/load_warmup_effect.json)")
     parser.add_argument("--home", type=Path, default=None,
                         help="a `loragen demo` folder: its bank.duckdb and its CVAE checkpoint (hypernet/) are used")
     parser.add_argument("--bank", type=Path, default=None, help="bank to serve a copy of (default: --home's, else a "
@@ -323,6 +345,9 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "load.json")
     args = parser.parse_args()
     env = server_env(args)
+    scores = [m.strip() for m in args.score.split(",") if m.strip()]
+    if not scores or set(scores) - set(SCORE_MODES):
+        parser.error(f"--score takes {', '.join(SCORE_MODES)} (comma-separated), got {args.score!r}")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     source = args.bank or (args.home / "bank.duckdb" if args.home else None)
     checkpoint = args.cvae_checkpoint or (args.home / "hypernet" if args.home else None)
@@ -339,15 +364,14 @@ def main() -> int:
                               home=Path(tmp) / "home", extra_env=env)
         try:
             url = f"http://127.0.0.1:{port}"
-            scores = {"on": [True], "off": [False], "both": [True, False]}[args.score]
             for method in methods:
-                if args.warmup:  # first-request costs (encoder, caches) are not measured
-                    run_generate(url, 1, args.warmup, method)
-                for score in scores:
+                if args.warmup:  # first-use costs (models, caches, heap growth) are not measured
+                    run_generate(url, args.clients, args.warmup, method, "inline", tag="warm-up")
+                for k, score in enumerate(scores):
                     before = load_average()
                     print(f"{args.clients} clients x {args.requests} '{method}' generates (score={score}) ...",
                           flush=True)
-                    result = run_generate(url, args.clients, args.requests, method, score)
+                    result = run_generate(url, args.clients, args.requests, method, score, tag=f"run {k}")
                     runs.append({**result, "load_average_before": before, "load_average_after": load_average()})
                     print(json.dumps({k: result[k] for k in ("method", "score", "errors", "p50_ms", "p99_ms",
                                                              "throughput_rps")}), flush=True)
@@ -363,7 +387,7 @@ def main() -> int:
         finally:
             stop_server(server)
     report = {"runs": runs, "server_workers": args.workers, "server_env": env,
-              "warmup_per_method": args.warmup, "bank": str(source) if source else "temporary (32)",
+              "warmup_per_client_and_method": args.warmup, "bank": str(source) if source else "temporary (32)",
               "cvae_checkpoint": str(checkpoint) if checkpoint else None, "machine": machine(),
               "command": " ".join(["bench/load.py", *sys.argv[1:]]),
               "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

@@ -2,8 +2,8 @@
 
 Starts `python -m loragen.api serve` in a subprocess (token set) on a private copy of a bank (a temporary 32-adapter
 bank by default; --bank or --home for yours), then for --seconds (default 600) runs N client threads, each picking
-requests from a fixed mix: search, generate (retrieve, or the methods given), metadata + PEFT download of an adapter
-it generated, and upload of a fresh adapter. The server's resident memory (RSS) is sampled every --sample-every
+requests from a fixed mix: search, generate (retrieve, or the methods given; then a GET of its deferred scores),
+metadata + PEFT download of an adapter it generated, and upload of a fresh adapter. The server's resident memory (RSS) is sampled every --sample-every
 seconds (psutil when installed, else /proc/PID/status). Writes bench/results/soak.json: duration, requests and
 errors per route, RSS first/last/max and the least-squares slope in MB per minute (after a warm-up minute, when the
 run is long enough, and over the second half), the machine and its load average.
@@ -110,6 +110,9 @@ def client(url: str, client_id: int, deadline: float, methods: list[str], maker:
                 response = rec.call("POST /v1/adapters:generate", lambda: http.post("/v1/adapters:generate", json=body))
                 if response is not None and response.status_code == 200:
                     mine = (mine + [response.json()["id"]])[-20:]
+                    link = response.json().get("scores_url")
+                    if link:  # the scores the service deferred (its default), as a client that wants them asks
+                        rec.call("GET /v1/generations/{id}/scores", lambda: http.get(link))
             elif kind == "download":
                 adapter_id = rng.choice(mine)
                 rec.call("GET /v1/adapters/{id}", lambda: http.get(f"/v1/adapters/{adapter_id}"))

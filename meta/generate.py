@@ -44,11 +44,12 @@ class Posterior:
 
 
 def default_encoder(max_slots: int = 3) -> Encode:
-    """The order-aware slot encoder over the bank's description encoder (MiniLM, L2-normalised)."""
-    from loragen.bank.embed import TextEncoder
+    """The order-aware slot encoder over the bank's description encoder (MiniLM, L2-normalised): the process's
+    shared one, so a service's bank, CVAE and ABMLL embed a description once (`bank.embed.default_encoder`)."""
+    from loragen.bank.embed import default_encoder as shared_encoder
     from loragen.meta.condition import SlotDescriptionEncoder
 
-    return SlotDescriptionEncoder(TextEncoder().encode, max_slots)
+    return SlotDescriptionEncoder(shared_encoder().encode, max_slots)
 
 
 class ABMLLGenerator:

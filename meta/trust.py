@@ -51,13 +51,14 @@ def _unit(x: float) -> float:
     return min(1.0, max(0.0, x))
 
 
-def shrunk_accuracy(correct: int, n: int, num_labels: int, strength: float = 4.0) -> float:
-    """Beta-binomial posterior mean of an accuracy measured on `n` labelled examples.
+def shrunk_accuracy(correct: int, n: int, num_labels: int, strength: float = 4.0,
+                    chance: float | None = None) -> float:
+    """Beta-binomial posterior mean of an accuracy (or exact match) measured on `n` examples.
 
-    The prior has mean halfway between chance (1/K) and 1 and weighs `strength` pseudo-examples, so 8/8 correct
-    reads 0.94 (K=2, strength 4), not 1.0, and 0/0 reads the prior.
+    The prior has mean halfway between chance (1/K; `chance` when given: 0 for exact match) and 1 and weighs
+    `strength` pseudo-examples, so 8/8 correct reads 0.94 (K=2, strength 4), not 1.0, and 0/0 reads the prior.
     """
-    prior = (1.0 + 1.0 / max(2, num_labels)) / 2
+    prior = (1.0 + (1.0 / max(2, num_labels) if chance is None else chance)) / 2
     return (correct + strength * prior) / (n + strength)
 
 

@@ -78,7 +78,7 @@ def _complete(loaded, adapter, texts: list[str], args: argparse.Namespace) -> No
 
 
 def _classify(classifier, adapter, texts: list[str], args: argparse.Namespace) -> None:
-    from loragen.api.service import predict_texts
+    from loragen.api.predict import predict_texts
 
     labels = args.labels.split(",") if args.labels else adapter_labels(adapter)
     result = predict_texts(classifier, texts, adapter, num_labels=len(labels) if labels else 2, labels=labels)

@@ -1,4 +1,4 @@
-"""Adapter routes: generate, metadata, PEFT download, upload."""
+"""Adapter routes: generate (and a deferred generation's scores), metadata, PEFT download, upload."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from pathlib import Path
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 
 from loragen.api.archive import ArchiveLimits, pack, unpack
+from loragen.api.errors import ApiError
 from loragen.api.routes._deps import READ, READ_ERRORS, WRITE, WRITE_ERRORS, offload, service
-from loragen.api.schemas import AdapterInfo, GenerateRequest, GenerateResponse
+from loragen.api.schemas import AdapterInfo, GenerateRequest, GenerateResponse, ScoresResponse, score_mode
 from loragen.api.scratch import make_scratch_dir
 from loragen.api.service import Service
 from loragen.api.upload import MAX_TASK_CHARS, TASK_PATTERN
@@ -23,13 +24,26 @@ router = APIRouter(prefix="/v1", tags=["adapters"])
 @router.post("/adapters:generate", response_model=GenerateResponse, operation_id="generate_adapter",
              dependencies=WRITE, responses=WRITE_ERRORS)
 async def generate(body: GenerateRequest, request: Request, svc: Service = Depends(service),
-                   score: bool | None = Query(None, description="overrides the body's `score`: 0/false skips the "
-                                              "model-based uncertainty and trust scores")) -> GenerateResponse:
-    """Generate an adapter for a task description, store it in the bank and return its id, uncertainty scores
-    and nearest bank neighbours."""
+                   score: str | None = Query(None, description="overrides the body's `score`: deferred, inline "
+                                             "(or 1/true) or off (or 0/false)")) -> GenerateResponse:
+    """Generate an adapter for a task description, store it in the bank and return its id, the cheap uncertainty
+    signals and the nearest bank neighbours. The model-based scores (uncertainty on probe inputs, trust) come from
+    `scores_url` by default (`score=deferred`), in the response with `score=inline`."""
     if score is not None:
-        body = body.model_copy(update={"score": score})
+        try:
+            body = body.model_copy(update={"score": score_mode(score)})
+        except ValueError as err:
+            raise ApiError(422, "invalid_request", str(err)) from None
     return await offload(request, svc.generate, body)
+
+
+@router.get("/generations/{generation}/scores", response_model=ScoresResponse, operation_id="generation_scores",
+            dependencies=READ, responses=READ_ERRORS)
+async def generation_scores(generation: str, request: Request, svc: Service = Depends(service)) -> ScoresResponse:
+    """A `score=deferred` generation's uncertainty and trust scores: computed on the first GET (the base model
+    runs on probe texts for its adapter and its peer methods' adapters), then answered from memory. 404 when the
+    server no longer holds the generation (it keeps the last LORAGEN_DEFERRED_SCORES, until a restart)."""
+    return await offload(request, svc.scores, generation)
 
 
 @router.get("/adapters/{adapter_id}", response_model=AdapterInfo, operation_id="get_adapter", dependencies=READ,

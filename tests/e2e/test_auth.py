@@ -21,15 +21,23 @@ def some_id(server) -> str:
     return next(iter(server.service.bank.adapters())).id
 
 
-def reads(adapter_id: str) -> list[tuple[str, dict]]:
+def deferred_generation(url: str) -> str:
+    """A score=deferred generation's id (made with the token)."""
+    r = httpx.post(f"{url}/v1/adapters:generate", json=GENERATE, headers=AUTH, timeout=120)
+    assert r.status_code == 200 and r.json()["scores_url"], r.text
+    return r.json()["generation"]
+
+
+def reads(adapter_id: str, generation: str) -> list[tuple[str, dict]]:
     """Every read route (path, query params), /healthz excepted."""
     return [("/v1/search", {"q": "Polish or Czech", "k": 2}), (f"/v1/adapters/{adapter_id}", {}),
-            (f"/v1/adapters/{adapter_id}/peft", {}), ("/metrics", {}), ("/docs", {}), ("/openapi.json", {})]
+            (f"/v1/adapters/{adapter_id}/peft", {}), (f"/v1/generations/{generation}/scores", {}), ("/metrics", {}),
+            ("/docs", {}), ("/openapi.json", {})]
 
 
 def test_reads_need_the_token(server, some_id):
     with httpx.Client(base_url=server.url, timeout=120) as http:
-        for path, params in reads(some_id):
+        for path, params in reads(some_id, deferred_generation(server.url)):
             assert_refused(http.get(path, params=params), 401, "unauthorized", "token")
             assert_refused(http.get(path, params=params, headers=WRONG), 403, "forbidden", "wrong")
             assert http.get(path, params=params, headers=AUTH).status_code == 200, path
@@ -59,7 +67,7 @@ def test_open_reads_opens_reads_only(bank_template, tmp_path):
     try:
         some = next(iter(server.service.bank.adapters())).id
         with httpx.Client(base_url=server.url, timeout=120) as http:
-            for path, params in reads(some):
+            for path, params in reads(some, deferred_generation(server.url)):
                 assert http.get(path, params=params).status_code == 200, path
             before = server.service.bank.stats()["adapters"]
             assert_refused(http.post("/v1/adapters:generate", json=GENERATE), 401, "unauthorized")

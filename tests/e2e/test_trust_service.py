@@ -1,4 +1,5 @@
-"""Issue 16: the service's generate response carries the trust score, plainly uncalibrated without a trust file."""
+"""Issue 16: the service gives every generation a trust score (by default from its `scores_url`, issue 14),
+plainly uncalibrated without a trust file."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ def test_generate_response_has_trust_and_says_not_calibrated(server):
     r = httpx.post(f"{server.url}/v1/adapters:generate", timeout=120, headers={"Authorization": f"Bearer {TOKEN}"},
                    json={"description": "label 0 if the sentence is Polish, label 1 if it is Czech"})
     assert r.status_code == 200, r.text
-    trust = r.json()["trust"]
+    assert r.json()["trust"]["expected"] is None and "deferred: GET /v1/generations/" in r.json()["trust"]["advice"]
+    scores = httpx.get(f"{server.url}{r.json()['scores_url']}", timeout=120,
+                       headers={"Authorization": f"Bearer {TOKEN}"})
+    assert scores.status_code == 200, scores.text
+    trust = scores.json()["trust"]
     assert set(trust) == {"expected", "low", "high", "calibrated", "advice"}
     assert trust["calibrated"] is False and trust["expected"] is None and trust["low"] is None
     assert trust["advice"].startswith("not calibrated for this generator (no trust file at ")

@@ -135,3 +135,31 @@ def test_labelled_examples_pick_the_adapter_that_gets_most_of_them_right(tmp_pat
         assert RetrievalGenerator(bank).generate(GenerationRequest(QUERY, examples=examples))[0].metadata["task"] \
             == nearest[0]
     assert len(set(correct.values())) > 1, correct  # the four random adapters differ on the examples
+
+
+def test_generation_examples_reach_the_judge_and_pick_the_adapter(tiny_llama_dir, tmp_path):
+    """(input, output) examples of a generation task are judged too (a causal LM's judge counts exact matches,
+    tests/unit/api/test_probe_correct.py): the candidate with the most right comes first, not the nearest."""
+    from loragen.bank.store import Bank
+
+    query = "write the word backwards"
+    pairs = (("abc", "cba"), ("hello", "olleh"))
+    with Bank.open(tmp_path / "bank.duckdb") as bank:
+        for i in range(4):
+            name = f"g/{i}"
+            bank.add_task(TaskRecord(name=name, description=f"{query} ({name})", labels=()))
+            bank.add(random_adapter(tiny_llama(), LLAMA_TARGETS, seed=i, base_model=str(tiny_llama_dir)), task=name,
+                     description=f"{query} ({name})", kind="final")
+        bank.reindex()
+        nearest = [h.task for h in RetrievalGenerator(bank).candidates(query, 4)]
+        seen = []
+
+        def judge(adapter, shown, k):  # the farthest candidate gets both right
+            seen.append(shown)
+            return 2 if adapter.metadata["task"] == nearest[-1] else 0
+
+        request = GenerationRequest(query, examples=pairs)
+        assert request.generation_examples
+        [picked] = RetrievalGenerator(bank, judge=judge).generate(request)
+        assert picked.metadata["task"] == nearest[-1] != nearest[0]
+        assert seen == [pairs] * 4

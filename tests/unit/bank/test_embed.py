@@ -41,6 +41,27 @@ def test_one_text_encodes_in_parallel_threads_exactly_as_alone():
     assert all(np.array_equal(g, expected[t]) for t, g in zip(texts * 3, got))
 
 
+def test_a_few_texts_are_cached_one_by_one():
+    """A call of a few texts serves each text it has seen (alone or in another call) from the cache and encodes the
+    others together: one forward for the new ones, none for a text seen before, whichever call saw it."""
+    from loragen.bank.embed import TextEncoder
+
+    enc = TextEncoder(cache_size=8)
+    calls = []
+    real = enc._encode
+    enc._encode = lambda texts, progress: calls.append(list(texts)) or real(texts, progress)
+    a, b, c = "the text is Polish", "it is Czech", "it is Slovak"
+    first = enc.encode([a, b])
+    assert calls == [[a, b]]
+    again = enc.encode([b, c, a])  # b and a from the cache, c alone
+    assert calls[1:] in ([[c]], []) and len(calls) <= 2  # c: one forward (alone it may skip `_encode`)
+    assert np.array_equal(again[0], first[1]) and np.array_equal(again[2], first[0])
+    assert np.allclose(again[1], TextEncoder(cache_size=0).encode([c])[0], atol=1e-6)
+    n = len(calls)
+    assert np.array_equal(enc.encode([c])[0], again[1]) and len(calls) == n  # a single encode hits it too
+    assert np.allclose(first, TextEncoder(cache_size=0).encode([a, b]), atol=1e-6)
+
+
 def _regauge(adapter, seed: int):
     """(B·R, R⁻¹·A) for a random well-conditioned invertible R (same ΔW, different factors)."""
     g = torch.Generator().manual_seed(seed)
