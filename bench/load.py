@@ -332,10 +332,11 @@ def main() -> int:
                         "then the client GETs the scores: what a raw client that wants them waits for)")
     parser.add_argument("--mixed", action="store_true", help="also the mixed read/write run (with the first method)")
     parser.add_argument("--workers", type=int, default=2, help="server worker threads")
-    parser.add_argument("--warmup", type=int, default=10, help="unmeasured generates per client and method first, all "
-                        "clients at once, scored inline (first-use costs: models, probe texts, and the server's heap "
-                        "growing to its working size, which gave the first measured run of a method a p99 of 490 ms "
-                        "against 190 ms for the next after a 3-request warm-up: bench/results/load_warmup_effect.json)")
+    parser.add_argument("--warmup", type=int, default=50, help="unmeasured generates per client and method first, all "
+                        "clients at once, in the first --score mode (first-use costs: models, probe texts, the "
+                        "server's heap and the bank file growing to their working size: after a 3-request warm-up "
+                        "the first measured CVAE run had a p99 of 490 ms against 190 ms for the next, "
+                        "bench/results/load_warmup_effect.json; after 80 requests still 290 ms)")
     parser.add_argument("--home", type=Path, default=None,
                         help="a `loragen demo` folder: its bank.duckdb and its CVAE checkpoint (hypernet/) are used")
     parser.add_argument("--bank", type=Path, default=None, help="bank to serve a copy of (default: --home's, else a "
@@ -366,7 +367,7 @@ def main() -> int:
             url = f"http://127.0.0.1:{port}"
             for method in methods:
                 if args.warmup:  # first-use costs (models, caches, heap growth) are not measured
-                    run_generate(url, args.clients, args.warmup, method, "inline", tag="warm-up")
+                    run_generate(url, args.clients, args.warmup, method, scores[0], tag="warm-up")
                 for k, score in enumerate(scores):
                     before = load_average()
                     print(f"{args.clients} clients x {args.requests} '{method}' generates (score={score}) ...",
