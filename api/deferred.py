@@ -3,7 +3,8 @@
 A scored generation runs the base model on probe texts for its adapter and for the other methods' adapters (the
 trust score's disagreement), several times the cost of the generation itself. By default (`score="deferred"`) the
 service answers at once and keeps what it needs to score the generation later: the request and the stored
-adapters' ids, never the tensors (they are read back from the bank). `GET /v1/generations/{id}/scores` computes
+adapters' ids, never the tensors (they are read back from the bank: a generated adapter as its canonical factors,
+the same ΔW, so its scores match the inline ones up to float rounding). `GET /v1/generations/{id}/scores` computes
 the scores on its first call, once even when several clients ask at the same time, and answers later calls from
 the result.
 

@@ -39,14 +39,18 @@ def test_a_cache_hit_is_the_same_embedding_without_running_the_model(encoder, mo
     assert np.array_equal(encoder.encode([QUERY]), first)
 
 
-def test_the_cache_keeps_the_most_recent_single_texts_only(encoder):
+def test_the_cache_keeps_the_most_recent_texts_only(encoder):
+    from loragen.bank.embed import _SMALL_BATCH
+
     encoder.encode(["one"])
     encoder.encode(["two"])
     encoder.encode(["one"])  # now the most recent
     encoder.encode(["three"])  # evicts "two", the least recently used
     assert list(encoder._cache) == ["one", "three"]
-    batch = encoder.encode(["four", "five"])  # batches are neither cached nor served from the cache
-    assert batch.shape == (2, 384) and list(encoder._cache) == ["one", "three"]
+    batch = encoder.encode(["four", "five"])  # a few texts: cached one by one
+    assert batch.shape == (2, 384) and list(encoder._cache) == ["four", "five"]
+    many = [f"text {i}" for i in range(_SMALL_BATCH + 1)]  # a long list is neither cached nor served from it
+    assert encoder.encode(many).shape == (len(many), 384) and list(encoder._cache) == ["four", "five"]
     with pytest.raises(ValueError, match="cache_size"):
         TextEncoder(cache_size=-1)
 
