@@ -82,8 +82,9 @@ def create_app(*, settings: Settings, service: Service | None = None) -> FastAPI
     app = FastAPI(title="loragen", version=__version__, lifespan=lifespan,
                   description="Turn a plain-language task description into a LoRA adapter (PEFT format) with an "
                   "honest trust score: a generation answers at once, its uncertainty and trust scores come from its "
-                  "`scores_url` (or in the response with `score=inline`). When the server has a token, every request but `GET /healthz` needs "
-                  "`Authorization: Bearer <token>` (reads are open only if the server sets open_reads).",
+                  "`scores_url` (or in the response with `score=inline`). When the server has a token, every "
+                  "request but `GET /healthz` needs `Authorization: Bearer <token>` (reads are open only if the "
+                  "server sets open_reads).",
                   dependencies=[Depends(valid_unicode)])
     app.state.metrics = metrics
     app.state.settings = settings

@@ -147,14 +147,15 @@ class GenerateResponse(_Model):
     method: Method
     adapter: AdapterInfo
     uncertainty: dict[str, float | bool | str | None] = Field(
-        default_factory=dict, description="uncertainty scores: nearest_task_similarity and scored (false when the "
-        "request asked for score=false) always; on probe inputs also predictive_entropy, mutual_information, "
-        "confidence (calibrated: true when fitted), ... (per output token, with n_tokens, for a causal LM; for an "
-        "encoder with the meta package)")
+        default_factory=dict, description="uncertainty scores: nearest_task_similarity and scored always (scored "
+        "is true only for score=inline; deferred ones are at scores_url); when scored, on probe inputs also "
+        "predictive_entropy, mutual_information, confidence (calibrated: true when fitted), ... (per output token, "
+        "with n_tokens, for a causal LM; for an encoder with the meta package)")
     trust: dict[str, float | bool | str | None] = Field(
         default_factory=dict, description="expected accuracy (exact match for generation) of the adapter on the "
-        "task: expected, low, high (the interval; null when not calibrated), calibrated (a trust file fitted by "
-        "`loragen trust fit` was used), advice (what helps when low, or how to calibrate)")
+        "task (for score=deferred null here and given at scores_url): expected, low, high (the interval; null when "
+        "not calibrated), calibrated (a trust file fitted by `loragen trust fit` was used), advice (what helps "
+        "when low, or how to calibrate)")
     neighbours: list[Hit]
     seconds: float
     generation: str = Field(description="this generation's id (its scores are kept under it)")

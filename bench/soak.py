@@ -3,10 +3,11 @@
 Starts `python -m loragen.api serve` in a subprocess (token set) on a private copy of a bank (a temporary 32-adapter
 bank by default; --bank or --home for yours), then for --seconds (default 600) runs N client threads, each picking
 requests from a fixed mix: search, generate (retrieve, or the methods given; then a GET of its deferred scores),
-metadata + PEFT download of an adapter it generated, and upload of a fresh adapter. The server's resident memory (RSS) is sampled every --sample-every
-seconds (psutil when installed, else /proc/PID/status). Writes bench/results/soak.json: duration, requests and
-errors per route, RSS first/last/max and the least-squares slope in MB per minute (after a warm-up minute, when the
-run is long enough, and over the second half), the machine and its load average.
+metadata + PEFT download of an adapter it generated, and upload of a fresh adapter. The server's resident memory
+(RSS) is sampled every --sample-every seconds (psutil when installed, else /proc/PID/status). Writes
+bench/results/soak.json: duration, requests and errors per route, RSS first/last/max and the least-squares slope in
+MB per minute (after a warm-up minute, when the run is long enough, and over the second half), the machine and its
+load average.
 
 Usage::
 
