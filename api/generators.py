@@ -154,7 +154,7 @@ def build_methods(specs: Sequence[str], bank: Any, classifier: Any, *, labels: b
             raise CheckpointError(f"--method {spec!r}: {row!r} is given twice; {hint}")
         ckpt = Path(path) if path else None
         checkpoints[row] = ckpt or default_checkpoint(name)
-        judge = example_judge(classifier=classifier, causal=causal) if classifier or causal else None
+        judge = None if classifier is None and causal is None else example_judge(classifier=classifier, causal=causal)
         context = GeneratorContext(bank, checkpoint=ckpt, classifier=None if classifier is None else lambda: classifier,
                                    judge=judge)
         built, failed = build_generators((name,), {name: context})

@@ -60,15 +60,14 @@ class Probe:
 
 
 def _exact_matches(model: Any, tokenizer: Any, adapter: LoraAdapter, examples: Sequence[tuple[str, str]]) -> int:
-    from loragen.bank.causal_lm import complete, normalize
+    from loragen.bank.causal_lm import complete_like, exact_match
     from loragen.bank.lora.functional import lora_applied
 
-    refs = [str(y) for _, y in examples]
-    longest = max(len(tokenizer(y, add_special_tokens=False)["input_ids"]) for y in refs)
+    pairs = [(str(x), str(y)) for x, y in examples]
     device = next(model.parameters()).device
     with lora_applied(model, adapter.to(device) if adapter.device != device else adapter):
-        preds = complete(model, tokenizer, [str(x) for x, _ in examples], max_new_tokens=min(longest + 2, 128))
-    return sum(int(normalize(p) == normalize(r)) for p, r in zip(preds, refs))
+        preds = complete_like(model, tokenizer, pairs)
+    return round(exact_match(preds, [y for _, y in pairs]) * len(pairs))
 
 
 def example_judge(models: Any = None, classifier: Any = None, causal: tuple[Any, Any] | None = None

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from loragen.api.trust import load_trust, not_calibrated, trust_path
-from loragen.api.trust_fit import TEST_EXAMPLES, EvalCase, collect, reference_embeddings
+from loragen.api.trust_fit import EvalCase, collect, default_test_examples, reference_embeddings
 from loragen.meta.trust import TrustModel
 from loragen.meta.trust_report import metrics_by_condition, trust_diagram, trust_metrics
 
@@ -120,8 +120,7 @@ def check_trust(bank: Any, generators: Mapping[str, Any], checkpoints: Mapping[s
         TaskDataError: a case's task has no test data loragen can rebuild.
     """
     target = "accuracy" if not cases or cases[0].task.labels else "exact_match"
-    if max_examples is None:
-        max_examples = TEST_EXAMPLES["classification" if target == "accuracy" else "generation"]
+    max_examples = max_examples or default_test_examples(cases)
     section: dict[str, Any] = {"target": target, "defaults": defaults, "splits": sorted({c.split for c in cases}),
                                "n_cases": len(cases),
                                "max_examples": max_examples, "methods": {}, "plot": None}

@@ -43,6 +43,11 @@ CONDITIONS = ("description", "labels", "examples")
 TEST_EXAMPLES = {"classification": 128, "generation": 32}
 
 
+def default_test_examples(cases: Sequence[EvalCase]) -> int:
+    """The default test examples per case for `cases`' task kind (`TEST_EXAMPLES`)."""
+    return TEST_EXAMPLES["classification" if not cases or cases[0].task.labels else "generation"]
+
+
 @dataclass(frozen=True)
 class EvalCase:
     """One calibration case: `task` asked with `description` (a wording of `split`) under `condition`."""
@@ -188,8 +193,7 @@ def fit_trust(bank: Any, generators: Mapping[str, Any], cases: Sequence[EvalCase
     if not cases:
         raise TaskDataError("no calibration case: the splits hold no task of this kind in this bank")
     target = "accuracy" if cases[0].task.labels else "exact_match"
-    if max_examples is None:
-        max_examples = TEST_EXAMPLES["classification" if target == "accuracy" else "generation"]
+    max_examples = max_examples or default_test_examples(cases)
     reference = reference_embeddings(bank)
     records = collect(bank, generators, cases, classifier, max_examples=max_examples, seed=seed,
                       reference=reference, progress=progress)

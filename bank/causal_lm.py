@@ -154,6 +154,13 @@ def complete(model: nn.Module, tokenizer, texts: Sequence[str], system: str | No
     return out
 
 
+def complete_like(model: nn.Module, tokenizer, pairs: Sequence[tuple[str, str]], max_length: int = 128) -> list[str]:
+    """Greedy completions of the pairs' inputs, as long as the longest reference output plus 2 tokens (at most
+    `max_length`): what exact match compares with the references."""
+    longest = max(len(tokenizer(y, add_special_tokens=False)["input_ids"]) for _, y in pairs)
+    return complete(model, tokenizer, [x for x, _ in pairs], max_new_tokens=min(longest + 2, max_length))
+
+
 def normalize(text: str) -> str:
     """What exact match compares: the first non-empty line, stripped, case-folded."""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]

@@ -244,7 +244,7 @@ def run_generate(url: str, clients: int, requests: int, method: str, score: str 
     HTTP client that wants the scores does (both routes are timed, and their sum per request as "generate+scores").
     `tag`: tells a warm-up's descriptions from the measured run's."""
     rec = Recorder()
-    both: list[float] = []
+    both: list[float] = []  # generate + scores GET per request ("fetched"); list.append is atomic
 
     def client(client_id: int) -> None:
         with httpx.Client(base_url=url, headers=AUTH, timeout=300) as http:
@@ -256,8 +256,7 @@ def run_generate(url: str, clients: int, requests: int, method: str, score: str 
                 if score == "fetched" and r is not None and r.status_code == 200:
                     link = r.json()["scores_url"]
                     rec.call("GET /v1/generations/{id}/scores", lambda: http.get(link))
-                    with rec._lock:
-                        both.append(time.perf_counter() - start)
+                    both.append(time.perf_counter() - start)
 
     wall = run_threads([lambda c=c: client(c) for c in range(clients)])
     summary = rec.summary()

@@ -32,7 +32,7 @@ from loragen.bank.base_model import load_frozen
 from loragen.bank.causal_lm import (
     IGNORE_INDEX,
     collate,
-    complete,
+    complete_like,
     encode_example,
     exact_match,
     mean_loglik,
@@ -80,11 +80,9 @@ class CausalLM:
         if not pairs:
             raise ValueError("scores needs at least one (input, output) pair")
         refs = [y for _, y in pairs]
-        longest = max(len(self.tokenizer(y, add_special_tokens=False)["input_ids"]) for y in refs)
         with self._applied(adapter):
             loglik = mean_loglik(self.model, self.tokenizer, list(pairs), max_length=max_length)
-            preds = complete(self.model, self.tokenizer, [x for x, _ in pairs], max_new_tokens=min(longest + 2,
-                                                                                                   max_length))
+            preds = complete_like(self.model, self.tokenizer, pairs, max_length)
         return {"exact_match": exact_match(preds, refs), "loglik": sum(loglik) / len(loglik)}
 
 
